@@ -1,0 +1,77 @@
+/* derf/ops.h: CPU reference ops, forward and backward, llm.c style: outputs first, sizes last.
+ * Shape letters: B batch, T tokens, C channels, OC output channels, NH heads, V classes/vocab.
+ * Every backward ADDS into the gradients it is given; any gradient pointer may be NULL (skipped).
+ * Tensors are float32, row-major, contiguous. */
+#ifndef DERF_OPS_H
+#define DERF_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "derf/rng.h"
+
+/* Linear, nn.Linear layout: out[N,OC] = inp[N,C] @ w[OC,C]^T + b[OC] (b may be NULL). cblas sgemm. */
+void derf_linear_forward(float *out, const float *inp, const float *w, const float *b,
+                         int N, int C, int OC);
+void derf_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, int N, int C, int OC);
+
+/* GELU: tanh approximation (GPT-2, "gelu_new") or the exact erf form (timm ViT default). */
+typedef enum { DERF_GELU_TANH, DERF_GELU_ERF } derf_gelu_kind;
+void derf_gelu_forward(float *out, const float *inp, size_t n, derf_gelu_kind kind);
+void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind);
+
+/* Multi-head softmax attention on packed qkv[B,T,3C] (q | k | v, head h uses channels h*hs..).
+ * out[B,T,C]; att[B,NH,T,T] saves the softmax probabilities for backward (zero above the
+ * diagonal when causal). Scale 1/sqrt(hs). */
+void derf_attention_forward(float *out, float *att, const float *qkv,
+                            int B, int T, int C, int NH, int causal);
+/* datt_scratch: B*NH*T*T floats of scratch. */
+void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout,
+                             const float *qkv, const float *att, int B, int T, int C, int NH, int causal);
+
+/* Token + learned position embedding: out[B,T,C] = wte[tok[b,t]] + wpe[t] (wpe may be NULL). */
+void derf_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,
+                        int B, int T, int C);
+void derf_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                         int B, int T, int C);
+
+/* Position embedding added in place: x[B,T,C] += pos[T,C]; backward dpos += sum_b dx. */
+void derf_add_pos_forward(float *x, const float *pos, int B, int T, int C);
+void derf_add_pos_backward(float *dpos, const float *dx, int B, int T, int C);
+
+/* Patch embedding: conv with kernel = stride = P (timm patch_embed.proj).
+ * img[B,Cin,H,W] -> out[B,NP,D], NP = (H/P)*(W/P), patches in row-major order.
+ * w[D, Cin*P*P] (= PyTorch [D,Cin,P,P]), b[D]. cols: scratch of B*NP*Cin*P*P floats (im2col),
+ * kept from forward for backward. No input gradient (images are leaves). */
+void derf_patch_embed_forward(float *out, float *cols, const float *img, const float *w, const float *b,
+                              int B, int Cin, int H, int W, int P, int D);
+void derf_patch_embed_backward(float *dw, float *db, const float *dout, const float *cols,
+                               int B, int Cin, int H, int W, int P, int D);
+
+/* Softmax cross-entropy over logits[N,V].
+ * Hard targets with label smoothing eps: q = (1-eps) onehot + eps/V. Soft targets: q[N,V] given
+ * (mixup / cutmix). Returns the mean loss over N rows; if dlogits is non-NULL it ADDS
+ * scale * (softmax - q) / N into it (scale 1 for a plain mean loss).
+ * A target < 0 marks a row ignored (not counted in N). */
+float derf_xent_forward_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                 float smoothing, float scale, int N, int V);
+float derf_xent_soft_forward_backward(float *dlogits, const float *logits, const float *q,
+                                      float scale, int N, int V);
+
+/* Dropout: mask[n] holds 0 or 1/(1-p) drawn from rng; out = inp * mask. p = 0 copies. */
+void derf_dropout_forward(float *out, float *mask, const float *inp, float p, size_t n, derf_rng *rng);
+void derf_dropout_backward(float *dinp, const float *dout, const float *mask, size_t n);
+
+/* Drop path (stochastic depth) on a residual branch x[B, rest]: keep[b] = 0 or 1/(1-p) per sample.
+ * In place: x[b,:] *= keep[b]. Backward: dx[b,:] *= keep[b] (in place as well). */
+void derf_drop_path_forward(float *x, float *keep, float p, int B, size_t rest, derf_rng *rng);
+void derf_drop_path_backward(float *dx, const float *keep, int B, size_t rest);
+
+/* out = a + b (out may alias a). */
+void derf_residual_forward(float *out, const float *a, const float *b, size_t n);
+
+/* Mean over tokens: out[B,C] = mean_t x[B,T0..T,C] (tokens before T0 skipped: class token). */
+void derf_mean_pool_forward(float *out, const float *x, int B, int T, int T0, int C);
+void derf_mean_pool_backward(float *dx, const float *dout, int B, int T, int T0, int C);
+
+#endif
