@@ -1,0 +1,49 @@
+/* testutil.h: small helpers shared by the cmocka tests: seeded random fills and a closeness check
+ * that reports the worst element. Header-only. */
+#ifndef DERF_TESTUTIL_H
+#define DERF_TESTUTIL_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <stdint.h>
+
+/* Fresh inputs every run unless DERF_TEST_SEED is set (printed so a failure can be replayed). */
+static inline uint64_t tu_seed(void) {
+    static uint64_t seed = 0;
+    if (!seed) {
+        const char *s = getenv("DERF_TEST_SEED");
+        seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+        fprintf(stderr, "# DERF_TEST_SEED=%llu\n", (unsigned long long)seed);
+    }
+    return seed;
+}
+
+static inline double tu_uniform(uint64_t *s) { /* splitmix64 -> [0,1) */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+static inline void tu_fill(float *x, size_t n, uint64_t *s, double lo, double hi) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * tu_uniform(s));
+}
+
+/* |a-b| <= atol + rtol*|b| everywhere; prints the worst element on failure. Returns 1 if close. */
+static inline int tu_close(const char *what, const float *a, const double *b, size_t n,
+                           double atol, double rtol) {
+    size_t worst = 0; double wexcess = -1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]), lim = atol + rtol * fabs(b[i]);
+        double excess = (d != d) ? 1e30 : d - lim;
+        if (excess > wexcess) { wexcess = excess; worst = i; }
+    }
+    if (wexcess > 0) {
+        fprintf(stderr, "%s: element %zu: got %.9g want %.9g (atol %g rtol %g)\n", what, worst,
+                (double)a[worst], b[worst], atol, rtol);
+        return 0;
+    }
+    return 1;
+}
+#endif
