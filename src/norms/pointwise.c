@@ -1,0 +1,223 @@
+/* pointwise.c: forward and backward of the point-wise norm layer
+ *     u = alpha x + s,   y = gamma[c] g(u) + beta[c]
+ * where g is a base function (functions.h) with the spec's transforms composed over it.
+ * Specs without transforms get one specialised, vectorised loop per base function; specs with
+ * transforms go through the scalar composition in derf_pointwise_eval. alpha and s gradients
+ * are whole-tensor reductions: per-row float sums accumulated in double per thread. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+#include "derf/norm.h"
+#include "norms/functions.h"
+
+/* ---- composition of transforms (see norm.h) ------------------------------------------------ */
+
+void derf_pointwise_eval(const derf_norm_spec *s, float u, float *g, float *dg) {
+    float uin[DERF_MAX_TF + 1]; /* uin[k]: input of level k (level n = outermost) */
+    int zero_from = -1;         /* outermost flat level whose dead zone u falls in */
+    int n = s->n_tf;
+    uin[n] = u;
+    for (int k = n - 1; k >= 0; k--) {
+        float v = uin[k + 1];
+        const derf_tf *t = &s->tf[k];
+        if (t->kind == DERF_TF_HSHIFT) v += t->lambda;
+        else if (t->kind == DERF_TF_FLAT) {
+            if (fabsf(v) <= t->lambda) { if (zero_from < 0) zero_from = k; v = 0.f; }
+            else v -= t->lambda * fsgn(v);
+        }
+        uin[k] = v;
+    }
+    float d, f = derf_fn_eval(s->fn, uin[0], &d);
+    for (int k = 0; k < n; k++) {
+        const derf_tf *t = &s->tf[k];
+        float l = t->lambda;
+        switch (t->kind) {
+        case DERF_TF_VSHIFT: f += l; break;
+        case DERF_TF_CLIP:
+            if (f > l || f < -l) { f = f > l ? l : -l; d = 0.f; }
+            break;
+        case DERF_TF_MIX: f = (1.f - l) * f + l * uin[k + 1]; d = (1.f - l) * d + l; break;
+        case DERF_TF_NEG: f = -f; d = -d; break;
+        case DERF_TF_FLAT: if (k == zero_from) { f = 0.f; d = 0.f; } break;
+        default: break;
+        }
+        /* once the outermost dead zone is reached everything inside it is constant 0 */
+    }
+    *g = f;
+    *dg = d;
+}
+
+static double eval_f64_rec(const derf_norm_spec *s, int level, double u) {
+    if (level == 0) return derf_fn_get(s->fn)->f64(u);
+    const derf_tf *t = &s->tf[level - 1];
+    double l = t->lambda, g;
+    switch (t->kind) {
+    case DERF_TF_HSHIFT: return eval_f64_rec(s, level - 1, u + l);
+    case DERF_TF_VSHIFT: return eval_f64_rec(s, level - 1, u) + l;
+    case DERF_TF_CLIP: g = eval_f64_rec(s, level - 1, u); return g > l ? l : (g < -l ? -l : g);
+    case DERF_TF_MIX: return (1 - l) * eval_f64_rec(s, level - 1, u) + l * u;
+    case DERF_TF_FLAT: return fabs(u) <= l ? 0.0 : eval_f64_rec(s, level - 1, u - l * (u > 0 ? 1 : -1));
+    case DERF_TF_NEG: return -eval_f64_rec(s, level - 1, u);
+    default: return NAN;
+    }
+}
+
+double derf_pointwise_eval_f64(const derf_norm_spec *s, double u) { return eval_f64_rec(s, s->n_tf, u); }
+
+/* ---- kernels ------------------------------------------------------------------------------- */
+
+typedef struct {
+    const float *alpha, *shift, *gamma, *beta;
+    int shift_per_channel;
+} pw_params;
+
+static pw_params unpack(const derf_norm_spec *s, const float *params, int C) {
+    derf_norm_param p[4];
+    int k = derf_norm_params(s, C, p);
+    pw_params r = {0};
+    for (int i = 0; i < k; i++) {
+        const float *ptr = params + p[i].offset;
+        if (!strcmp(p[i].name, "alpha")) r.alpha = ptr;
+        else if (!strcmp(p[i].name, "shift")) r.shift = ptr;
+        else if (!strcmp(p[i].name, "weight")) r.gamma = ptr;
+        else if (!strcmp(p[i].name, "bias")) r.beta = ptr;
+    }
+    r.shift_per_channel = s->shift == DERF_SHIFT_CHANNEL;
+    return r;
+}
+
+typedef struct {
+    float *alpha, *shift, *gamma, *beta;
+} pw_grads;
+
+static pw_grads unpack_grads(const derf_norm_spec *s, float *dparams, int C) {
+    pw_grads r = {0};
+    if (!dparams) return r;
+    pw_params p = unpack(s, dparams, C);
+    r.alpha = (float *)p.alpha; r.shift = (float *)p.shift;
+    r.gamma = (float *)p.gamma; r.beta = (float *)p.beta;
+    return r;
+}
+
+/* Forward and backward loops for one evaluation function EVAL(spec, u, &df) -> f.
+ * Shift per channel, gamma/beta absent: handled with small per-row branches outside the
+ * inner loop (sv: shift vector or NULL; gm/bt may be NULL). */
+#define DEFINE_PW_KERNELS(NAME, EVAL)                                                              \
+static void fwd_##NAME(const derf_norm_spec *sp, float *restrict y, const float *restrict x,       \
+                       const pw_params *p, int N, int C) {                                         \
+    const float a = p->alpha[0];                                                                   \
+    const float s0 = (p->shift && !p->shift_per_channel) ? p->shift[0] : 0.f;                      \
+    const float *sv = p->shift_per_channel ? p->shift : NULL;                                      \
+    const float *gm = p->gamma, *bt = p->beta;                                                     \
+    _Pragma("omp parallel for schedule(static)")                                                   \
+    for (int n = 0; n < N; n++) {                                                                  \
+        const float *xr = x + (size_t)n * C;                                                       \
+        float *yr = y + (size_t)n * C;                                                             \
+        _Pragma("omp simd")                                                                        \
+        for (int c = 0; c < C; c++) {                                                              \
+            float df, u = a * xr[c] + (sv ? sv[c] : s0);                                           \
+            float f = EVAL(sp, u, &df);                                                            \
+            yr[c] = (gm ? gm[c] : 1.f) * f + (bt ? bt[c] : 0.f);                                   \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+static void bwd_##NAME(const derf_norm_spec *sp, float *restrict dx, pw_grads *g,                  \
+                       const float *restrict dy, const float *restrict x, const pw_params *p,      \
+                       int N, int C) {                                                             \
+    const float a = p->alpha[0];                                                                   \
+    const float s0 = (p->shift && !p->shift_per_channel) ? p->shift[0] : 0.f;                      \
+    const float *sv = p->shift_per_channel ? p->shift : NULL;                                      \
+    const float *gm = p->gamma;                                                                    \
+    int nt = omp_get_max_threads();                                                                \
+    float *part = calloc((size_t)nt * 3 * C, sizeof(float)); /* dgamma, dbeta, dshift per thread */\
+    double da = 0, ds = 0;                                                                         \
+    _Pragma("omp parallel reduction(+:da, ds)")                                                    \
+    {                                                                                              \
+        float *pg = part + (size_t)omp_get_thread_num() * 3 * C, *pb = pg + C, *ps = pb + C;       \
+        _Pragma("omp for schedule(static)")                                                        \
+        for (int n = 0; n < N; n++) {                                                              \
+            const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;                        \
+            float *dxr = dx ? dx + (size_t)n * C : NULL;                                           \
+            float ra = 0.f, rs = 0.f;                                                              \
+            _Pragma("omp simd reduction(+:ra, rs)")                                                \
+            for (int c = 0; c < C; c++) {                                                          \
+                float df, u = a * xr[c] + (sv ? sv[c] : s0);                                       \
+                float f = EVAL(sp, u, &df);                                                        \
+                float t = dyr[c] * (gm ? gm[c] : 1.f) * df;                                        \
+                if (dxr) dxr[c] += t * a;                                                          \
+                ra += t * xr[c];                                                                   \
+                rs += t;                                                                           \
+                pg[c] += dyr[c] * f;                                                               \
+                pb[c] += dyr[c];                                                                   \
+                ps[c] += t;                                                                        \
+            }                                                                                      \
+            da += ra;                                                                              \
+            ds += rs;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
+    for (int t = 0; t < nt; t++) {                                                                 \
+        float *pg = part + (size_t)t * 3 * C, *pb = pg + C, *ps = pb + C;                          \
+        for (int c = 0; c < C; c++) {                                                              \
+            if (g->gamma) g->gamma[c] += pg[c];                                                    \
+            if (g->beta) g->beta[c] += pb[c];                                                      \
+            if (g->shift && sv) g->shift[c] += ps[c];                                              \
+        }                                                                                          \
+    }                                                                                              \
+    if (g->alpha) g->alpha[0] += (float)da;                                                        \
+    if (g->shift && !sv) g->shift[0] += (float)ds;                                                 \
+    free(part);                                                                                    \
+}
+
+#define EVAL_BASE(NAME) static inline float eval_##NAME(const derf_norm_spec *sp, float u, float *df) \
+    { (void)sp; return fn_##NAME(u, df); }
+#define X(E, n) EVAL_BASE(n) DEFINE_PW_KERNELS(n, eval_##n)
+DERF_FOR_EACH_FN(X)
+#undef X
+
+static inline float eval_composed(const derf_norm_spec *sp, float u, float *df) {
+    float f;
+    derf_pointwise_eval(sp, u, &f, df);
+    return f;
+}
+DEFINE_PW_KERNELS(composed, eval_composed)
+
+typedef void (*fwd_fn)(const derf_norm_spec *, float *, const float *, const pw_params *, int, int);
+typedef void (*bwd_fn)(const derf_norm_spec *, float *, pw_grads *, const float *, const float *,
+                       const pw_params *, int, int);
+static const fwd_fn FWD[DERF_FN_COUNT] = {
+#define X(E, n) [E] = fwd_##n,
+    DERF_FOR_EACH_FN(X)
+#undef X
+};
+static const bwd_fn BWD[DERF_FN_COUNT] = {
+#define X(E, n) [E] = bwd_##n,
+    DERF_FOR_EACH_FN(X)
+#undef X
+};
+
+void derf_rownorm_forward(const derf_norm_spec *s, float *y, float *stats, const float *x,
+                          const float *params, int N, int C);
+void derf_rownorm_backward(const derf_norm_spec *s, float *dx, float *dparams, const float *dy,
+                           const float *x, const float *params, const float *stats, int N, int C);
+
+void derf_norm_forward(const derf_norm_spec *s, float *y, float *stats, const float *x,
+                       const float *params, int N, int C) {
+    if (s->kind != DERF_NORM_POINTWISE) {
+        derf_rownorm_forward(s, y, stats, x, params, N, C);
+        return;
+    }
+    pw_params p = unpack(s, params, C);
+    (s->n_tf ? fwd_composed : FWD[s->fn])(s, y, x, &p, N, C);
+}
+
+void derf_norm_backward(const derf_norm_spec *s, float *dx, float *dparams, const float *dy,
+                        const float *x, const float *params, const float *stats, int N, int C) {
+    if (s->kind != DERF_NORM_POINTWISE) {
+        derf_rownorm_backward(s, dx, dparams, dy, x, params, stats, N, C);
+        return;
+    }
+    pw_params p = unpack(s, params, C);
+    pw_grads g = unpack_grads(s, dparams, C);
+    (s->n_tf ? bwd_composed : BWD[s->fn])(s, dx, &g, dy, x, &p, N, C);
+}

@@ -1,0 +1,254 @@
+/* test_norms.c: every norm entry and transform against an independent double-precision
+ * reference: forward values, and every gradient (x, alpha, s, gamma, beta) against central finite
+ * differences in double. Plus the spec parser with good and bad strings. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "derf/norm.h"
+#include "testutil.h"
+
+/* Double reference of a whole layer: y = layer(x; params) for the given spec. */
+static void ref_forward(const derf_norm_spec *s, double *y, const double *x, const double *p, int N, int C) {
+    derf_norm_param d[4];
+    int k = derf_norm_params(s, C, d);
+    const double *alpha = NULL, *shift = NULL, *w = NULL, *b = NULL;
+    for (int i = 0; i < k; i++) {
+        const double *q = p + d[i].offset;
+        if (!strcmp(d[i].name, "alpha")) alpha = q;
+        if (!strcmp(d[i].name, "shift")) shift = q;
+        if (!strcmp(d[i].name, "weight")) w = q;
+        if (!strcmp(d[i].name, "bias")) b = q;
+    }
+    for (int n = 0; n < N; n++) {
+        const double *xr = x + n * C;
+        double mean = 0, ms = 0;
+        if (s->kind == DERF_NORM_LAYERNORM)
+            for (int c = 0; c < C; c++) mean += xr[c] / C;
+        for (int c = 0; c < C; c++) ms += (xr[c] - mean) * (xr[c] - mean) / C;
+        for (int c = 0; c < C; c++) {
+            double v;
+            if (s->kind == DERF_NORM_POINTWISE) {
+                double sh = shift ? (s->shift == DERF_SHIFT_CHANNEL ? shift[c] : shift[0]) : 0;
+                v = derf_pointwise_eval_f64(s, alpha[0] * xr[c] + sh);
+            } else {
+                v = (xr[c] - mean) / sqrt(ms + s->eps);
+            }
+            y[n * C + c] = (w ? w[c] : 1) * v + (b ? b[c] : 0);
+        }
+    }
+}
+
+static double ref_loss(const derf_norm_spec *s, const double *x, const double *p, const double *dy, int N, int C) {
+    double *y = malloc(sizeof(double) * N * C), L = 0;
+    ref_forward(s, y, x, p, N, C);
+    for (int i = 0; i < N * C; i++) L += y[i] * dy[i];
+    free(y);
+    return L;
+}
+
+static void check_spec(const char *text) {
+    derf_norm_spec s;
+    char err[512];
+    int rc = derf_norm_parse(text, &s, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    uint64_t seed = tu_seed() ^ (uint64_t)strlen(text) * 7919u ^ (uint64_t)text[0] * 104729u;
+    const int N = 5, C = 7;
+    size_t P = derf_norm_param_count(&s, C), NC = (size_t)N * C;
+    float *x = malloc(NC * 4), *y = malloc(NC * 4), *dy = malloc(NC * 4), *dx = malloc(NC * 4);
+    float *p = malloc(P * 4 + 4), *dp = malloc(P * 4 + 4);
+    float *stats = malloc(derf_norm_stats_count(&s, N) * 4 + 4);
+    double *xd = malloc(NC * 8), *pd = malloc(P * 8 + 8), *dyd = malloc(NC * 8), *yd = malloc(NC * 8);
+    double *gx = malloc(NC * 8), *gp = malloc(P * 8 + 8);
+
+    tu_fill(x, NC, &seed, -3.5, 3.5);
+    tu_fill(dy, NC, &seed, -1, 1);
+    derf_norm_init(&s, C, p);
+    /* perturb every parameter away from its init so each gradient path is exercised */
+    derf_norm_param d[4];
+    int k = derf_norm_params(&s, C, d);
+    for (int i = 0; i < k; i++)
+        for (size_t j = 0; j < d[i].numel; j++)
+            p[d[i].offset + j] += (float)(0.4 * (tu_uniform(&seed) - 0.5)) + (!strcmp(d[i].name, "alpha") ? 0.3f : 0.f);
+    for (size_t i = 0; i < NC; i++) { xd[i] = x[i]; dyd[i] = dy[i]; }
+    for (size_t i = 0; i < P; i++) pd[i] = p[i];
+
+    derf_norm_forward(&s, y, stats, x, p, N, C);
+    ref_forward(&s, yd, xd, pd, N, C);
+    assert_true(tu_close("forward", y, yd, NC, 2e-6, 2e-5));
+
+    /* backward adds: prefill with 1 and subtract afterwards */
+    for (size_t i = 0; i < NC; i++) dx[i] = 1.f;
+    for (size_t i = 0; i < P; i++) dp[i] = 1.f;
+    derf_norm_backward(&s, dx, dp, dy, x, p, stats, N, C);
+    for (size_t i = 0; i < NC; i++) dx[i] -= 1.f;
+    for (size_t i = 0; i < P; i++) dp[i] -= 1.f;
+
+    const double h = 1e-6;
+    for (size_t i = 0; i < NC; i++) {
+        double o = xd[i];
+        xd[i] = o + h; double lp = ref_loss(&s, xd, pd, dyd, N, C);
+        xd[i] = o - h; double lm = ref_loss(&s, xd, pd, dyd, N, C);
+        xd[i] = o;
+        gx[i] = (lp - lm) / (2 * h);
+    }
+    for (size_t i = 0; i < P; i++) {
+        double o = pd[i];
+        pd[i] = o + h; double lp = ref_loss(&s, xd, pd, dyd, N, C);
+        pd[i] = o - h; double lm = ref_loss(&s, xd, pd, dyd, N, C);
+        pd[i] = o;
+        gp[i] = (lp - lm) / (2 * h);
+    }
+    assert_true(tu_close("dx vs finite differences", dx, gx, NC, 5e-5, 1e-4));
+    for (int i = 0; i < k; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "d%s vs finite differences", d[i].name);
+        double atol = d[i].numel == 1 ? 5e-5 * NC : 5e-5 * N; /* scalars sum over every element */
+        assert_true(tu_close(what, dp + d[i].offset, gp + d[i].offset, d[i].numel, atol, 1e-4));
+    }
+    free(x); free(y); free(dy); free(dx); free(p); free(dp); free(stats);
+    free(xd); free(pd); free(dyd); free(yd); free(gx); free(gp);
+}
+
+static void test_spec_case(void **state) { check_spec((const char *)*state); }
+
+/* ---- parser ---------------------------------------------------------------------------------- */
+
+static void test_parse_good(void **state) {
+    (void)state;
+    derf_norm_spec s;
+    char err[512];
+    assert_int_equal(derf_norm_parse("derf", &s, err, sizeof err), 0);
+    assert_int_equal(s.kind, DERF_NORM_POINTWISE);
+    assert_int_equal(s.fn, DERF_FN_ERF);
+    assert_int_equal(s.shift, DERF_SHIFT_SCALAR);
+    assert_true(s.affine && s.bias);
+    assert_float_equal(s.alpha_init, 0.5, 0);
+    assert_int_equal(derf_norm_parse("dyt", &s, err, sizeof err), 0);
+    assert_int_equal(s.fn, DERF_FN_TANH);
+    assert_int_equal(s.shift, DERF_SHIFT_NONE);
+    assert_int_equal(derf_norm_parse("layernorm:eps=1e-6", &s, err, sizeof err), 0);
+    assert_int_equal(s.kind, DERF_NORM_LAYERNORM);
+    assert_float_equal(s.eps, 1e-6, 1e-12);
+    assert_int_equal(derf_norm_parse("tanh+vshift=0.5", &s, err, sizeof err), 0);
+    assert_int_equal(s.n_tf, 1);
+    assert_int_equal(s.tf[0].kind, DERF_TF_VSHIFT);
+    assert_float_equal(s.tf[0].lambda, 0.5, 0);
+    assert_int_equal(derf_norm_parse("arcsinh+clip=2:noshift:alpha=1", &s, err, sizeof err), 0);
+    assert_int_equal(s.fn, DERF_FN_ARCSINH);
+    assert_int_equal(s.tf[0].kind, DERF_TF_CLIP);
+    assert_int_equal(s.shift, DERF_SHIFT_NONE);
+    assert_float_equal(s.alpha_init, 1.0, 0);
+    assert_int_equal(derf_norm_parse("neg(erf)", &s, err, sizeof err), 0);
+    assert_int_equal(s.n_tf, 1);
+    assert_int_equal(s.tf[0].kind, DERF_TF_NEG);
+    assert_int_equal(derf_norm_parse("neg(erf+flat=1)+clip=0.5:shift=channel:noaffine", &s, err, sizeof err), 0);
+    assert_int_equal(s.n_tf, 3);
+    assert_int_equal(s.tf[0].kind, DERF_TF_FLAT);
+    assert_int_equal(s.tf[1].kind, DERF_TF_NEG);
+    assert_int_equal(s.tf[2].kind, DERF_TF_CLIP);
+    assert_int_equal(s.shift, DERF_SHIFT_CHANNEL);
+    assert_false(s.affine);
+    assert_int_equal(derf_norm_parse("rmsnorm", &s, err, sizeof err), 0);
+    assert_false(s.bias);
+    /* every registered name parses, and the canonical form round-trips */
+    const char *extra[] = {"derf", "dyt", "layernorm", "rmsnorm:bias:eps=1e-06", "erf+mix=0.1:nobias",
+                           "erf+hshift=-0.5+neg:s=0.25:alpha=0.8", "layernorm:noaffine"};
+    char buf[256];
+    for (int i = 0; i < DERF_FN_COUNT + 7; i++) {
+        const char *t = i < DERF_FN_COUNT ? derf_fn_get((derf_fn_id)i)->name : extra[i - DERF_FN_COUNT];
+        derf_norm_spec a, b;
+        assert_int_equal(derf_norm_parse(t, &a, err, sizeof err), 0);
+        derf_norm_format(&a, buf, sizeof buf);
+        assert_int_equal(derf_norm_parse(buf, &b, err, sizeof err), 0);
+        assert_memory_equal(&a, &b, sizeof a);
+    }
+}
+
+static void expect_bad(const char *text, const char *needle) {
+    derf_norm_spec s;
+    char err[1024] = "";
+    assert_int_equal(derf_norm_parse(text, &s, err, sizeof err), -1);
+    if (!strstr(err, needle)) fprintf(stderr, "spec '%s': error '%s' lacks '%s'\n", text, err, needle);
+    assert_non_null(strstr(err, needle));
+    assert_null(strchr(err, '\n')); /* one line */
+}
+
+static void test_parse_bad(void **state) {
+    (void)state;
+    expect_bad("", "empty");
+    expect_bad("erff", "unknown norm 'erff'");
+    expect_bad("erff", "known: layernorm, rmsnorm, derf, dyt, erf, tanh");
+    expect_bad("erf+flat", "'flat' needs a value");
+    expect_bad("erf+flat=", "needs a number");
+    expect_bad("erf+flat=-1", "half-width");
+    expect_bad("erf+clip=0", "positive bound");
+    expect_bad("erf+mix=2", "[0, 1]");
+    expect_bad("erf+wobble=1", "unknown transform 'wobble'");
+    expect_bad("erf+neg=1", "takes no value");
+    expect_bad("neg(erf", "missing ')'");
+    expect_bad("layernorm+clip=1", "point-wise functions only");
+    expect_bad("layernorm:alpha=1", "point-wise norms only");
+    expect_bad("derf:eps=1e-5", "layernorm and rmsnorm only");
+    expect_bad("derf:colour=red", "unknown option 'colour'");
+    expect_bad("derf:shift=maybe", "none, scalar or channel");
+    expect_bad("derf extra", "unexpected");
+    expect_bad("erf+flat=nan", "finite");
+    expect_bad("erf+clip=1+clip=1+clip=1+clip=1+clip=1+clip=1+clip=1+clip=1+clip=1", "at most");
+    expect_bad("derf:alpha=1e30", "finite");
+}
+
+static void test_registry(void **state) {
+    (void)state;
+    for (int i = 0; i < DERF_FN_COUNT; i++) {
+        const derf_fn_info *f = derf_fn_get((derf_fn_id)i);
+        assert_non_null(f);
+        assert_non_null(f->name);
+        assert_non_null(f->f64);
+        assert_int_equal(derf_fn_lookup(f->name), i);
+    }
+    assert_int_equal(derf_fn_lookup("nope"), -1);
+    /* singular points give finite gradients */
+    const char *sing[] = {"exproot", "power23", "power23clip"};
+    for (int i = 0; i < 3; i++) {
+        derf_norm_spec s;
+        assert_int_equal(derf_norm_parse(sing[i], &s, NULL, 0), 0);
+        float g, dg;
+        derf_pointwise_eval(&s, 0.f, &g, &dg);
+        assert_true(isfinite(dg) && dg > 0);
+        assert_float_equal(g, 0.0, 0);
+    }
+}
+
+static const char *CASES[] = {
+    /* Table 7 search (every function with a learnable scalar shift, as in the Derf repo) */
+    "erf", "tanh", "satursin", "arcsinhclip", "isru", "exproot", "linearclip", "expsign", "logsignclip",
+    "relsign", "arctan", "smoothsign", "logquadclip", "power23clip", "saturlog", "cubsign",
+    /* property-study bases */
+    "arcsinh", "logsign", "logquad", "power23", "linear", "sin", "dampx", "dampexp",
+    /* named layers and options */
+    "derf", "dyt", "derf:shift=channel", "derf:noaffine", "derf:nobias", "dyt:noaffine",
+    "layernorm", "layernorm:noaffine", "layernorm:nobias", "rmsnorm", "rmsnorm:bias",
+    /* property-ablation transforms */
+    "erf+hshift=0.5:noshift", "erf+vshift=-0.5:noshift", "erf+clip=0.6:noshift", "erf+mix=0.1:noshift",
+    "erf+flat=0.5:noshift", "neg(erf):noshift", "tanh+flat=1:noshift", "arcsinh+clip=2:noshift",
+    "linear+clip=1:noshift", "logsign+clip=0.8:noshift", "arctan+mix=0.5:noshift",
+    "neg(erf+flat=0.3)+clip=0.7", "erf+hshift=0.2+vshift=0.1+mix=0.05",
+};
+
+int main(void) {
+    enum { NC = sizeof CASES / sizeof CASES[0] };
+    struct CMUnitTest tests[NC + 3];
+    char names[NC][96];
+    for (int i = 0; i < NC; i++) {
+        snprintf(names[i], sizeof names[i], "fd %s", CASES[i]);
+        tests[i] = (struct CMUnitTest){names[i], test_spec_case, NULL, NULL, (void *)CASES[i]};
+    }
+    tests[NC] = (struct CMUnitTest)cmocka_unit_test(test_parse_good);
+    tests[NC + 1] = (struct CMUnitTest)cmocka_unit_test(test_parse_bad);
+    tests[NC + 2] = (struct CMUnitTest)cmocka_unit_test(test_registry);
+    return _cmocka_run_group_tests("norms", tests, NC + 3, NULL, NULL);
+}
