@@ -1,0 +1,30 @@
+/* cli.h: the `derf` command: subcommand entry points and the table-driven option parser that
+ * gives every subcommand the same --help, validation and error style. */
+#ifndef DERF_CLI_H
+#define DERF_CLI_H
+
+typedef enum { CLI_INT, CLI_FLOAT, CLI_STR, CLI_FLAG } cli_type;
+
+typedef struct {
+    const char *name; /* long name without "--" */
+    cli_type type;
+    void *dst;        /* int*, float*, const char**, int* (flag set to 1) */
+    const char *help;
+    double min, max;  /* numeric range (inclusive); min > max: unchecked */
+} cli_opt;
+
+typedef struct {
+    const char *name, *args, *summary, *details;
+    const cli_opt *opts;
+} cli_cmd;
+
+/* Parses argv[1..] against opts. Positionals go to pos (at most maxpos). Returns 0 on success,
+ * 1 if --help was printed, -1 after printing one error line to stderr. */
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, char **pos, int maxpos, int *npos);
+void cli_help(const cli_cmd *cmd);
+/* Prints "derf CMD: <message>" to stderr; returns 2 (the exit status for usage errors). */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int cmd_functions(int argc, char **argv);
+
+#endif

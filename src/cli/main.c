@@ -1,0 +1,35 @@
+/* main.c: the `derf` command: dispatches to subcommands (one file each in src/cli/). */
+#include <stdio.h>
+#include <string.h>
+#include "cli/cli.h"
+
+typedef struct { const char *name; int (*run)(int, char **); const char *summary; } subcommand;
+
+static const subcommand CMDS[] = {
+    {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "derf: normalization-free Transformers (Derf, DyT and the point-wise norm family) in C\n\n"
+               "usage: derf COMMAND [options]     (derf COMMAND --help for a command's options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++) fprintf(f, "  %-12s %s\n", CMDS[i].name, CMDS[i].summary);
+    fprintf(f, "\nNorm specs (--norm): see docs/norm-spec.md, or run 'derf functions'.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc >= 3 && !strcmp(argv[1], "help")) {
+            for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)
+                if (!strcmp(argv[2], CMDS[i].name)) {
+                    char *a[] = {argv[2], "--help", NULL};
+                    return CMDS[i].run(2, a);
+                }
+        }
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)
+        if (!strcmp(argv[1], CMDS[i].name)) return CMDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "derf: unknown command '%s'; run 'derf --help' for the list\n", argv[1]);
+    return 2;
+}

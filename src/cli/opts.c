@@ -1,0 +1,85 @@
+/* opts.c: the option parser shared by every subcommand (see cli.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli/cli.h"
+
+int cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "derf %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+void cli_help(const cli_cmd *cmd) {
+    printf("usage: derf %s %s\n\n%s\n", cmd->name, cmd->args ? cmd->args : "[options]", cmd->summary);
+    if (cmd->details) printf("\n%s\n", cmd->details);
+    if (cmd->opts && cmd->opts[0].name) printf("\noptions:\n");
+    for (const cli_opt *o = cmd->opts; o && o->name; o++) {
+        char left[64], def[64] = "";
+        const char *meta = o->type == CLI_INT ? " N" : o->type == CLI_FLOAT ? " X" : o->type == CLI_STR ? " S" : "";
+        snprintf(left, sizeof left, "--%s%s", o->name, meta);
+        if (o->type == CLI_INT) snprintf(def, sizeof def, " (default %d)", *(int *)o->dst);
+        if (o->type == CLI_FLOAT) snprintf(def, sizeof def, " (default %g)", (double)*(float *)o->dst);
+        if (o->type == CLI_STR && *(const char **)o->dst) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dst);
+        printf("  %-22s %s%s\n", left, o->help, def);
+    }
+    printf("  %-22s %s\n", "--help", "show this help");
+}
+
+static int set_value(const cli_cmd *cmd, const cli_opt *o, const char *v) {
+    char *end;
+    errno = 0;
+    if (o->type == CLI_INT) {
+        long x = strtol(v, &end, 10);
+        if (end == v || *end || errno) return cli_fail(cmd->name, "--%s needs an integer, not '%s'", o->name, v) ? -1 : -1;
+        if (o->min <= o->max && (x < o->min || x > o->max))
+            return cli_fail(cmd->name, "--%s must lie in [%g, %g], not %ld", o->name, o->min, o->max, x) ? -1 : -1;
+        *(int *)o->dst = (int)x;
+    } else if (o->type == CLI_FLOAT) {
+        double x = strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(x))
+            return cli_fail(cmd->name, "--%s needs a finite number, not '%s'", o->name, v) ? -1 : -1;
+        if (o->min <= o->max && (x < o->min || x > o->max))
+            return cli_fail(cmd->name, "--%s must lie in [%g, %g], not %g", o->name, o->min, o->max, x) ? -1 : -1;
+        *(float *)o->dst = (float)x;
+    } else {
+        *(const char **)o->dst = v;
+    }
+    return 0;
+}
+
+int cli_parse(const cli_cmd *cmd, int argc, char **argv, char **pos, int maxpos, int *npos) {
+    *npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { cli_help(cmd); return 1; }
+        if (strncmp(a, "--", 2) != 0 || a[2] == 0) {
+            if (*npos >= maxpos)
+                return cli_fail(cmd->name, "unexpected argument '%s'; see 'derf %s --help'", a, cmd->name) ? -1 : -1;
+            pos[(*npos)++] = argv[i];
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = cmd->opts;
+        while (o && o->name && (strlen(o->name) != len || strncmp(o->name, name, len))) o++;
+        if (!o || !o->name)
+            return cli_fail(cmd->name, "unknown option '--%.*s'; see 'derf %s --help'", (int)len, name, cmd->name) ? -1 : -1;
+        if (o->type == CLI_FLAG) {
+            if (eq) return cli_fail(cmd->name, "--%s takes no value", o->name) ? -1 : -1;
+            *(int *)o->dst = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) return cli_fail(cmd->name, "--%s needs a value; see 'derf %s --help'", o->name, cmd->name) ? -1 : -1;
+        if (set_value(cmd, o, v)) return -1;
+    }
+    return 0;
+}
