@@ -1,7 +1,7 @@
 # derf build. `make` builds libderf.a and ./derf; `make test` runs the whole suite; `make deps`
 # installs the Debian/npm packages the project needs (as root; does nothing when they are there).
 CC      ?= gcc
-ARCH    ?= -march=native
+ARCH    ?= -march=native -mprefer-vector-width=512
 OPT     ?= -O3
 CFLAGS  += -std=c11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Wno-unused-parameter -Iinclude -Isrc \
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-errno -MMD -MP

@@ -3,6 +3,7 @@
 #ifndef DERF_RNG_H
 #define DERF_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct { uint64_t state, inc; } derf_rng;
