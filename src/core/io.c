@@ -1,0 +1,233 @@
+/* io.c: checked file I/O: atomic writes via temp file + fsync + rename, size-limited whole-file
+ * reads, and the one-line error messages every loader and writer reports (see derf/io.h). */
+#include "derf/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void derf_io_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* A hint for the errno values a user can do something about. */
+static const char *errno_hint(int e) {
+    switch (e) {
+    case ENOENT: return " (does the directory exist?)";
+    case EACCES: case EPERM: case EROFS: return " (check permissions, or choose another path)";
+    case ENOSPC: case EDQUOT: return " (free some disk space, or choose another path)";
+    case EFBIG: return " (file size limit reached; see 'ulimit -f')";
+    default: return "";
+    }
+}
+
+/* Best-effort fsync of the directory holding `path`, so the rename itself survives a crash. */
+static void sync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) { dir[0] = '.'; dir[1] = 0; }
+    else if (slash == path) { dir[0] = '/'; dir[1] = 0; }
+    else {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof dir) return;
+        memcpy(dir, path, n);
+        dir[n] = 0;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) { (void)fsync(fd); close(fd); }
+}
+
+static void atomic_free(derf_io_atomic *a) {
+    free(a->path);
+    free(a->tmp);
+    a->path = a->tmp = NULL;
+    a->fd = -1;
+}
+
+int derf_io_atomic_open(derf_io_atomic *a, const char *path, char *err, size_t errlen) {
+    a->fd = -1;
+    a->path = a->tmp = NULL;
+    if (!path || !*path) {
+        derf_io_errf(err, errlen, "cannot write a file: empty path");
+        return -1;
+    }
+    size_t n = strlen(path) + 32;
+    a->path = dup_str(path);
+    a->tmp = malloc(n);
+    if (!a->path || !a->tmp) {
+        atomic_free(a);
+        derf_io_errf(err, errlen, "cannot write '%s': out of memory", path);
+        return -1;
+    }
+    snprintf(a->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    struct stat st;
+    int have_old = stat(path, &st) == 0;
+    if (have_old && S_ISDIR(st.st_mode)) {
+        derf_io_errf(err, errlen, "cannot write '%s': it is a directory (give a file name)", path);
+        atomic_free(a);
+        return -1;
+    }
+    a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (a->fd < 0) {
+        int e = errno;
+        derf_io_errf(err, errlen, "cannot write '%s': creating temp file '%s' failed: %s%s", path,
+                     a->tmp, strerror(e), errno_hint(e));
+        atomic_free(a);
+        return -1;
+    }
+    if (have_old && S_ISREG(st.st_mode)) (void)fchmod(a->fd, st.st_mode & 07777); /* keep its mode */
+    return 0;
+}
+
+void derf_io_atomic_abort(derf_io_atomic *a) {
+    if (!a || !a->tmp) return;
+    if (a->fd >= 0) close(a->fd);
+    unlink(a->tmp);
+    atomic_free(a);
+}
+
+int derf_io_atomic_write(derf_io_atomic *a, const void *data, size_t len, char *err,
+                         size_t errlen) {
+    if (!a->tmp || a->fd < 0) {
+        derf_io_errf(err, errlen, "cannot write: the file was already closed or aborted after an "
+                                  "earlier error");
+        return -1;
+    }
+    const unsigned char *p = data;
+    while (len > 0) {
+        size_t chunk = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len;
+        ssize_t w = write(a->fd, p, chunk);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            derf_io_errf(err, errlen, "cannot write '%s': writing temp file '%s' failed: %s%s; "
+                         "the old file (if any) is untouched", a->path, a->tmp, strerror(e),
+                         errno_hint(e));
+            derf_io_atomic_abort(a);
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int derf_io_atomic_commit(derf_io_atomic *a, char *err, size_t errlen) {
+    if (!a->tmp || a->fd < 0) {
+        derf_io_errf(err, errlen, "cannot commit: the file was already closed or aborted after an "
+                                  "earlier error");
+        return -1;
+    }
+    const char *step = NULL;
+    int e = 0;
+    if (fsync(a->fd) != 0 && errno != EINVAL && errno != EROFS) { step = "fsync"; e = errno; }
+    int fd = a->fd;
+    a->fd = -1;
+    if (close(fd) != 0 && !step) { step = "close"; e = errno; }
+    if (!step && rename(a->tmp, a->path) != 0) { step = "rename"; e = errno; }
+    if (step) {
+        derf_io_errf(err, errlen, "cannot write '%s': %s of temp file '%s' failed: %s%s; the old "
+                     "file (if any) is untouched", a->path, step, a->tmp, strerror(e),
+                     errno_hint(e));
+        unlink(a->tmp);
+        atomic_free(a);
+        return -1;
+    }
+    sync_parent_dir(a->path);
+    atomic_free(a);
+    return 0;
+}
+
+int derf_io_write_file(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+    derf_io_atomic a;
+    if (derf_io_atomic_open(&a, path, err, errlen)) return -1;
+    if (derf_io_atomic_write(&a, data, len, err, errlen)) return -1;
+    return derf_io_atomic_commit(&a, err, errlen);
+}
+
+int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *out_len,
+                      char *err, size_t errlen) {
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        derf_io_errf(err, errlen, "cannot open '%s': %s%s", path, strerror(e),
+                     e == ENOENT ? " (check the path)" : errno_hint(e));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        derf_io_errf(err, errlen, "cannot stat '%s': %s", path, strerror(e));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        derf_io_errf(err, errlen, "cannot read '%s': %s", path,
+                     S_ISDIR(st.st_mode) ? "it is a directory (give a file name)"
+                                         : "not a regular file");
+        return -1;
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        derf_io_errf(err, errlen, "cannot read '%s': it is %lld bytes, more than the limit of %zu "
+                     "bytes (is this the right file?)", path, (long long)st.st_size, max_bytes);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *buf = malloc(n + 1);
+    if (!buf) {
+        close(fd);
+        derf_io_errf(err, errlen, "cannot read '%s': out of memory for %zu bytes", path, n);
+        return -1;
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            derf_io_errf(err, errlen, "cannot read '%s': %s", path, strerror(e));
+            return -1;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    /* The file must not have changed size under us. */
+    unsigned char extra;
+    ssize_t more = got == n ? read(fd, &extra, 1) : 0;
+    close(fd);
+    if (got != n || more > 0) {
+        free(buf);
+        derf_io_errf(err, errlen, "cannot read '%s': the file changed size while being read "
+                     "(is another process writing it?)", path);
+        return -1;
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (out_len) *out_len = n;
+    return 0;
+}
