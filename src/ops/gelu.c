@@ -2,6 +2,7 @@
  * forward and backward, element-wise over n values. */
 #include <math.h>
 #include "derf/ops.h"
+#include "norms/fastmath.h"
 
 #define GELU_K 0.7978845608028654f   /* sqrt(2/pi) */
 #define GELU_C 0.044715f
@@ -15,13 +16,13 @@ void derf_gelu_forward(float *out, const float *inp, size_t n, derf_gelu_kind ki
         #pragma omp parallel for schedule(static) if (nn > 16384)
         for (long i = 0; i < nn; i++) {
             float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
+            out[i] = 0.5f * x * (1.0f + derf_fast_tanhf(GELU_K * (x + GELU_C * x * x * x)));
         }
     } else {
         #pragma omp parallel for schedule(static) if (nn > 16384)
         for (long i = 0; i < nn; i++) {
             float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+            out[i] = 0.5f * x * (1.0f + derf_fast_erff(x * INV_SQRT2));
         }
     }
 }
@@ -34,7 +35,7 @@ void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
         #pragma omp parallel for schedule(static) if (nn > 16384)
         for (long i = 0; i < nn; i++) {
             float x = inp[i];
-            float th = tanhf(GELU_K * (x + GELU_C * x * x * x));
+            float th = derf_fast_tanhf(GELU_K * (x + GELU_C * x * x * x));
             float sech2 = 1.0f - th * th;
             float d = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
             dinp[i] += d * dout[i];
@@ -43,7 +44,7 @@ void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
         #pragma omp parallel for schedule(static) if (nn > 16384)
         for (long i = 0; i < nn; i++) {
             float x = inp[i];
-            float d = 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+            float d = 0.5f * (1.0f + derf_fast_erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * derf_fast_expf(-0.5f * x * x);
             dinp[i] += d * dout[i];
         }
     }

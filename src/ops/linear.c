@@ -27,11 +27,18 @@ void derf_linear_backward(float *dinp, float *dw, float *db, const float *dout,
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N,
                     1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (db) {
+        /* column sums in blocks of 64 outputs: rows are read contiguously, the block's sums stay in
+         * registers (float per block of rows is fine: N is a batch of tokens) */
         #pragma omp parallel for schedule(static) if ((long)N * OC > 65536)
-        for (int o = 0; o < OC; o++) {
-            double s = 0.0;
-            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-            db[o] += (float)s;
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            int ob = OC - o0 < 64 ? OC - o0 : 64;
+            float acc[64] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *r = dout + (size_t)n * OC + o0;
+                #pragma omp simd
+                for (int o = 0; o < ob; o++) acc[o] += r[o];
+            }
+            for (int o = 0; o < ob; o++) db[o0 + o] += acc[o];
         }
     }
 }
