@@ -6,6 +6,8 @@
 typedef struct { const char *name; int (*run)(int, char **); const char *summary; } subcommand;
 
 static const subcommand CMDS[] = {
+    {"compare", cmd_compare, "the main job: train a ViT with several norms and seeds, compare accuracy and fit"},
+    {"train", cmd_train, "train one ViT classifier (Fashion-MNIST by default) with any norm spec"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
 };
 

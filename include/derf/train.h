@@ -1,0 +1,73 @@
+/* derf/train.h: what every trainer shares (learning-rate schedule, EMA, checkpoints of a
+ * derf_params table, a JSONL run log, progress lines) and the image-classification trainer
+ * (ViT on Fashion-MNIST / MNIST). */
+#ifndef DERF_TRAIN_H
+#define DERF_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "derf/augment.h"
+#include "derf/optim.h"
+#include "derf/rng.h"
+#include "derf/safetensors.h"
+#include "derf/vit.h"
+
+/* Linear warmup from 0 to lr over `warmup` steps, then cosine decay to min_lr at `total`. */
+float derf_lr_at(int step, int warmup, int total, float lr, float min_lr);
+
+/* ema = decay * ema + (1 - decay) * params, over the whole slab. */
+void derf_ema_update(float *ema, const float *params, size_t n, float decay);
+
+/* ---- checkpoints: safetensors files of a derf_params table --------------------------------------
+ * Tensors are written under prefix + name, one slab at a time (values: p->params, an EMA copy,
+ * p->m, p->v). load checks that every tensor of the table is present with the same shape. */
+typedef struct { const char *prefix; const float *values; } derf_ckpt_slab;
+int derf_ckpt_save(const char *path, const derf_params *p, const derf_ckpt_slab *slabs, int nslabs,
+                   const derf_st_meta *meta, int nmeta, char *err, size_t errlen);
+int derf_ckpt_load_slab(const derf_safetensors *st, const derf_params *p, const char *prefix,
+                        float *dst, const char *path, char *err, size_t errlen);
+
+/* ---- the ViT classification trainer --------------------------------------------------------- */
+typedef struct {
+    derf_vit_config model;
+    const char *data;         /* "fashion-mnist", "mnist", or a directory of IDX files */
+    int epochs, batch;
+    float lr, min_lr, warmup_epochs, weight_decay, beta1, beta2, clip;
+    derf_aug_cfg aug;
+    float ema;                /* EMA decay, 0: off */
+    uint64_t seed;
+    int train_limit;          /* use only the first N training images (0: all) */
+    int test_limit;           /* evaluate on the first N test images (0: all) */
+    int max_steps;            /* stop after this many steps (0: run the whole schedule) */
+    int eval_train_loss;      /* 1: measure the evaluation-mode training loss at the end */
+    int log_every;            /* steps between progress lines and log records */
+    int quiet;
+    const char *out;          /* run directory (created); NULL: write nothing */
+    const char *resume;       /* run directory to continue from (its state.safetensors) */
+    const derf_st_meta *meta; /* extra metadata stored in checkpoints (e.g. the CLI options) */
+    int nmeta;
+} derf_cls_opts;
+
+typedef struct {
+    int steps, total_steps, epochs_done, diverged;
+    float final_loss;                          /* mean training loss over the last epoch's steps */
+    float test_acc, test_acc_ema;              /* top-1, in [0, 1]; ema: -1 when off */
+    float test_loss, test_loss_ema;
+    float class_acc[DERF_DATASET_CLASSES];     /* per-class test accuracy (of the better of raw/EMA) */
+    float train_loss_eval, train_loss_eval_ema;/* evaluation-mode training loss (Appendix E); -1: not run */
+    double seconds, images_per_s;
+    char diverged_msg[160];
+} derf_cls_result;
+
+void derf_cls_opts_default(derf_cls_opts *o);
+/* Trains (or continues a run), evaluates, writes out/ (model.safetensors, model_ema.safetensors,
+ * state.safetensors, log.jsonl). Returns 0, or -1 with one error line (divergence is not an error:
+ * it is reported in res->diverged). */
+int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size_t errlen);
+
+/* Evaluates params on a dataset split: mean cross-entropy (no smoothing) and top-1 accuracy;
+ * per-class accuracy if class_acc is non-NULL. */
+void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
+                       float *loss, float *acc, float *class_acc);
+
+#endif

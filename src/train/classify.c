@@ -1,0 +1,316 @@
+/* classify.c: the image-classification trainer (ViT on Fashion-MNIST / MNIST): AdamW with a
+ * warmup + cosine schedule, augmentation, mixup/cutmix, drop path, EMA, gradient clipping,
+ * per-epoch evaluation, the evaluation-mode training loss of the paper's Appendix E, checkpoints,
+ * exact resume and a JSONL run log. Deterministic for a given seed and thread count. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "derf/io.h"
+#include "derf/train.h"
+
+void derf_cls_opts_default(derf_cls_opts *o) {
+    memset(o, 0, sizeof *o);
+    derf_vit_preset(&o->model, "tiny", NULL, 0);
+    o->data = "fashion-mnist";
+    o->epochs = 10;
+    o->batch = 128;
+    o->lr = 2e-3f;
+    o->min_lr = 1e-5f;
+    o->warmup_epochs = 1.f;
+    o->weight_decay = 0.05f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->clip = 0.f;
+    o->aug = (derf_aug_cfg){.translate = 2, .hflip = 1, .erase_prob = 0.f, .mixup_alpha = 0.f,
+                            .cutmix_alpha = 0.f, .mix_prob = 1.f, .switch_prob = 0.5f, .smoothing = 0.1f};
+    o->ema = 0.999f;
+    o->seed = 0;
+    o->eval_train_loss = 1;
+    o->log_every = 50;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    int m = (int)(s / 60), sec = (int)s % 60;
+    if (m >= 60) snprintf(buf, n, "%dh%02dm", m / 60, m % 60);
+    else snprintf(buf, n, "%dm%02ds", m, sec);
+}
+
+void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
+                       float *loss, float *acc, float *class_acc) {
+    int n = limit > 0 && limit < ds->n ? limit : ds->n, B = m->max_batch, V = m->cfg.classes;
+    float *img = malloc(sizeof(float) * (size_t)B * ds->rows * ds->cols);
+    int *idx = malloc(sizeof(int) * (size_t)B);
+    int32_t *tg = malloc(sizeof(int32_t) * (size_t)B);
+    double total = 0;
+    long correct = 0, per_n[DERF_DATASET_CLASSES] = {0}, per_ok[DERF_DATASET_CLASSES] = {0};
+    for (int s = 0; s < n; s += B) {
+        int b = n - s < B ? n - s : B;
+        for (int i = 0; i < b; i++) { idx[i] = s + i; tg[i] = ds->labels[s + i]; }
+        derf_batch_images(img, ds, idx, b, st);
+        derf_vit_forward(m, img, b, 0, NULL);
+        total += (double)derf_xent_forward_backward(NULL, m->logits, tg, 0.f, 1.f, b, V) * b;
+        for (int i = 0; i < b; i++) {
+            const float *l = m->logits + (size_t)i * V;
+            int best = 0;
+            for (int v = 1; v < V; v++) if (l[v] > l[best]) best = v;
+            per_n[tg[i]]++;
+            if (best == tg[i]) { correct++; per_ok[tg[i]]++; }
+        }
+    }
+    *loss = (float)(total / n);
+    *acc = (float)correct / (float)n;
+    if (class_acc)
+        for (int c = 0; c < DERF_DATASET_CLASSES; c++) class_acc[c] = per_n[c] ? (float)per_ok[c] / per_n[c] : 0.f;
+    free(img); free(idx); free(tg);
+}
+
+/* Evaluates with the EMA weights by swapping them into the parameter slab. */
+static void evaluate_ema(derf_vit *m, float *ema, const derf_dataset *ds, derf_pixel_stats st, int limit,
+                         float *loss, float *acc, float *class_acc) {
+    float *raw = m->params.params;
+    m->params.params = ema;
+    derf_cls_evaluate(m, ds, st, limit, loss, acc, class_acc);
+    m->params.params = raw;
+}
+
+static int load_data(const derf_cls_opts *o, derf_dataset *tr, derf_dataset *te, char *err, size_t errlen) {
+    char dir[1024];
+    struct stat sb;
+    if (stat(o->data, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(dir, sizeof dir, "%s", o->data);
+    else if (derf_data_find_dir(o->data, dir, sizeof dir, err, errlen)) return -1;
+    if (derf_dataset_load(tr, dir, "train", err, errlen)) return -1;
+    if (derf_dataset_load(te, dir, "test", err, errlen)) { derf_dataset_free(tr); return -1; }
+    if (o->train_limit > 0 && o->train_limit < tr->n) tr->n = o->train_limit;
+    return 0;
+}
+
+static void shuffle(int *perm, int n, uint64_t seed, int epoch) {
+    derf_rng r;
+    derf_rng_seed(&r, seed, 1000u + (uint64_t)epoch);
+    for (int i = 0; i < n; i++) perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)derf_rng_below(&r, (uint32_t)i + 1u), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static const char *meta_get(const derf_safetensors *st, const char *key) { return derf_safetensors_meta(st, key); }
+
+typedef struct {
+    derf_vit *m;
+    float *ema;
+    const derf_cls_opts *o;
+    int step;
+    derf_rng rng;
+} run_state;
+
+static int save_all(const run_state *rs, char *err, size_t errlen) {
+    const derf_cls_opts *o = rs->o;
+    if (!o->out) return 0;
+    char keys[40][32], vals[40][128];
+    int nk = derf_vit_config_to_meta(&rs->m->cfg, keys, vals, 32);
+    snprintf(keys[nk], 32, "step"); snprintf(vals[nk++], 128, "%d", rs->step);
+    snprintf(keys[nk], 32, "rng_state"); snprintf(vals[nk++], 128, "%llu", (unsigned long long)rs->rng.state);
+    snprintf(keys[nk], 32, "rng_inc"); snprintf(vals[nk++], 128, "%llu", (unsigned long long)rs->rng.inc);
+    snprintf(keys[nk], 32, "format"); snprintf(vals[nk++], 128, "derf-vit-1");
+    derf_st_meta meta[80];
+    int nm = 0;
+    for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
+    for (int i = 0; i < o->nmeta && nm < 80; i++) meta[nm++] = o->meta[i];
+    char path[1200];
+    const derf_params *p = &rs->m->params;
+    derf_ckpt_slab model = {"", p->params};
+    snprintf(path, sizeof path, "%s/model.safetensors", o->out);
+    if (derf_ckpt_save(path, p, &model, 1, meta, nm, err, errlen)) return -1;
+    if (rs->ema) {
+        derf_ckpt_slab e = {"", rs->ema};
+        snprintf(path, sizeof path, "%s/model_ema.safetensors", o->out);
+        if (derf_ckpt_save(path, p, &e, 1, meta, nm, err, errlen)) return -1;
+    }
+    derf_ckpt_slab state[4] = {{"", p->params}, {"adam_m.", p->m}, {"adam_v.", p->v}, {"ema.", rs->ema}};
+    snprintf(path, sizeof path, "%s/state.safetensors", o->out);
+    return derf_ckpt_save(path, p, state, rs->ema ? 4 : 3, meta, nm, err, errlen);
+}
+
+static int load_state(run_state *rs, char *err, size_t errlen) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/state.safetensors", rs->o->resume);
+    derf_safetensors st;
+    if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
+    const derf_params *p = &rs->m->params;
+    const char *step = meta_get(&st, "step"), *rs_s = meta_get(&st, "rng_state"), *rs_i = meta_get(&st, "rng_inc");
+    int rc = -1;
+    if (!step || !rs_s || !rs_i) {
+        derf_io_errf(err, errlen, "%s: not a derf training-state file (no step/rng metadata)", path);
+    } else if (!derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
+               !derf_ckpt_load_slab(&st, p, "adam_m.", p->m, path, err, errlen) &&
+               !derf_ckpt_load_slab(&st, p, "adam_v.", p->v, path, err, errlen) &&
+               (!rs->ema || !derf_ckpt_load_slab(&st, p, "ema.", rs->ema, path, err, errlen))) {
+        char *end;
+        long s = strtol(step, &end, 10);
+        if (*end || s < 0) derf_io_errf(err, errlen, "%s: bad step '%s' in metadata", path, step);
+        else {
+            rs->step = (int)s;
+            rs->rng.state = strtoull(rs_s, NULL, 10);
+            rs->rng.inc = strtoull(rs_i, NULL, 10);
+            rc = 0;
+        }
+    }
+    derf_safetensors_free(&st);
+    return rc;
+}
+
+int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    res->test_acc_ema = res->test_loss_ema = -1.f;
+    res->train_loss_eval = res->train_loss_eval_ema = -1.f;
+    if (o->batch < 1 || o->epochs < 1) { derf_io_errf(err, errlen, "batch and epochs must be at least 1"); return -1; }
+    if (derf_vit_check(&o->model, err, errlen)) return -1;
+    derf_dataset tr, te;
+    if (load_data(o, &tr, &te, err, errlen)) return -1;
+    if (tr.rows != o->model.img || tr.cols != o->model.img) {
+        derf_io_errf(err, errlen, "the data has %dx%d images but the model expects %dx%d (--img)", tr.rows, tr.cols,
+                     o->model.img, o->model.img);
+        derf_dataset_free(&tr); derf_dataset_free(&te);
+        return -1;
+    }
+    if (tr.n < o->batch) {
+        derf_io_errf(err, errlen, "only %d training images for a batch of %d: lower --batch", tr.n, o->batch);
+        derf_dataset_free(&tr); derf_dataset_free(&te);
+        return -1;
+    }
+    derf_pixel_stats px = derf_pixel_stats_of(&tr);
+    derf_vit m;
+    if (derf_vit_build(&m, &o->model, o->batch, err, errlen)) { derf_dataset_free(&tr); derf_dataset_free(&te); return -1; }
+    derf_vit_init(&m, o->seed);
+    derf_params *p = &m.params;
+    run_state rs = {&m, NULL, o, 0, {0, 0}};
+    derf_rng_seed(&rs.rng, o->seed, 1);
+    if (o->ema > 0) {
+        rs.ema = malloc(p->total * sizeof(float));
+        memcpy(rs.ema, p->params, p->total * sizeof(float));
+    }
+    int rc = -1;
+    FILE *log = NULL;
+    const int V = o->model.classes, B = o->batch, spe = tr.n / B;
+    const int total = o->epochs * spe, warmup = (int)(o->warmup_epochs * spe);
+    float *img = malloc(sizeof(float) * (size_t)B * tr.rows * tr.cols);
+    float *q = malloc(sizeof(float) * (size_t)B * V), *dlogits = malloc(sizeof(float) * (size_t)B * V);
+    int *perm = malloc(sizeof(int) * (size_t)tr.n);
+    if (o->resume && load_state(&rs, err, errlen)) goto done;
+    if (o->out) {
+        mkdir(o->out, 0777);
+        char path[1200];
+        snprintf(path, sizeof path, "%s/log.jsonl", o->out);
+        log = fopen(path, o->resume ? "a" : "w");
+        if (!log) { derf_io_errf(err, errlen, "cannot write %s: does the directory exist and is it writable?", path); goto done; }
+    }
+    res->total_steps = total;
+    const int stop = o->max_steps > 0 && o->max_steps < total ? o->max_steps : total;
+    if (!o->quiet)
+        fprintf(stderr, "[derf] vit %s, %d params, norm %s | %d train / %d test images, batch %d, %d steps (%d epochs)%s\n",
+                o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)p->total, derf_fn_get(o->model.norm.fn)->name,
+                tr.n, te.n, B, total, o->epochs, rs.step ? " (resumed)" : "");
+    derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
+    double t0 = now_s(), tlast = t0, loss_sum = 0;
+    int loss_n = 0, last_step = rs.step, epoch_loaded = -1;
+    while (rs.step < stop) {
+        int epoch = rs.step / spe, pos = rs.step % spe;
+        if (epoch != epoch_loaded) { shuffle(perm, tr.n, o->seed, epoch); epoch_loaded = epoch; }
+        if (pos == 0) { loss_sum = 0; loss_n = 0; }
+        derf_aug_batch(img, q, &o->aug, &tr, perm + (size_t)pos * B, B, V, px, &rs.rng);
+        derf_vit_forward(&m, img, B, 1, &rs.rng);
+        memset(dlogits, 0, sizeof(float) * (size_t)B * V);
+        float loss = derf_xent_soft_forward_backward(dlogits, m.logits, q, 1.f, B, V);
+        if (!isfinite(loss) || loss > 1e4f) {
+            res->diverged = 1;
+            snprintf(res->diverged_msg, sizeof res->diverged_msg,
+                     "training diverged at step %d (loss %g, lr %.3g): lower --lr or lengthen --warmup",
+                     rs.step, (double)loss, (double)derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr));
+            if (!o->quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
+            if (log) fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"loss\":null}\n", rs.step);
+            break;
+        }
+        derf_params_zero_grad(p);
+        derf_vit_backward(&m, dlogits, B);
+        float gn = derf_clip_grad_norm(p, o->clip);
+        acfg.lr = derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr);
+        derf_adamw_step(p, &acfg, rs.step + 1);
+        if (rs.ema) derf_ema_update(rs.ema, p->params, p->total, o->ema);
+        rs.step++;
+        loss_sum += loss;
+        loss_n++;
+        int log_now = o->log_every > 0 && (rs.step % o->log_every == 0 || rs.step == stop);
+        if (log_now) {
+            double t = now_s(), ips = (double)(rs.step - last_step) * B / (t - tlast + 1e-9);
+            char eta[32];
+            fmt_eta(eta, sizeof eta, (stop - rs.step) * B / (ips > 0 ? ips : 1));
+            if (!o->quiet)
+                fprintf(stderr, "[derf] step %d/%d ep %d/%d loss %.4f lr %.2e gn %.3f | %.0f img/s | eta %s\n", rs.step, total,
+                        epoch + 1, o->epochs, (double)loss, (double)acfg.lr, (double)gn, ips, eta);
+            if (log)
+                fprintf(log, "{\"type\":\"train\",\"step\":%d,\"epoch\":%.4f,\"loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
+                             "\"images_per_s\":%.1f,\"elapsed_s\":%.2f}\n",
+                        rs.step, (double)rs.step / spe, (double)loss, (double)acfg.lr, (double)gn, ips, t - t0);
+            tlast = t;
+            last_step = rs.step;
+        }
+        if (rs.step % spe == 0 && rs.step < stop) { /* end of an epoch (the last one is evaluated below) */
+            float l, a, le = -1, ae = -1;
+            derf_cls_evaluate(&m, &te, px, o->test_limit, &l, &a, NULL);
+            if (rs.ema) evaluate_ema(&m, rs.ema, &te, px, o->test_limit, &le, &ae, NULL);
+            if (!o->quiet) fprintf(stderr, "[derf] epoch %d: test acc %.2f%% (ema %.2f%%), train loss %.4f\n", rs.step / spe,
+                                   100 * a, 100 * ae, loss_sum / loss_n);
+            if (log)
+                fprintf(log, "{\"type\":\"eval\",\"step\":%d,\"epoch\":%d,\"test_acc\":%.6g,\"test_loss\":%.6g,"
+                             "\"test_acc_ema\":%.6g,\"test_loss_ema\":%.6g,\"train_loss\":%.6g}\n",
+                        rs.step, rs.step / spe, (double)a, (double)l, (double)ae, (double)le, loss_sum / loss_n);
+            if (log) fflush(log);
+        }
+    }
+    res->steps = rs.step;
+    res->epochs_done = rs.step / spe;
+    res->final_loss = loss_n ? (float)(loss_sum / loss_n) : NAN;
+    res->seconds = now_s() - t0;
+    res->images_per_s = res->seconds > 0 ? (rs.step - (o->resume ? 0 : 0)) * 0.0 : 0;
+    if (!res->diverged) {
+        float ca[DERF_DATASET_CLASSES], cae[DERF_DATASET_CLASSES];
+        derf_cls_evaluate(&m, &te, px, o->test_limit, &res->test_loss, &res->test_acc, ca);
+        memcpy(res->class_acc, ca, sizeof ca);
+        if (rs.ema) {
+            evaluate_ema(&m, rs.ema, &te, px, o->test_limit, &res->test_loss_ema, &res->test_acc_ema, cae);
+            if (res->test_acc_ema > res->test_acc) memcpy(res->class_acc, cae, sizeof cae);
+        }
+        if (o->eval_train_loss) {
+            float a;
+            derf_cls_evaluate(&m, &tr, px, 0, &res->train_loss_eval, &a, NULL);
+            if (rs.ema) evaluate_ema(&m, rs.ema, &tr, px, 0, &res->train_loss_eval_ema, &a, NULL);
+        }
+        if (log)
+            fprintf(log, "{\"type\":\"final\",\"step\":%d,\"test_acc\":%.6g,\"test_loss\":%.6g,\"test_acc_ema\":%.6g,"
+                         "\"test_loss_ema\":%.6g,\"train_loss_eval\":%.6g,\"train_loss_eval_ema\":%.6g,\"seconds\":%.1f}\n",
+                    rs.step, (double)res->test_acc, (double)res->test_loss, (double)res->test_acc_ema,
+                    (double)res->test_loss_ema, (double)res->train_loss_eval, (double)res->train_loss_eval_ema,
+                    res->seconds);
+        if (save_all(&rs, err, errlen)) goto done;
+    }
+    rc = 0;
+done:
+    if (log) fclose(log);
+    free(img); free(q); free(dlogits); free(perm); free(rs.ema);
+    derf_vit_free(&m);
+    derf_dataset_free(&tr);
+    derf_dataset_free(&te);
+    return rc;
+}
