@@ -1,0 +1,128 @@
+/* test_cli.c: the derf command as a user meets it: bad flags, unknown or malformed norm specs,
+ * missing or hostile files each give exactly one clear line on stderr and a non-zero exit; good
+ * invocations work. Runs ./derf from the repository root (make test builds it first). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Runs `./derf ARGS`, capturing stderr (stdout to out if non-NULL). Returns the exit status. */
+static int run(const char *args, char *err, size_t errlen, char *out, size_t outlen) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "./derf %s 2>/tmp/derf-cli-err.txt >/tmp/derf-cli-out.txt", args);
+    int st = system(cmd);
+    FILE *f = fopen("/tmp/derf-cli-err.txt", "r");
+    size_t n = f ? fread(err, 1, errlen - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    if (out) {
+        f = fopen("/tmp/derf-cli-out.txt", "r");
+        n = f ? fread(out, 1, outlen - 1, f) : 0;
+        out[n] = 0;
+        if (f) fclose(f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+/* A failing command: non-zero exit, one line on stderr containing `needle`. */
+static void expect_error(const char *args, const char *needle) {
+    char err[8192];
+    int rc = run(args, err, sizeof err, NULL, 0);
+    if (rc == 0 || lines(err) != 1 || !strstr(err, needle))
+        fprintf(stderr, "derf %s -> rc %d, stderr: [%s] (wanted one line with '%s')\n", args, rc, err, needle);
+    assert_true(rc != 0);
+    assert_int_equal(lines(err), 1);
+    assert_non_null(strstr(err, needle));
+}
+
+static void test_bad_specs(void **state) {
+    (void)state;
+    expect_error("functions erff", "unknown norm 'erff'");
+    expect_error("functions 'erf+flat'", "'flat' needs a value");
+    expect_error("functions 'neg(erf'", "missing ')'");
+    expect_error("functions 'erf+clip=-1'", "positive bound");
+    expect_error("train --norm bogus", "unknown norm 'bogus'");
+    expect_error("compare --norms layernorm,nope", "unknown norm 'nope'");
+    expect_error("compare --norms derf@fast", "bad learning rate");
+}
+
+static void test_bad_flags(void **state) {
+    (void)state;
+    expect_error("nosuchcommand", "unknown command");
+    expect_error("functions --bogus", "unknown option '--bogus'");
+    expect_error("train --epochs x", "--epochs needs an integer");
+    expect_error("train --lr -1", "--lr must lie in");
+    expect_error("train --lr nan", "--lr needs a finite number");
+    expect_error("train --batch", "--batch needs a value");
+    expect_error("train --pool max", "--pool must be avg or cls");
+    expect_error("train --preset huge", "huge");
+    expect_error("train --heads 5", "head");
+    expect_error("train extra", "unexpected argument");
+}
+
+static void test_bad_files(void **state) {
+    (void)state;
+    char dir[] = "/tmp/derf-cli-XXXXXX", path[256], args[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(args, sizeof args, "train --resume %s", dir);
+    expect_error(args, "state.safetensors");
+    /* a truncated / garbage state file */
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    fwrite("\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":", 1, 13, f);
+    fclose(f);
+    expect_error(args, "state.safetensors");
+    /* a data folder without IDX files */
+    snprintf(args, sizeof args, "train --data %s --quiet", dir);
+    expect_error(args, dir);
+    /* a plot into a folder that does not exist: error, and nothing half-written */
+    expect_error("functions erf --plot /nonexistent-derf-dir/x.svg", "/nonexistent-derf-dir/x.svg");
+}
+
+static void test_good(void **state) {
+    (void)state;
+    static char err[8192], out[65536];
+    assert_int_equal(run("--help", err, sizeof err, out, sizeof out), 0);
+    assert_non_null(strstr(out, "compare"));
+    assert_int_equal(run("train --help", err, sizeof err, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--norm"));
+    assert_int_equal(run("functions --plot /tmp/derf-cli-functions.svg", err, sizeof err, out, sizeof out), 0);
+    /* 24 functions, each with its row */
+    assert_non_null(strstr(out, "erf "));
+    assert_non_null(strstr(out, "dampexp"));
+    assert_int_equal(lines(out), 24 + 4);
+    FILE *f = fopen("/tmp/derf-cli-functions.svg", "r");
+    assert_non_null(f);
+    char head[64] = "";
+    assert_true(fread(head, 1, 4, f) == 4);
+    fclose(f);
+    assert_memory_equal(head, "<svg", 4);
+    /* an ablation spec: flat zone detected, and neg(erf) is decreasing */
+    assert_int_equal(run("functions 'erf+flat=1:noshift' 'neg(erf)' --no-plot", err, sizeof err, out, sizeof out), 0);
+    assert_non_null(strstr(out, "flat on +-1.00"));
+    assert_non_null(strstr(out, "decreasing"));
+}
+
+int main(void) {
+    if (access("./derf", X_OK) != 0) {
+        fprintf(stderr, "test_cli: ./derf not found: run from the repository root after make\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_specs), cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_good),
+    };
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}
