@@ -7,7 +7,7 @@ CFLAGS  += -std=c11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Wno-unused-parameter 
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-errno -MMD -MP
 # OpenBLAS, the OpenMP build (shares OpenMP's thread pool instead of oversubscribing the cores).
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lz -lm -fopenmp
+LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz -lm -fopenmp
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/cuda/*' | sort)
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
@@ -19,7 +19,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=build/%.o)
 TEST_OBJ := $(TEST_LIB:%.c=build/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 
-.PHONY: all deps test clean demo
+.PHONY: all deps test clean demo bench
 all: derf
 
 build/%.o: %.c
@@ -36,6 +36,13 @@ derf: $(CLI_OBJ) build/libderf.a
 build/tests/%: tests/%.c $(TEST_OBJ) build/libderf.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(TEST_OBJ) build/libderf.a $(LDLIBS) -lcmocka
+
+build/bench/%: bench/%.c build/libderf.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< build/libderf.a $(LDLIBS)
+
+bench: build/bench/bench_norms
+	./build/bench/bench_norms
 
 deps:
 	@sh tools/install-deps.sh

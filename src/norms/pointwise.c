@@ -100,52 +100,67 @@ static pw_grads unpack_grads(const derf_norm_spec *s, float *dparams, int C) {
     return r;
 }
 
-/* Forward and backward loops for one evaluation function EVAL(spec, u, &df) -> f.
- * Shift per channel, gamma/beta absent: handled with small per-row branches outside the
- * inner loop (sv: shift vector or NULL; gm/bt may be NULL). */
+/* Per-call channel vectors so the inner loops have no branches: shift[c] (scalar broadcast or
+ * per channel), gamma[c] (ones when absent), beta[c] (zeros when absent). */
+typedef struct { float *shift, *gamma, *beta; } pw_vecs;
+
+static pw_vecs make_vecs(const pw_params *p, int C) {
+    pw_vecs v;
+    float *buf = malloc(sizeof(float) * 3 * (size_t)C);
+    v.shift = buf; v.gamma = buf + C; v.beta = buf + 2 * C;
+    for (int c = 0; c < C; c++) {
+        v.shift[c] = p->shift ? (p->shift_per_channel ? p->shift[c] : p->shift[0]) : 0.f;
+        v.gamma[c] = p->gamma ? p->gamma[c] : 1.f;
+        v.beta[c] = p->beta ? p->beta[c] : 0.f;
+    }
+    return v;
+}
+
+/* Forward and backward loops for one evaluation function EVAL(spec, u, &df) -> f. */
 #define DEFINE_PW_KERNELS(NAME, EVAL)                                                              \
 static void fwd_##NAME(const derf_norm_spec *sp, float *restrict y, const float *restrict x,       \
                        const pw_params *p, int N, int C) {                                         \
     const float a = p->alpha[0];                                                                   \
-    const float s0 = (p->shift && !p->shift_per_channel) ? p->shift[0] : 0.f;                      \
-    const float *sv = p->shift_per_channel ? p->shift : NULL;                                      \
-    const float *gm = p->gamma, *bt = p->beta;                                                     \
-    _Pragma("omp parallel for schedule(static)")                                                   \
+    pw_vecs v = make_vecs(p, C);                                                                   \
+    const float *restrict sv = v.shift, *restrict gm = v.gamma, *restrict bt = v.beta;             \
+    _Pragma("omp parallel for schedule(static) if ((long)N * C > 4096)")                           \
     for (int n = 0; n < N; n++) {                                                                  \
-        const float *xr = x + (size_t)n * C;                                                       \
-        float *yr = y + (size_t)n * C;                                                             \
+        const float *restrict xr = x + (size_t)n * C;                                              \
+        float *restrict yr = y + (size_t)n * C;                                                    \
         _Pragma("omp simd")                                                                        \
         for (int c = 0; c < C; c++) {                                                              \
-            float df, u = a * xr[c] + (sv ? sv[c] : s0);                                           \
-            float f = EVAL(sp, u, &df);                                                            \
-            yr[c] = (gm ? gm[c] : 1.f) * f + (bt ? bt[c] : 0.f);                                   \
+            float df, f = EVAL(sp, a * xr[c] + sv[c], &df);                                        \
+            yr[c] = gm[c] * f + bt[c];                                                             \
         }                                                                                          \
     }                                                                                              \
+    free(v.shift);                                                                                 \
 }                                                                                                  \
 static void bwd_##NAME(const derf_norm_spec *sp, float *restrict dx, pw_grads *g,                  \
                        const float *restrict dy, const float *restrict x, const pw_params *p,      \
                        int N, int C) {                                                             \
     const float a = p->alpha[0];                                                                   \
-    const float s0 = (p->shift && !p->shift_per_channel) ? p->shift[0] : 0.f;                      \
-    const float *sv = p->shift_per_channel ? p->shift : NULL;                                      \
-    const float *gm = p->gamma;                                                                    \
+    pw_vecs v = make_vecs(p, C);                                                                   \
+    const float *restrict sv = v.shift, *restrict gm = v.gamma;                                    \
     int nt = omp_get_max_threads();                                                                \
-    float *part = calloc((size_t)nt * 3 * C, sizeof(float)); /* dgamma, dbeta, dshift per thread */\
-    double da = 0, ds = 0;                                                                         \
-    _Pragma("omp parallel reduction(+:da, ds)")                                                    \
+    /* per thread: dgamma, dbeta, dshift partials, and a scratch row when dx is not wanted */      \
+    float *part = calloc((size_t)nt * 4 * C, sizeof(float));                                       \
+    double *dsum = calloc((size_t)nt * 2, sizeof(double));                                         \
+    _Pragma("omp parallel if ((long)N * C > 4096)")                                                \
     {                                                                                              \
-        float *pg = part + (size_t)omp_get_thread_num() * 3 * C, *pb = pg + C, *ps = pb + C;       \
+        int tid = omp_get_thread_num();                                                            \
+        float *restrict pg = part + (size_t)tid * 4 * C, *restrict pb = pg + C;                    \
+        float *restrict ps = pb + C, *restrict scratch = ps + C;                                   \
+        double da = 0, ds = 0;                                                                     \
         _Pragma("omp for schedule(static)")                                                        \
         for (int n = 0; n < N; n++) {                                                              \
-            const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;                        \
-            float *dxr = dx ? dx + (size_t)n * C : NULL;                                           \
+            const float *restrict xr = x + (size_t)n * C, *restrict dyr = dy + (size_t)n * C;      \
+            float *restrict dxr = dx ? dx + (size_t)n * C : scratch;                               \
             float ra = 0.f, rs = 0.f;                                                              \
             _Pragma("omp simd reduction(+:ra, rs)")                                                \
             for (int c = 0; c < C; c++) {                                                          \
-                float df, u = a * xr[c] + (sv ? sv[c] : s0);                                       \
-                float f = EVAL(sp, u, &df);                                                        \
-                float t = dyr[c] * (gm ? gm[c] : 1.f) * df;                                        \
-                if (dxr) dxr[c] += t * a;                                                          \
+                float df, f = EVAL(sp, a * xr[c] + sv[c], &df);                                    \
+                float t = dyr[c] * gm[c] * df;                                                     \
+                dxr[c] += t * a;                                                                   \
                 ra += t * xr[c];                                                                   \
                 rs += t;                                                                           \
                 pg[c] += dyr[c] * f;                                                               \
@@ -155,18 +170,26 @@ static void bwd_##NAME(const derf_norm_spec *sp, float *restrict dx, pw_grads *g
             da += ra;                                                                              \
             ds += rs;                                                                              \
         }                                                                                          \
+        dsum[2 * tid] = da;                                                                        \
+        dsum[2 * tid + 1] = ds;                                                                    \
     }                                                                                              \
+    /* fixed-order reduction over threads: the result does not depend on scheduling */           \
+    double da = 0, ds = 0;                                                                         \
     for (int t = 0; t < nt; t++) {                                                                 \
-        float *pg = part + (size_t)t * 3 * C, *pb = pg + C, *ps = pb + C;                          \
+        float *pg = part + (size_t)t * 4 * C, *pb = pg + C, *ps = pb + C;                          \
+        da += dsum[2 * t];                                                                         \
+        ds += dsum[2 * t + 1];                                                                     \
         for (int c = 0; c < C; c++) {                                                              \
             if (g->gamma) g->gamma[c] += pg[c];                                                    \
             if (g->beta) g->beta[c] += pb[c];                                                      \
-            if (g->shift && sv) g->shift[c] += ps[c];                                              \
+            if (g->shift && p->shift_per_channel) g->shift[c] += ps[c];                            \
         }                                                                                          \
     }                                                                                              \
     if (g->alpha) g->alpha[0] += (float)da;                                                        \
-    if (g->shift && !sv) g->shift[0] += (float)ds;                                                 \
+    if (g->shift && !p->shift_per_channel) g->shift[0] += (float)ds;                               \
     free(part);                                                                                    \
+    free(dsum);                                                                                    \
+    free(v.shift);                                                                                 \
 }
 
 #define EVAL_BASE(NAME) static inline float eval_##NAME(const derf_norm_spec *sp, float u, float *df) \
