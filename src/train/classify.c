@@ -220,9 +220,11 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     }
     res->total_steps = total;
     const int stop = o->max_steps > 0 && o->max_steps < total ? o->max_steps : total;
+    char spec[256];
+    derf_norm_format(&o->model.norm, spec, sizeof spec);
     if (!o->quiet)
         fprintf(stderr, "[derf] vit %s, %d params, norm %s | %d train / %d test images, batch %d, %d steps (%d epochs)%s\n",
-                o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)p->total, derf_fn_get(o->model.norm.fn)->name,
+                o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)p->total, spec,
                 tr.n, te.n, B, total, o->epochs, rs.step ? " (resumed)" : "");
     derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = now_s(), tlast = t0, loss_sum = 0;
