@@ -28,5 +28,8 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 int cmd_functions(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_study(int argc, char **argv);
 
 #endif

@@ -7,8 +7,11 @@ typedef struct { const char *name; int (*run)(int, char **); const char *summary
 
 static const subcommand CMDS[] = {
     {"compare", cmd_compare, "the main job: train a ViT with several norms and seeds, compare accuracy and fit"},
+    {"study", cmd_study, "the paper's experiments (Tables 1-7, 13-16) as resumable sweeps with reports"},
     {"train", cmd_train, "train one ViT classifier (Fashion-MNIST by default) with any norm spec"},
+    {"eval", cmd_eval, "evaluate a ViT checkpoint: test accuracy, per-class accuracy, eval-mode train loss"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
+    {"data", cmd_data, "build datasets: 'derf data text' makes GPT-2 token shards of English prose"},
 };
 
 static void usage(FILE *f) {
