@@ -55,7 +55,7 @@ typedef struct {
     float test_loss, test_loss_ema;
     float class_acc[DERF_DATASET_CLASSES];     /* per-class test accuracy (of the better of raw/EMA) */
     float train_loss_eval, train_loss_eval_ema;/* evaluation-mode training loss (Appendix E); -1: not run */
-    double seconds, images_per_s;
+    double seconds, images_per_s;              /* the training loop, per-epoch evaluations included */
     char diverged_msg[160];
 } derf_cls_result;
 

@@ -104,7 +104,7 @@ void print_result(const char *label, const derf_cls_result *r) {
     printf(", test loss %.4f", r->test_loss);
     if (r->train_loss_eval >= 0) printf(", eval-mode train loss %.4f", r->train_loss_eval);
     if (r->train_loss_eval_ema >= 0) printf(" (EMA %.4f)", r->train_loss_eval_ema);
-    printf(", %d steps in %.0f s\n", r->steps, r->seconds);
+    printf(", %d steps in %.0f s (%.0f img/s)\n", r->steps, r->seconds, r->images_per_s);
     printf("  per-class acc:");
     for (int c = 0; c < DERF_DATASET_CLASSES; c++) printf(" %.1f", 100 * r->class_acc[c]);
     printf("\n");

@@ -228,7 +228,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
                 tr.n, te.n, B, total, o->epochs, rs.step ? " (resumed)" : "");
     derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = now_s(), tlast = t0, loss_sum = 0;
-    int loss_n = 0, last_step = rs.step, epoch_loaded = -1;
+    int loss_n = 0, last_step = rs.step, first_step = rs.step, epoch_loaded = -1;
     while (rs.step < stop) {
         int epoch = rs.step / spe, pos = rs.step % spe;
         if (epoch != epoch_loaded) { shuffle(perm, tr.n, o->seed, epoch); epoch_loaded = epoch; }
@@ -287,7 +287,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     res->epochs_done = rs.step / spe;
     res->final_loss = loss_n ? (float)(loss_sum / loss_n) : NAN;
     res->seconds = now_s() - t0;
-    res->images_per_s = res->seconds > 0 ? (rs.step - (o->resume ? 0 : 0)) * 0.0 : 0;
+    res->images_per_s = res->seconds > 0 ? (double)(rs.step - first_step) * B / res->seconds : 0;
     if (!res->diverged) {
         float ca[DERF_DATASET_CLASSES], cae[DERF_DATASET_CLASSES];
         derf_cls_evaluate(&m, &te, px, o->test_limit, &res->test_loss, &res->test_acc, ca);
