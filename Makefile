@@ -20,6 +20,7 @@ TEST_OBJ := $(TEST_LIB:%.c=build/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 
 .PHONY: all deps test clean demo bench
+.SECONDARY:
 all: derf
 
 build/%.o: %.c
@@ -51,7 +52,7 @@ test: derf $(TEST_BIN)
 	@sh tests/run.sh $(TEST_BIN)
 
 demo: derf
-	./derf functions
+	./derf compare
 
 clean:
 	rm -rf build derf

@@ -9,6 +9,8 @@ static const subcommand CMDS[] = {
     {"compare", cmd_compare, "the main job: train a ViT with several norms and seeds, compare accuracy and fit"},
     {"study", cmd_study, "the paper's experiments (Tables 1-7, 13-16) as resumable sweeps with reports"},
     {"train", cmd_train, "train one ViT classifier (Fashion-MNIST by default) with any norm spec"},
+    {"train-lm", cmd_train_lm, "train a GPT-2 language model on the text shards (paper recipe, any norm spec)"},
+    {"sample", cmd_sample, "generate text with a GPT-2 checkpoint (temperature, top-k, top-p, seed)"},
     {"eval", cmd_eval, "evaluate a ViT checkpoint: test accuracy, per-class accuracy, eval-mode train loss"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
     {"data", cmd_data, "build datasets: 'derf data text' makes GPT-2 token shards of English prose"},
