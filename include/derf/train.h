@@ -15,6 +15,10 @@
 /* Linear warmup from 0 to lr over `warmup` steps, then cosine decay to min_lr at `total`. */
 float derf_lr_at(int step, int warmup, int total, float lr, float min_lr);
 
+/* Monotonic seconds, and a remaining time as "12m05s" / "1h02m" for progress lines. */
+double derf_now_s(void);
+void derf_fmt_eta(char *buf, size_t n, double seconds);
+
 /* ema = decay * ema + (1 - decay) * params, over the whole slab. */
 void derf_ema_update(float *ema, const float *params, size_t n, float decay);
 
@@ -26,6 +30,26 @@ int derf_ckpt_save(const char *path, const derf_params *p, const derf_ckpt_slab 
                    const derf_st_meta *meta, int nmeta, char *err, size_t errlen);
 int derf_ckpt_load_slab(const derf_safetensors *st, const derf_params *p, const char *prefix,
                         float *dst, const char *path, char *err, size_t errlen);
+
+/* ---- a run folder: model.safetensors (+ model_ema.safetensors) and state.safetensors ----------
+ * state.safetensors holds the weights, the AdamW moments (adam_m., adam_v.), the EMA (ema.) and, in
+ * the metadata, the step, the RNG state and a format tag, plus the caller's metadata (the model
+ * config, the original options). model*.safetensors carry the same metadata. */
+typedef struct {
+    const derf_params *p;
+    const float *ema;           /* NULL: no EMA */
+    int step;
+    derf_rng rng;
+    const char *format;         /* e.g. "derf-vit-1" */
+    const derf_st_meta *meta;   /* model config and extra metadata */
+    int nmeta;
+} derf_run_state;
+
+int derf_run_save(const char *dir, const derf_run_state *s, char *err, size_t errlen);
+/* Restores dir/state.safetensors into p (params, m, v) and ema (if non-NULL), checking the format
+ * tag and that every tensor matches; returns the step and the RNG state. */
+int derf_run_load(const char *dir, const char *format, derf_params *p, float *ema, int *step,
+                  derf_rng *rng, char *err, size_t errlen);
 
 /* ---- the ViT classification trainer --------------------------------------------------------- */
 typedef struct {

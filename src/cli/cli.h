@@ -25,6 +25,13 @@ void cli_help(const cli_cmd *cmd);
 /* Prints "derf CMD: <message>" to stderr; returns 2 (the exit status for usage errors). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Resuming a run: the options a training command was started with are stored in its
+ * state.safetensors ("train_args", a JSON array). cli_stored_args returns them as an argv
+ * {cmd, stored...} (malloc'd; the strings leak by design: they live until exit), or an exit
+ * status after printing one error line. cli_args_json makes that array from argv[1..argc). */
+int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv);
+char *cli_args_json(int argc, char **argv);
+
 int cmd_functions(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

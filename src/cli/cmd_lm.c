@@ -3,7 +3,6 @@
  * on 2-D tensors, warmup + cosine, clipping 1.0, shared_scale and three alpha inits for point-wise
  * norms), writing checkpoints and a JSONL log into --out; `--resume DIR` continues a run exactly.
  * Also holds the option table that `derf compare --model gpt2` reuses. See docs/gpt2.md. */
-#include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,15 +97,6 @@ void lm_print_result(const char *label, const derf_lm_result *r) {
     printf(", %d steps (%lld tokens) in %.0f s, %.0f tokens/s\n", r->steps, r->tokens, r->seconds, r->tokens_per_s);
 }
 
-/* The original argv (as a JSON array) is stored in the checkpoints so --resume can replay it. */
-static char *args_json(int argc, char **argv) {
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 1; i < argc; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(argv[i]));
-    char *s = cJSON_PrintUnformatted(arr);
-    cJSON_Delete(arr);
-    return s;
-}
-
 int cmd_train_lm(int argc, char **argv) {
     static lm_args a;
     lm_args_init(&a);
@@ -133,36 +123,16 @@ int cmd_train_lm(int argc, char **argv) {
     char **av = NULL;
     int m = 0;
     if (resume) {
-        char path[1200], err[DERF_ERRLEN];
-        snprintf(path, sizeof path, "%s/state.safetensors", resume);
-        derf_safetensors st;
-        if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, sizeof err)) return cli_fail("train-lm", "%s", err);
-        const char *js = derf_safetensors_meta(&st, "train_args");
-        cJSON *arr = js ? cJSON_Parse(js) : NULL;
-        if (!cJSON_IsArray(arr)) {
-            derf_safetensors_free(&st);
-            cJSON_Delete(arr);
-            return cli_fail("train-lm", "%s has no stored training options: it was not written by 'derf train-lm'", path);
-        }
-        int k = cJSON_GetArraySize(arr);
-        av = calloc((size_t)k + 1, sizeof *av);
-        av[0] = "train-lm";
-        m = 1;
-        for (int i = 0; i < k; i++) {
-            const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(arr, i));
-            av[m++] = strdup(s ? s : "");
-        }
-        cJSON_Delete(arr);
-        derf_safetensors_free(&st);
+        if ((rc = cli_stored_args("train-lm", resume, &m, &av))) return rc;
         /* the original options, then the ones given now (a stored --max-steps does not carry over) */
         lm_args_init(&a);
         if (cli_parse(&cmd, m, av, pos, 0, &npos)) return 2;
         out = "runs/lm"; max_steps = 0; resume = NULL;
         if (cli_parse(&cmd, argc, argv, pos, 0, &npos)) return 2;
-        stored = args_json(m, av);
+        stored = cli_args_json(m, av);
         out = resume;
     } else {
-        stored = args_json(argc, argv);
+        stored = cli_args_json(argc, argv);
     }
     if ((rc = lm_args_finish(&a, "train-lm"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};

@@ -2,7 +2,6 @@
  * with any --norm spec, writing checkpoints and a JSONL log into --out; `--resume DIR` continues a
  * run exactly (the original options are stored in its state file). Also holds the option table
  * that `derf compare` reuses. */
-#include <cjson/cJSON.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,15 +109,6 @@ void print_result(const char *label, const derf_cls_result *r) {
     printf("\n");
 }
 
-/* The original argv (as a JSON array) is stored in the checkpoints so --resume can replay it. */
-static char *args_json(int argc, char **argv) {
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 1; i < argc; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(argv[i]));
-    char *s = cJSON_PrintUnformatted(arr);
-    cJSON_Delete(arr);
-    return s;
-}
-
 int cmd_train(int argc, char **argv) {
     static train_args a;
     train_args_init(&a);
@@ -140,32 +130,18 @@ int cmd_train(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     char *stored = NULL;
     if (resume) {
-        char path[1200], err[DERF_ERRLEN];
-        snprintf(path, sizeof path, "%s/state.safetensors", resume);
-        derf_safetensors st;
-        if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, sizeof err)) return cli_fail("train", "%s", err);
-        const char *js = derf_safetensors_meta(&st, "train_args");
-        cJSON *arr = js ? cJSON_Parse(js) : NULL;
-        if (!cJSON_IsArray(arr)) {
-            derf_safetensors_free(&st);
-            cJSON_Delete(arr);
-            return cli_fail("train", "%s has no stored training options: it was not written by 'derf train'", path);
-        }
-        int k = cJSON_GetArraySize(arr);
-        char **av = calloc((size_t)k + (size_t)argc + 1, sizeof *av);
-        av[0] = "train";
-        int m = 1;
-        for (int i = 0; i < k; i++) av[m++] = strdup(cJSON_GetArrayItem(arr, i)->valuestring);
-        for (int i = 1; i < argc; i++) av[m++] = argv[i];
-        cJSON_Delete(arr);
-        derf_safetensors_free(&st);
+        /* the original options, then the ones given now (a stored --max-steps does not carry over) */
+        char **av;
+        int m;
+        if ((rc = cli_stored_args("train", resume, &m, &av))) return rc;
         train_args_init(&a);
-        out = "runs/train"; max_steps = 0; resume = NULL;
         if (cli_parse(&cmd, m, av, pos, 0, &npos)) return 2;
-        stored = args_json(k + 1, av); /* the original options only */
+        out = "runs/train"; max_steps = 0; resume = NULL;
+        if (cli_parse(&cmd, argc, argv, pos, 0, &npos)) return 2;
+        stored = cli_args_json(m, av);
         out = resume;
     } else {
-        stored = args_json(argc, argv);
+        stored = cli_args_json(argc, argv);
     }
     if ((rc = train_args_finish(&a, "train"))) return rc;
     derf_st_meta meta = {"train_args", stored};

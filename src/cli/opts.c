@@ -1,4 +1,5 @@
 /* opts.c: the option parser shared by every subcommand (see cli.h). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -6,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "derf/io.h"
+#include "derf/safetensors.h"
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -81,5 +84,39 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv, char **pos, int maxpos,
         if (!v) return cli_fail(cmd->name, "--%s needs a value; see 'derf %s --help'", o->name, cmd->name) ? -1 : -1;
         if (set_value(cmd, o, v)) return -1;
     }
+    return 0;
+}
+
+char *cli_args_json(int argc, char **argv) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 1; i < argc; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(argv[i]));
+    char *s = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    return s;
+}
+
+int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
+    char path[1200], err[DERF_ERRLEN];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    derf_safetensors st;
+    if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, sizeof err)) return cli_fail(cmd, "%s", err);
+    const char *js = derf_safetensors_meta(&st, "train_args");
+    cJSON *arr = js ? cJSON_Parse(js) : NULL;
+    if (!cJSON_IsArray(arr)) {
+        derf_safetensors_free(&st);
+        cJSON_Delete(arr);
+        return cli_fail(cmd, "%s has no stored training options: it was not written by 'derf %s'", path, cmd);
+    }
+    int k = cJSON_GetArraySize(arr);
+    char **av = calloc((size_t)k + 2, sizeof *av);
+    av[0] = (char *)cmd;
+    for (int i = 0; i < k; i++) {
+        const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(arr, i));
+        av[i + 1] = strdup(s ? s : "");
+    }
+    cJSON_Delete(arr);
+    derf_safetensors_free(&st);
+    *argc = k + 1;
+    *argv = av;
     return 0;
 }

@@ -34,19 +34,6 @@ void derf_cls_opts_default(derf_cls_opts *o) {
     o->log_every = 50;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s)) s = 0;
-    int m = (int)(s / 60), sec = (int)s % 60;
-    if (m >= 60) snprintf(buf, n, "%dh%02dm", m / 60, m % 60);
-    else snprintf(buf, n, "%dm%02ds", m, sec);
-}
-
 void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
                        float *loss, float *acc, float *class_acc) {
     int n = limit > 0 && limit < ds->n ? limit : ds->n, B = m->max_batch, V = m->cfg.classes;
@@ -107,8 +94,6 @@ static void shuffle(int *perm, int n, uint64_t seed, int epoch) {
     }
 }
 
-static const char *meta_get(const derf_safetensors *st, const char *key) { return derf_safetensors_meta(st, key); }
-
 typedef struct {
     derf_vit *m;
     float *ema;
@@ -120,57 +105,13 @@ typedef struct {
 static int save_all(const run_state *rs, char *err, size_t errlen) {
     const derf_cls_opts *o = rs->o;
     if (!o->out) return 0;
-    char keys[40][32], vals[40][128];
-    int nk = derf_vit_config_to_meta(&rs->m->cfg, keys, vals, 32);
-    snprintf(keys[nk], 32, "step"); snprintf(vals[nk++], 128, "%d", rs->step);
-    snprintf(keys[nk], 32, "rng_state"); snprintf(vals[nk++], 128, "%llu", (unsigned long long)rs->rng.state);
-    snprintf(keys[nk], 32, "rng_inc"); snprintf(vals[nk++], 128, "%llu", (unsigned long long)rs->rng.inc);
-    snprintf(keys[nk], 32, "format"); snprintf(vals[nk++], 128, "derf-vit-1");
-    derf_st_meta meta[80];
-    int nm = 0;
+    char keys[48][32], vals[48][128];
+    derf_st_meta meta[96];
+    int nk = derf_vit_config_to_meta(&rs->m->cfg, keys, vals, 48), nm = 0;
     for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && nm < 80; i++) meta[nm++] = o->meta[i];
-    char path[1200];
-    const derf_params *p = &rs->m->params;
-    derf_ckpt_slab model = {"", p->params};
-    snprintf(path, sizeof path, "%s/model.safetensors", o->out);
-    if (derf_ckpt_save(path, p, &model, 1, meta, nm, err, errlen)) return -1;
-    if (rs->ema) {
-        derf_ckpt_slab e = {"", rs->ema};
-        snprintf(path, sizeof path, "%s/model_ema.safetensors", o->out);
-        if (derf_ckpt_save(path, p, &e, 1, meta, nm, err, errlen)) return -1;
-    }
-    derf_ckpt_slab state[4] = {{"", p->params}, {"adam_m.", p->m}, {"adam_v.", p->v}, {"ema.", rs->ema}};
-    snprintf(path, sizeof path, "%s/state.safetensors", o->out);
-    return derf_ckpt_save(path, p, state, rs->ema ? 4 : 3, meta, nm, err, errlen);
-}
-
-static int load_state(run_state *rs, char *err, size_t errlen) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/state.safetensors", rs->o->resume);
-    derf_safetensors st;
-    if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
-    const derf_params *p = &rs->m->params;
-    const char *step = meta_get(&st, "step"), *rs_s = meta_get(&st, "rng_state"), *rs_i = meta_get(&st, "rng_inc");
-    int rc = -1;
-    if (!step || !rs_s || !rs_i) {
-        derf_io_errf(err, errlen, "%s: not a derf training-state file (no step/rng metadata)", path);
-    } else if (!derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
-               !derf_ckpt_load_slab(&st, p, "adam_m.", p->m, path, err, errlen) &&
-               !derf_ckpt_load_slab(&st, p, "adam_v.", p->v, path, err, errlen) &&
-               (!rs->ema || !derf_ckpt_load_slab(&st, p, "ema.", rs->ema, path, err, errlen))) {
-        char *end;
-        long s = strtol(step, &end, 10);
-        if (*end || s < 0) derf_io_errf(err, errlen, "%s: bad step '%s' in metadata", path, step);
-        else {
-            rs->step = (int)s;
-            rs->rng.state = strtoull(rs_s, NULL, 10);
-            rs->rng.inc = strtoull(rs_i, NULL, 10);
-            rc = 0;
-        }
-    }
-    derf_safetensors_free(&st);
-    return rc;
+    for (int i = 0; i < o->nmeta && nm < 96; i++) meta[nm++] = o->meta[i];
+    derf_run_state s = {&rs->m->params, rs->ema, rs->step, rs->rng, "derf-vit-1", meta, nm};
+    return derf_run_save(o->out, &s, err, errlen);
 }
 
 int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size_t errlen) {
@@ -210,7 +151,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     float *img = malloc(sizeof(float) * (size_t)B * tr.rows * tr.cols);
     float *q = malloc(sizeof(float) * (size_t)B * V), *dlogits = malloc(sizeof(float) * (size_t)B * V);
     int *perm = malloc(sizeof(int) * (size_t)tr.n);
-    if (o->resume && load_state(&rs, err, errlen)) goto done;
+    if (o->resume && derf_run_load(o->resume, "derf-vit-1", p, rs.ema, &rs.step, &rs.rng, err, errlen)) goto done;
     if (o->out) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -227,7 +168,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
                 o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)p->total, spec,
                 tr.n, te.n, B, total, o->epochs, rs.step ? " (resumed)" : "");
     derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = now_s(), tlast = t0, loss_sum = 0;
+    double t0 = derf_now_s(), tlast = t0, loss_sum = 0;
     int loss_n = 0, last_step = rs.step, first_step = rs.step, epoch_loaded = -1;
     while (rs.step < stop) {
         int epoch = rs.step / spe, pos = rs.step % spe;
@@ -257,9 +198,9 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         loss_n++;
         int log_now = o->log_every > 0 && (rs.step % o->log_every == 0 || rs.step == stop);
         if (log_now) {
-            double t = now_s(), ips = (double)(rs.step - last_step) * B / (t - tlast + 1e-9);
+            double t = derf_now_s(), ips = (double)(rs.step - last_step) * B / (t - tlast + 1e-9);
             char eta[32];
-            fmt_eta(eta, sizeof eta, (stop - rs.step) * B / (ips > 0 ? ips : 1));
+            derf_fmt_eta(eta, sizeof eta, (stop - rs.step) * B / (ips > 0 ? ips : 1));
             if (!o->quiet)
                 fprintf(stderr, "[derf] step %d/%d ep %d/%d loss %.4f lr %.2e gn %.3f | %.0f img/s | eta %s\n", rs.step, total,
                         epoch + 1, o->epochs, (double)loss, (double)acfg.lr, (double)gn, ips, eta);
@@ -286,7 +227,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     res->steps = rs.step;
     res->epochs_done = rs.step / spe;
     res->final_loss = loss_n ? (float)(loss_sum / loss_n) : NAN;
-    res->seconds = now_s() - t0;
+    res->seconds = derf_now_s() - t0;
     res->images_per_s = res->seconds > 0 ? (double)(rs.step - first_step) * B / res->seconds : 0;
     if (!res->diverged) {
         float ca[DERF_DATASET_CLASSES], cae[DERF_DATASET_CLASSES];

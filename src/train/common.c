@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "derf/io.h"
 #include "derf/train.h"
 
@@ -63,4 +64,77 @@ int derf_ckpt_load_slab(const derf_safetensors *st, const derf_params *p, const 
         memcpy(dst + d->offset, t->data, d->numel * sizeof(float));
     }
     return 0;
+}
+
+double derf_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void derf_fmt_eta(char *buf, size_t n, double s) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    int m = (int)(s / 60), sec = (int)s % 60;
+    if (m >= 60) snprintf(buf, n, "%dh%02dm", m / 60, m % 60);
+    else snprintf(buf, n, "%dm%02ds", m, sec);
+}
+
+int derf_run_save(const char *dir, const derf_run_state *s, char *err, size_t errlen) {
+    char step[32], rs[32], ri[32], path[1200];
+    snprintf(step, sizeof step, "%d", s->step);
+    snprintf(rs, sizeof rs, "%llu", (unsigned long long)s->rng.state);
+    snprintf(ri, sizeof ri, "%llu", (unsigned long long)s->rng.inc);
+    int nm = s->nmeta + 4;
+    derf_st_meta *meta = malloc(sizeof *meta * (size_t)nm);
+    if (!meta) { derf_io_errf(err, errlen, "out of memory saving %s", dir); return -1; }
+    for (int i = 0; i < s->nmeta; i++) meta[i] = s->meta[i];
+    meta[s->nmeta] = (derf_st_meta){"step", step};
+    meta[s->nmeta + 1] = (derf_st_meta){"rng_state", rs};
+    meta[s->nmeta + 2] = (derf_st_meta){"rng_inc", ri};
+    meta[s->nmeta + 3] = (derf_st_meta){"format", s->format};
+    const derf_params *p = s->p;
+    derf_ckpt_slab model = {"", p->params}, ema = {"", s->ema};
+    derf_ckpt_slab state[4] = {{"", p->params}, {"adam_m.", p->m}, {"adam_v.", p->v}, {"ema.", s->ema}};
+    int rc;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    rc = derf_ckpt_save(path, p, &model, 1, meta, nm, err, errlen);
+    if (!rc && s->ema) {
+        snprintf(path, sizeof path, "%s/model_ema.safetensors", dir);
+        rc = derf_ckpt_save(path, p, &ema, 1, meta, nm, err, errlen);
+    }
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/state.safetensors", dir);
+        rc = derf_ckpt_save(path, p, state, s->ema ? 4 : 3, meta, nm, err, errlen);
+    }
+    free(meta);
+    return rc;
+}
+
+int derf_run_load(const char *dir, const char *format, derf_params *p, float *ema, int *step,
+                  derf_rng *rng, char *err, size_t errlen) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    derf_safetensors st;
+    if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
+    const char *sv = derf_safetensors_meta(&st, "step"), *rs = derf_safetensors_meta(&st, "rng_state"),
+               *ri = derf_safetensors_meta(&st, "rng_inc"), *fmt = derf_safetensors_meta(&st, "format");
+    int rc = -1;
+    char *end = NULL;
+    long s = sv ? strtol(sv, &end, 10) : -1;
+    if (!sv || !rs || !ri || !fmt || strcmp(fmt, format) != 0) {
+        derf_io_errf(err, errlen, "%s: not a %s training state (format '%s'; no step/rng metadata?)", path, format,
+                     fmt ? fmt : "none");
+    } else if (*end || s < 0) {
+        derf_io_errf(err, errlen, "%s: bad step '%s' in metadata", path, sv);
+    } else if (!derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
+               !derf_ckpt_load_slab(&st, p, "adam_m.", p->m, path, err, errlen) &&
+               !derf_ckpt_load_slab(&st, p, "adam_v.", p->v, path, err, errlen) &&
+               (!ema || !derf_ckpt_load_slab(&st, p, "ema.", ema, path, err, errlen))) {
+        *step = (int)s;
+        rng->state = strtoull(rs, NULL, 10);
+        rng->inc = strtoull(ri, NULL, 10);
+        rc = 0;
+    }
+    derf_safetensors_free(&st);
+    return rc;
 }

@@ -37,19 +37,6 @@ void derf_lm_opts_default(derf_lm_opts *o) {
     o->log_every = 10;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (s < 0 || !isfinite(s)) s = 0;
-    int m = (int)(s / 60), sec = (int)s % 60;
-    if (m >= 60) snprintf(buf, n, "%dh%02dm", m / 60, m % 60);
-    else snprintf(buf, n, "%dm%02ds", m, sec);
-}
-
 /* ------------------------------------------------------------------------------- evaluation */
 
 float derf_lm_eval_loss(derf_gpt2 *m, const derf_shard *s, int T, int nwin) {
@@ -136,53 +123,15 @@ static int all_finite(const float *x, size_t n) {
 static int save_all(const lm_state *rs, char *err, size_t errlen) {
     const derf_lm_opts *o = rs->o;
     if (!o->out) return 0;
-    char keys[40][32], vals[40][128];
-    int nk = derf_gpt2_config_to_meta(&rs->m->cfg, keys, vals, 32);
-    snprintf(keys[nk], 32, "step"); snprintf(vals[nk++], 128, "%d", rs->step);
-    snprintf(keys[nk], 32, "rng_state"); snprintf(vals[nk++], 128, "%llu", (unsigned long long)rs->rng.state);
-    snprintf(keys[nk], 32, "rng_inc"); snprintf(vals[nk++], 128, "%llu", (unsigned long long)rs->rng.inc);
-    snprintf(keys[nk], 32, "data_vocab"); snprintf(vals[nk++], 128, "%d", rs->data_vocab);
-    snprintf(keys[nk], 32, "format"); snprintf(vals[nk++], 128, "derf-lm-1");
-    derf_st_meta meta[80];
-    int nm = 0;
+    char keys[48][32], vals[48][128];
+    derf_st_meta meta[96];
+    int nk = derf_gpt2_config_to_meta(&rs->m->cfg, keys, vals, 47), nm = 0;
+    snprintf(keys[nk], 32, "data_vocab");
+    snprintf(vals[nk++], 128, "%d", rs->data_vocab);
     for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && nm < 80; i++) meta[nm++] = o->meta[i];
-    char path[1200];
-    const derf_params *p = &rs->m->params;
-    derf_ckpt_slab model = {"", p->params};
-    snprintf(path, sizeof path, "%s/model.safetensors", o->out);
-    if (derf_ckpt_save(path, p, &model, 1, meta, nm, err, errlen)) return -1;
-    derf_ckpt_slab state[3] = {{"", p->params}, {"adam_m.", p->m}, {"adam_v.", p->v}};
-    snprintf(path, sizeof path, "%s/state.safetensors", o->out);
-    return derf_ckpt_save(path, p, state, 3, meta, nm, err, errlen);
-}
-
-static int load_state(lm_state *rs, char *err, size_t errlen) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/state.safetensors", rs->o->resume);
-    derf_safetensors st;
-    if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
-    const derf_params *p = &rs->m->params;
-    const char *step = derf_safetensors_meta(&st, "step"), *rs_s = derf_safetensors_meta(&st, "rng_state"),
-               *rs_i = derf_safetensors_meta(&st, "rng_inc"), *fmt = derf_safetensors_meta(&st, "format");
-    int rc = -1;
-    if (!step || !rs_s || !rs_i || !fmt || strcmp(fmt, "derf-lm-1") != 0) {
-        derf_io_errf(err, errlen, "%s: not a derf language-model training state (no derf-lm-1 step/rng metadata)", path);
-    } else if (!derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
-               !derf_ckpt_load_slab(&st, p, "adam_m.", p->m, path, err, errlen) &&
-               !derf_ckpt_load_slab(&st, p, "adam_v.", p->v, path, err, errlen)) {
-        char *end;
-        long s = strtol(step, &end, 10);
-        if (*end || s < 0) derf_io_errf(err, errlen, "%s: bad step '%s' in metadata", path, step);
-        else {
-            rs->step = (int)s;
-            rs->rng.state = strtoull(rs_s, NULL, 10);
-            rs->rng.inc = strtoull(rs_i, NULL, 10);
-            rc = 0;
-        }
-    }
-    derf_safetensors_free(&st);
-    return rc;
+    for (int i = 0; i < o->nmeta && nm < 96; i++) meta[nm++] = o->meta[i];
+    derf_run_state s = {&rs->m->params, NULL, rs->step, rs->rng, "derf-lm-1", meta, nm};
+    return derf_run_save(o->out, &s, err, errlen);
 }
 
 /* ------------------------------------------------------------------------------- training */
@@ -222,9 +171,9 @@ typedef struct {
 static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen) {
     derf_lm_result *res = e->res;
     const int step = e->rs->step;
-    double ts = now_s();
+    double ts = derf_now_s();
     float vl = derf_lm_eval_loss(e->m, e->va, e->T, e->o->eval_windows);
-    e->eval_time += now_s() - ts;
+    e->eval_time += derf_now_s() - ts;
     e->nevals++;
     if (bad_loss(vl) || !all_finite(e->m->params.params, e->m->params.total)) {
         set_diverged(res, e->log, e->o, step, !bad_loss(vl) ? "non-finite weights, validation loss" : "validation loss",
@@ -239,7 +188,7 @@ static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen)
     if (!e->o->quiet) fprintf(stderr, "[derf] step %d: val loss %.4f\n", step, (double)vl);
     if (e->log) {
         fprintf(e->log, "{\"type\":\"val\",\"step\":%d,\"tokens\":%lld,\"val_loss\":%.6g,\"elapsed_s\":%.2f}\n", step,
-                step * e->tps, (double)vl, now_s() - e->t0);
+                step * e->tps, (double)vl, derf_now_s() - e->t0);
         fflush(e->log);
     }
     return do_save ? save_all(e->rs, err, errlen) : 0;
@@ -291,7 +240,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     const int B = o->batch;
     const long long tps = (long long)o->accum * B * T; /* tokens per optimizer step */
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
-    if (o->resume && load_state(&rs, err, errlen)) goto done;
+    if (o->resume && derf_run_load(o->resume, "derf-lm-1", &m.params, NULL, &rs.step, &rs.rng, err, errlen)) goto done;
     if (o->out) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -314,13 +263,13 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
                      "\"steps\":%d,\"resumed\":%s}\n",
                 start, res->params, cfg.vocab, spec, tps, o->steps, start ? "true" : "false");
     derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = now_s(), train_time = 0, int_time = 0, loss_sum = 0;
+    double t0 = derf_now_s(), train_time = 0, int_time = 0, loss_sum = 0;
     int loss_n = 0, int_steps = 0;
 
     lm_eval ev = {&m, &va, T, o, log, res, &rs, t0, 0, 0, tps};
     if (start == 0 && o->eval_every > 0 && validate(&ev, acfg.lr, 0, err, errlen)) goto done;
     while (!res->diverged && rs.step < stop) {
-        double ts = now_s();
+        double ts = derf_now_s();
         float lr = derf_lr_at(rs.step, o->warmup, o->steps, o->lr, o->min_lr);
         derf_params_zero_grad(p);
         double lsum = 0;
@@ -338,7 +287,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         acfg.lr = lr;
         derf_adamw_step(p, &acfg, rs.step + 1);
         rs.step++;
-        double dt = now_s() - ts;
+        double dt = derf_now_s() - ts;
         train_time += dt;
         int_time += dt;
         int_steps++;
@@ -349,7 +298,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
             int evals_left = o->eval_every > 0 ? (stop - 1) / o->eval_every - rs.step / o->eval_every : 0;
             double per_eval = ev.nevals ? ev.eval_time / ev.nevals : 0;
             char eta[32];
-            fmt_eta(eta, sizeof eta, (stop - rs.step) * (double)tps / (tok_s > 0 ? tok_s : 1) +
+            derf_fmt_eta(eta, sizeof eta, (stop - rs.step) * (double)tps / (tok_s > 0 ? tok_s : 1) +
                                          (evals_left + 1) * per_eval);
             if (!o->quiet)
                 fprintf(stderr, "[derf] step %d/%d loss %.4f lr %.2e gn %.3f | %.0f tok/s | eta %s\n", rs.step, o->steps,
@@ -357,7 +306,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
             if (log)
                 fprintf(log, "{\"type\":\"train\",\"step\":%d,\"tokens\":%lld,\"loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
                              "\"tokens_per_s\":%.1f,\"elapsed_s\":%.2f}\n",
-                        rs.step, rs.step * tps, (double)loss, (double)lr, (double)gn, tok_s, now_s() - t0);
+                        rs.step, rs.step * tps, (double)loss, (double)lr, (double)gn, tok_s, derf_now_s() - t0);
             res->final_loss = (float)(loss_sum / loss_n);
             loss_sum = 0; loss_n = 0; int_time = 0; int_steps = 0;
         }
@@ -373,7 +322,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         if (validate(&ev, acfg.lr, 0, err, errlen)) goto done;
         if (!res->diverged) {
             if (o->eval_train_loss) res->train_loss_eval = derf_lm_eval_loss(&m, &tr, T, o->eval_windows);
-            res->seconds = now_s() - t0;
+            res->seconds = derf_now_s() - t0;
             if (log)
                 fprintf(log, "{\"type\":\"final\",\"step\":%d,\"tokens\":%lld,\"val_loss\":%.6g,\"train_loss_eval\":%.6g,"
                              "\"tokens_per_s\":%.1f,\"seconds\":%.1f}\n",
@@ -382,7 +331,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
             if (save_all(&rs, err, errlen)) goto done;
         }
     }
-    res->seconds = now_s() - t0;
+    res->seconds = derf_now_s() - t0;
     rc = 0;
 done:
     if (log) fclose(log);
