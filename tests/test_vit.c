@@ -460,6 +460,8 @@ static void test_torch_parity(void **state) {
         {"erf:shift=channel:alpha=0.8:s=0.1", DERF_POOL_AVG, DERF_GELU_TANH, 2, 0, 0, 0, 0, 0},
         {"derf", DERF_POOL_AVG, DERF_GELU_ERF, 4, 12, 3, 24, 3, 3},
         {"layernorm:eps=1e-06", DERF_POOL_CLS, DERF_GELU_ERF, 4, 12, 3, 24, 3, 3},
+        /* the real image size: 28x28 in 4x4 patches, T = 50 tokens, width 64, 4 heads */
+        {"derf", DERF_POOL_AVG, DERF_GELU_ERF, 2, 28, 1, 64, 1, 4},
     };
     const int nc = (int)(sizeof cases / sizeof cases[0]);
     char root[] = "/tmp/derf_vit_parity_XXXXXX";
