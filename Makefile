@@ -42,8 +42,8 @@ build/bench/%: bench/%.c build/libderf.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< build/libderf.a $(LDLIBS)
 
-bench: build/bench/bench_norms
-	./build/bench/bench_norms
+bench: derf
+	./derf bench
 
 deps:
 	@sh tools/install-deps.sh

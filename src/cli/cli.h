@@ -32,6 +32,7 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv);
 char *cli_args_json(int argc, char **argv);
 
+int cmd_bench(int argc, char **argv);
 int cmd_functions(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
