@@ -12,7 +12,7 @@
  *    steps (betas 0.9/0.95, wd 0.1 on the decay tensors, clip 1.0) to a temp dir and runs
  *    tools/gpt2_torch_parity.py on them (fp32 tolerance per tensor). Skipped when /usr/bin/python3
  *    (or $DERF_TORCH_PYTHON) has no torch, unless CI=true;
- *  - DERF_GPT2_BENCH=1 adds a timing of one forward+backward of the 124m preset at B=4, T=64. */
+ *  Timings live in `derf bench --only gpt2`, not here. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -654,51 +654,6 @@ static void test_torch_parity(void **state) {
     assert_int_equal(system(rm), 0);
 }
 
-/* --------------------------------------------------------------------- timing (opt-in) */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* DERF_GPT2_BENCH=1: one forward+backward of the 124m preset (derf) at B=4, T=64, after a warm-up */
-static void test_bench_124m(void **state) {
-    (void)state;
-    if (!getenv("DERF_GPT2_BENCH")) skip();
-    derf_gpt2 m;
-    char err[256];
-    derf_gpt2_config c;
-    assert_int_equal(derf_gpt2_preset(&c, "124m", err, sizeof err), 0);
-    const int B = 4, T = 64, reps = 3;
-    assert_int_equal(derf_gpt2_build(&m, &c, B, T, err, sizeof err), 0);
-    derf_gpt2_init(&m, 1);
-    uint64_t s = 99;
-    int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
-    fill_batch(c.vocab, B * T, tok, tgt, 0, &s);
-    derf_params_zero_grad(&m.params);
-    derf_gpt2_forward(&m, tok, tgt, B, T);                     /* warm-up: touches every page */
-    derf_gpt2_backward(&m, 1.0f);
-    double tf = 0, tb = 0;
-    float loss = 0;
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        loss = derf_gpt2_forward(&m, tok, tgt, B, T);
-        double t1 = now_s();
-        derf_gpt2_backward(&m, 1.0f);
-        double t2 = now_s();
-        tf += t1 - t0;
-        tb += t2 - t1;
-    }
-    print_message("124m derf, B=%d T=%d, %zu params, arena %.0f MB: loss %.4f (ln V = %.4f); "
-                  "forward %.3f s + backward %.3f s = %.3f s per step (mean of %d)\n",
-                  B, T, m.params.total, (double)m.acts_size * 4 / 1e6, (double)loss, log((double)c.vocab),
-                  tf / reps, tb / reps, (tf + tb) / reps, reps);
-    free(tok);
-    free(tgt);
-    derf_gpt2_free(&m);
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tensor_table),
@@ -711,7 +666,6 @@ int main(void) {
         cmocka_unit_test(test_gradcheck_derf),
         cmocka_unit_test(test_gradcheck_dyt_nobias),
         cmocka_unit_test(test_torch_parity),
-        cmocka_unit_test(test_bench_124m),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

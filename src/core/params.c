@@ -124,9 +124,16 @@ void derf_adamw_step(derf_params *p, const derf_adamw_cfg *cfg, int step) {
 float derf_clip_grad_norm(derf_params *p, float max_norm) {
     const long n = (long)p->total;
     float *g = p->grads;
+    /* blocks of 4096 summed in float with SIMD lanes, blocks added in double */
     double ss = 0.0;
     #pragma omp parallel for reduction(+:ss) schedule(static)
-    for (long i = 0; i < n; i++) ss += (double)g[i] * (double)g[i];
+    for (long b = 0; b < n; b += 4096) {
+        const long e = b + 4096 < n ? b + 4096 : n;
+        float s = 0.0f;
+        #pragma omp simd reduction(+:s)
+        for (long i = b; i < e; i++) s += g[i] * g[i];
+        ss += s;
+    }
     double norm = sqrt(ss);
     if (max_norm > 0.0f) {
         double coef = (double)max_norm / (norm + 1e-6);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "derf/ops.h"
+#include "norms/fastmath.h"
 
 /* qkv[B,T,3C] -> out[B,T,C], att[B,NH,T,T] (softmax probabilities; zero above the diagonal if causal) */
 void derf_attention_forward(float *out, float *att, const float *qkv,
@@ -27,7 +28,8 @@ void derf_attention_forward(float *out, float *att, const float *qkv,
                 float mx = row[0];
                 for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
                 float sum = 0.0f;
-                for (int j = 0; j < n; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
+                #pragma omp simd reduction(+:sum)
+                for (int j = 0; j < n; j++) { row[j] = derf_fast_expf(row[j] - mx); sum += row[j]; }
                 const float inv = 1.0f / sum;
                 for (int j = 0; j < n; j++) row[j] *= inv;
                 for (int j = n; j < T; j++) row[j] = 0.0f;
