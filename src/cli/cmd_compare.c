@@ -9,15 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli/cli.h"
+#include "cli/compare_util.h"
 #include "cli/lm_opts.h"
 #include "cli/train_opts.h"
 #include "derf/io.h"
 #include "derf/plot.h"
 #include "derf/strbuf.h"
 
-#define MAX_NORMS 16
-#define MAX_SEEDS 16
-#define MAX_PTS 4096
 
 typedef struct {
     char spec[128];
@@ -26,13 +24,6 @@ typedef struct {
     double ep[MAX_PTS], acc[MAX_PTS], lep[MAX_PTS], loss[MAX_PTS];
     int nacc, nloss;           /* curves of the first seed */
 } norm_run;
-
-static void safe_name(char *out, size_t n, const char *spec, int seed) {
-    size_t k = 0;
-    for (const char *p = spec; *p && k + 1 < n; p++) out[k++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
-    out[k] = 0;
-    snprintf(out + k, n - k, "-s%d", seed);
-}
 
 /* Reads the eval (accuracy per epoch) and train (loss per step) records of a run's log. */
 static void read_curves(norm_run *nr, const char *dir) {
@@ -64,15 +55,6 @@ static void read_curves(norm_run *nr, const char *dir) {
     fclose(f);
 }
 
-static void mean_std(const double *x, int n, double *m, double *s) {
-    double a = 0, b = 0;
-    for (int i = 0; i < n; i++) a += x[i];
-    a /= n;
-    for (int i = 0; i < n; i++) b += (x[i] - a) * (x[i] - a);
-    *m = a;
-    *s = n > 1 ? sqrt(b / (n - 1)) : 0;
-}
-
 int cmd_compare(int argc, char **argv) {
     for (int i = 1; i < argc; i++) /* --model gpt2: the language-model comparison (cmd_compare_lm.c) */
         if (!strcmp(argv[i], "--model=gpt2") || (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "gpt2")))
@@ -101,30 +83,15 @@ int cmd_compare(int argc, char **argv) {
     if ((rc = train_args_finish(&a, "compare"))) return rc;
 
     /* parse the norm list (each must be a valid spec) */
-    int nn = 0;
-    char list[2048];
-    snprintf(list, sizeof list, "%s", norms);
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (nn == MAX_NORMS) return cli_fail("compare", "at most %d norms", MAX_NORMS);
-        norm_run *nr = &runs[nn++];
-        memset(nr, 0, sizeof *nr);
-        char *at = strchr(tok, '@');
-        if (at) {
-            *at = 0;
-            char *end;
-            nr->lr = strtof(at + 1, &end);
-            if (end == at + 1 || *end || !(nr->lr > 0 && nr->lr < 10))
-                return cli_fail("compare", "bad learning rate '%s' after '@' in --norms (e.g. derf@3e-3)", at + 1);
-        }
-        snprintf(nr->spec, sizeof nr->spec, "%s", tok);
-        derf_norm_spec s;
-        char err[DERF_ERRLEN];
-        if (derf_norm_parse(tok, &s, err, sizeof err)) return cli_fail("compare", "%s", err);
+    compare_norm list[MAX_NORMS];
+    int nn = compare_parse_norms("compare", norms, list);
+    if (nn < 0) return 2;
+    for (int i = 0; i < nn; i++) {
+        memset(&runs[i], 0, sizeof runs[i]);
+        memcpy(runs[i].spec, list[i].spec, sizeof runs[i].spec); /* both 128 bytes */
+        runs[i].lr = list[i].lr;
     }
-    if (nn == 0) return cli_fail("compare", "--norms is empty; e.g. --norms layernorm,dyt,derf");
-    mkdir(out, 0777);
-    struct stat sb;
-    if (stat(out, &sb) || !S_ISDIR(sb.st_mode)) return cli_fail("compare", "cannot create the folder '%s'", out);
+    if (compare_make_dir("compare", out)) return 2;
 
     for (int i = 0; i < nn; i++)
         for (int s = 0; s < seeds; s++) {
@@ -134,7 +101,7 @@ int cmd_compare(int argc, char **argv) {
             if (runs[i].lr > 0) b.o.lr = runs[i].lr;
             if ((rc = train_args_finish(&b, "compare"))) return rc;
             char name[200], dir[1200];
-            safe_name(name, sizeof name, runs[i].spec, b.seed);
+            compare_run_name(name, sizeof name, runs[i].spec, b.seed);
             snprintf(dir, sizeof dir, "%s/%s", out, name);
             b.o.out = dir;
             char err[DERF_ERRLEN];
@@ -174,7 +141,7 @@ int cmd_compare(int argc, char **argv) {
             continue;
         }
         double m, sd, me, sde, ml, sdl, mle, sdle;
-        mean_std(acc, k, &m, &sd); mean_std(acce, k, &me, &sde); mean_std(tl, k, &ml, &sdl); mean_std(tle, k, &mle, &sdle);
+        compare_mean_std(acc, k, &m, &sd); compare_mean_std(acce, k, &me, &sde); compare_mean_std(tl, k, &ml, &sdl); compare_mean_std(tle, k, &mle, &sdle);
         char a1[48], a2[48], a3[48];
         snprintf(a1, sizeof a1, "%.2f ± %.2f", m, sd);
         snprintf(a2, sizeof a2, "%.2f", me);

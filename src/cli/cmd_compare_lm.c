@@ -10,14 +10,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli/cli.h"
+#include "cli/compare_util.h"
 #include "cli/lm_opts.h"
 #include "derf/io.h"
 #include "derf/plot.h"
 #include "derf/strbuf.h"
 
-#define MAX_NORMS 16
-#define MAX_SEEDS 16
-#define MAX_PTS 4096
 
 typedef struct {
     char spec[128];
@@ -26,13 +24,6 @@ typedef struct {
     double vs[MAX_PTS], vl[MAX_PTS], ts[MAX_PTS], tl[MAX_PTS];
     int nv, nt;                     /* curves of the first seed */
 } lm_run;
-
-static void safe_name(char *out, size_t n, const char *spec, int seed) {
-    size_t k = 0;
-    for (const char *p = spec; *p && k + 1 < n; p++) out[k++] = isalnum((unsigned char)*p) || *p == '.' || *p == '-' ? *p : '_';
-    out[k] = 0;
-    snprintf(out + k, n - k, "-s%d", seed);
-}
 
 /* training loss per logged step, from the run's log */
 static void read_train_curve(lm_run *nr, const char *dir) {
@@ -52,15 +43,6 @@ static void read_train_curve(lm_run *nr, const char *dir) {
         cJSON_Delete(j);
     }
     fclose(f);
-}
-
-static void mean_std(const double *x, int n, double *m, double *s) {
-    double a = 0, b = 0;
-    for (int i = 0; i < n; i++) a += x[i];
-    a /= n;
-    for (int i = 0; i < n; i++) b += (x[i] - a) * (x[i] - a);
-    *m = a;
-    *s = n > 1 ? sqrt(b / (n - 1)) : 0;
 }
 
 int cmd_compare_lm(int argc, char **argv) {
@@ -87,30 +69,15 @@ int cmd_compare_lm(int argc, char **argv) {
     if (strcmp(model, "gpt2") != 0) return cli_fail("compare", "--model must be vit or gpt2, not '%s'", model);
     if ((rc = lm_args_finish(&a, "compare"))) return rc;
 
-    int nn = 0;
-    char list[2048];
-    snprintf(list, sizeof list, "%s", norms);
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (nn == MAX_NORMS) return cli_fail("compare", "at most %d norms", MAX_NORMS);
-        lm_run *nr = &runs[nn++];
-        memset(nr, 0, sizeof *nr);
-        char *at = strchr(tok, '@');
-        if (at) {
-            *at = 0;
-            char *end;
-            nr->lr = strtof(at + 1, &end);
-            if (end == at + 1 || *end || !(nr->lr > 0 && nr->lr < 10))
-                return cli_fail("compare", "bad learning rate '%s' after '@' in --norms (e.g. derf@1e-3)", at + 1);
-        }
-        snprintf(nr->spec, sizeof nr->spec, "%s", tok);
-        derf_norm_spec s;
-        char err[DERF_ERRLEN];
-        if (derf_norm_parse(tok, &s, err, sizeof err)) return cli_fail("compare", "%s", err);
+    compare_norm list[MAX_NORMS];
+    int nn = compare_parse_norms("compare", norms, list);
+    if (nn < 0) return 2;
+    for (int i = 0; i < nn; i++) {
+        memset(&runs[i], 0, sizeof runs[i]);
+        memcpy(runs[i].spec, list[i].spec, sizeof runs[i].spec); /* both 128 bytes */
+        runs[i].lr = list[i].lr;
     }
-    if (nn == 0) return cli_fail("compare", "--norms is empty; e.g. --norms layernorm,dyt,derf");
-    mkdir(out, 0777);
-    struct stat sb;
-    if (stat(out, &sb) || !S_ISDIR(sb.st_mode)) return cli_fail("compare", "cannot create the folder '%s'", out);
+    if (compare_make_dir("compare", out)) return 2;
 
     for (int i = 0; i < nn; i++)
         for (int s = 0; s < seeds; s++) {
@@ -120,7 +87,7 @@ int cmd_compare_lm(int argc, char **argv) {
             if (runs[i].lr > 0) b.o.lr = runs[i].lr;
             if ((rc = lm_args_finish(&b, "compare"))) return rc;
             char name[200], dir[1200];
-            safe_name(name, sizeof name, runs[i].spec, b.seed);
+            compare_run_name(name, sizeof name, runs[i].spec, b.seed);
             snprintf(dir, sizeof dir, "%s/%s", out, name);
             b.o.out = dir;
             char err[DERF_ERRLEN];
@@ -169,8 +136,8 @@ int cmd_compare_lm(int argc, char **argv) {
             continue;
         }
         double m, sd, ml, sdl;
-        mean_std(vl, k, &m, &sd);
-        mean_std(tl, k, &ml, &sdl);
+        compare_mean_std(vl, k, &m, &sd);
+        compare_mean_std(tl, k, &ml, &sdl);
         char a1[48], a3[48];
         snprintf(a1, sizeof a1, "%.4f ± %.4f", m, sd);
         snprintf(a3, sizeof a3, "%.4f", ml);
