@@ -148,7 +148,11 @@ int cmd_compare(int argc, char **argv) {
         snprintf(a3, sizeof a3, "%.4f", ml);
         printf("%-28s %-9.2g %-21s %-16s %-18s %.0f s%s\n", runs[i].spec, lr, a1, me >= 0 ? a2 : "-", ml >= 0 ? a3 : "-", t / k,
                div ? " (some runs diverged)" : "");
-        derf_sb_printf(&md, "| %s | %g | %.2f ± %.2f | %.2f | %.4f | %.4f | %.0f s |\n", runs[i].spec, lr, m, sd, me, ml, mle, t / k);
+        char c1[32] = "-", c2[32] = "-", c3[32] = "-"; /* EMA or eval-mode loss not measured: '-' */
+        if (me >= 0) snprintf(c1, sizeof c1, "%.2f", me);
+        if (ml >= 0) snprintf(c2, sizeof c2, "%.4f", ml);
+        if (mle >= 0) snprintf(c3, sizeof c3, "%.4f", mle);
+        derf_sb_printf(&md, "| %s | %g | %.2f ± %.2f | %s | %s | %s | %.0f s |\n", runs[i].spec, lr, m, sd, c1, c2, c3, t / k);
     }
     derf_sb_printf(&md, "\nThe evaluation-mode training loss is the paper's Appendix E measure: mean cross-entropy over the whole "
                         "training set with augmentation, mixup, label smoothing and drop path off.\n"
