@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include "derf/gpt2.h"
 #include "derf/safetensors.h"
+#include "parity.h"
 #include "testutil.h"
 
 static uint64_t g_seed;
@@ -491,31 +492,6 @@ static void test_gradcheck_dyt_nobias(void **state) { (void)state; gradcheck("dy
 
 /* --------------------------------------------------------------------- PyTorch parity */
 
-static const char *python_path(void) {
-    const char *py = getenv("DERF_TORCH_PYTHON");
-    return py && *py ? py : "/usr/bin/python3";
-}
-
-static int have_torch(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "%s -c 'import torch, numpy' >/dev/null 2>&1", python_path());
-    return access(python_path(), X_OK) == 0 && system(cmd) == 0;
-}
-
-static void write_tensors(const char *path, const derf_params *p, const float *slab,
-                          const derf_st_meta *meta, int nmeta) {
-    derf_st_tensor_in *t = calloc((size_t)p->n, sizeof *t);
-    int64_t (*shape)[DERF_MAX_DIMS] = calloc((size_t)p->n, sizeof *shape);
-    for (int i = 0; i < p->n; i++) {
-        for (int d = 0; d < p->t[i].ndim; d++) shape[i][d] = p->t[i].shape[d];
-        t[i] = (derf_st_tensor_in){p->t[i].name, p->t[i].ndim, shape[i], slab + p->t[i].offset};
-    }
-    char err[512];
-    if (derf_safetensors_write(path, t, p->n, meta, nmeta, err, sizeof err)) fail_msg("%s", err);
-    free(t);
-    free(shape);
-}
-
 #define PAR_STEPS 10
 #define PAR_LR 3e-3f
 
@@ -561,9 +537,9 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
     derf_st_meta meta[32];
     for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
     snprintf(path, sizeof path, "%s/params.safetensors", dir);
-    write_tensors(path, &m.params, m.params.params, meta, nk);
+    assert_int_equal(parity_write_slab(path, &m.params, m.params.params, meta, nk), 0);
     snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-    write_tensors(path, &m.params, m.params.grads, NULL, 0);
+    assert_int_equal(parity_write_slab(path, &m.params, m.params.grads, NULL, 0), 0);
     float *logits = malloc((size_t)n * V * sizeof *logits);
     memcpy(logits, m.logits, (size_t)n * V * sizeof *logits);
 
@@ -598,10 +574,10 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
 
 static void test_torch_parity(void **state) {
     (void)state;
-    if (!have_torch()) {
+    if (!parity_have_torch()) {
         const char *ci = getenv("CI");
-        if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", python_path());
-        print_message("SKIP: %s cannot import torch and numpy\n", python_path());
+        if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python());
+        print_message("SKIP: %s cannot import torch and numpy\n", parity_python());
         skip();
     }
     const parity_case cases[] = {
@@ -622,8 +598,6 @@ static void test_torch_parity(void **state) {
     char root[] = "/tmp/derf_gpt2_parity_XXXXXX";
     assert_non_null(mkdtemp(root));
     uint64_t s = g_seed ^ 0x5eedULL;
-    char cmd[8192];
-    int n = snprintf(cmd, sizeof cmd, "%s tools/gpt2_torch_parity.py", python_path());
     for (int i = 0; i < nc; i++) {
         char dir[64];
         snprintf(dir, sizeof dir, "%s/case%d", root, i);
@@ -631,27 +605,8 @@ static void test_torch_parity(void **state) {
         snprintf(mk, sizeof mk, "mkdir -p %s", dir);
         assert_int_equal(system(mk), 0);
         write_case(dir, &cases[i], &s);
-        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", dir);
     }
-    /* the per-tensor report goes to a log; on success only its summary line is shown */
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > %s/parity.log 2>&1", root);
-    int rc = system(cmd);
-    char show[700];
-    if (rc != 0) {
-        snprintf(show, sizeof show, "grep -v '^ok ' %s/parity.log", root);
-        if (system(show)) {}
-        fail_msg("tools/gpt2_torch_parity.py failed (status %d); inputs and parity.log kept in %s", rc, root);
-    }
-    snprintf(show, sizeof show, "tail -n 1 %s/parity.log", root);
-    fflush(stdout);
-    assert_int_equal(system(show), 0);
-    if (getenv("DERF_KEEP_PARITY")) {
-        print_message("parity inputs and log kept in %s\n", root);
-        return;
-    }
-    char rm[700];
-    snprintf(rm, sizeof rm, "rm -rf %s", root);
-    assert_int_equal(system(rm), 0);
+    assert_int_equal(parity_run("tools/gpt2_torch_parity.py", root, nc), 0);
 }
 
 int main(void) {

@@ -20,6 +20,7 @@
 #include "derf/ops.h"
 #include "derf/safetensors.h"
 #include "derf/vit.h"
+#include "parity.h"
 #include "testutil.h"
 
 static uint64_t g_seed;
@@ -374,31 +375,6 @@ static void test_forward_batch_independent(void **state) {
 
 /* --------------------------------------------------------------------- PyTorch parity */
 
-static const char *python_path(void) {
-    const char *py = getenv("DERF_TORCH_PYTHON");
-    return py && *py ? py : "/usr/bin/python3";
-}
-
-static int have_torch(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "%s -c 'import torch, numpy' >/dev/null 2>&1", python_path());
-    return access(python_path(), X_OK) == 0 && system(cmd) == 0;
-}
-
-static void write_tensors(const char *path, const derf_params *p, const float *slab,
-                          const derf_st_meta *meta, int nmeta) {
-    derf_st_tensor_in *t = calloc((size_t)p->n, sizeof *t);
-    int64_t (*shape)[DERF_MAX_DIMS] = calloc((size_t)p->n, sizeof *shape);
-    for (int i = 0; i < p->n; i++) {
-        for (int d = 0; d < p->t[i].ndim; d++) shape[i][d] = p->t[i].shape[d];
-        t[i] = (derf_st_tensor_in){p->t[i].name, p->t[i].ndim, shape[i], slab + p->t[i].offset};
-    }
-    char err[512];
-    if (derf_safetensors_write(path, t, p->n, meta, nmeta, err, sizeof err)) fail_msg("%s", err);
-    free(t);
-    free(shape);
-}
-
 typedef struct { const char *norm; derf_pool pool; derf_gelu_kind gelu; int B, img, chans, dim, depth, heads; } parity_case;
 
 /* Builds the case, runs forward + xent + backward, writes DIR/{params,grads,batch}.safetensors. */
@@ -428,9 +404,9 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
     derf_st_meta meta[32];
     for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
     snprintf(path, sizeof path, "%s/params.safetensors", dir);
-    write_tensors(path, &m.params, m.params.params, meta, nk);
+    assert_int_equal(parity_write_slab(path, &m.params, m.params.params, meta, nk), 0);
     snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-    write_tensors(path, &m.params, m.params.grads, NULL, 0);
+    assert_int_equal(parity_write_slab(path, &m.params, m.params.grads, NULL, 0), 0);
 
     int64_t sh_img[4] = {B, c.chans, c.img, c.img}, sh_b[1] = {B}, sh_log[2] = {B, c.classes}, sh_1[1] = {1};
     derf_st_tensor_in bt[4] = {{"images", 4, sh_img, img}, {"labels", 1, sh_b, labf},
@@ -443,10 +419,10 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
 
 static void test_torch_parity(void **state) {
     (void)state;
-    if (!have_torch()) {
+    if (!parity_have_torch()) {
         const char *ci = getenv("CI");
-        if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", python_path());
-        print_message("SKIP: %s cannot import torch and numpy\n", python_path());
+        if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python());
+        print_message("SKIP: %s cannot import torch and numpy\n", parity_python());
         skip();
     }
     const parity_case cases[] = {
@@ -467,8 +443,6 @@ static void test_torch_parity(void **state) {
     char root[] = "/tmp/derf_vit_parity_XXXXXX";
     assert_non_null(mkdtemp(root));
     uint64_t s = g_seed ^ 0x5eedULL;
-    char cmd[8192];
-    int n = snprintf(cmd, sizeof cmd, "%s tools/vit_torch_parity.py", python_path());
     for (int i = 0; i < nc; i++) {
         char dir[64];
         snprintf(dir, sizeof dir, "%s/case%d", root, i);
@@ -476,23 +450,8 @@ static void test_torch_parity(void **state) {
         snprintf(mk, sizeof mk, "mkdir -p %s", dir);
         assert_int_equal(system(mk), 0);
         write_case(dir, &cases[i], &s);
-        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", dir);
     }
-    /* the per-tensor report goes to a log; on success only its summary line is shown */
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " > %s/parity.log 2>&1", root);
-    int rc = system(cmd);
-    char show[700];
-    if (rc != 0) {
-        snprintf(show, sizeof show, "grep -v '^ok ' %s/parity.log", root);
-        if (system(show)) {}
-        fail_msg("tools/vit_torch_parity.py failed (status %d); inputs and parity.log kept in %s", rc, root);
-    }
-    snprintf(show, sizeof show, "tail -n 1 %s/parity.log", root);
-    fflush(stdout);
-    assert_int_equal(system(show), 0);
-    char rm[700];
-    snprintf(rm, sizeof rm, "rm -rf %s", root);
-    assert_int_equal(system(rm), 0);
+    assert_int_equal(parity_run("tools/vit_torch_parity.py", root, nc), 0);
 }
 
 int main(void) {

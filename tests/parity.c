@@ -1,0 +1,45 @@
+/* parity.c: shared helpers of the model parity tests (see parity.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "derf/train.h"
+#include "parity.h"
+
+const char *parity_python(void) {
+    const char *py = getenv("DERF_TORCH_PYTHON");
+    return py && *py ? py : "/usr/bin/python3";
+}
+
+int parity_have_torch(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "%s -c 'import torch, numpy' >/dev/null 2>&1", parity_python());
+    return access(parity_python(), X_OK) == 0 && system(cmd) == 0;
+}
+
+int parity_write_slab(const char *path, const derf_params *p, const float *slab, const derf_st_meta *meta, int nmeta) {
+    char err[512];
+    derf_ckpt_slab s = {"", slab};
+    if (derf_ckpt_save(path, p, &s, 1, meta, nmeta, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int parity_run(const char *script, const char *root, int ncases) {
+    char cmd[8192], show[700];
+    int n = snprintf(cmd, sizeof cmd, "%s %s", parity_python(), script);
+    for (int i = 0; i < ncases; i++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/case%d", root, i);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " > %s/parity.log 2>&1", root);
+    int rc = system(cmd);
+    snprintf(show, sizeof show, rc ? "grep -v '^ok ' %s/parity.log" : "tail -n 1 %s/parity.log", root);
+    fflush(stdout);
+    if (system(show)) {}
+    if (rc) fprintf(stderr, "%s failed (status %d); inputs and parity.log kept in %s\n", script, rc, root);
+    else if (getenv("DERF_KEEP_PARITY")) fprintf(stderr, "parity inputs and log kept in %s\n", root);
+    else {
+        snprintf(show, sizeof show, "rm -rf %s", root);
+        if (system(show)) {}
+    }
+    return rc;
+}
