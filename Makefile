@@ -9,6 +9,17 @@ CFLAGS  += -std=c11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Wno-unused-parameter 
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz -lm -fopenmp
 
+# MPI (data-parallel training under mpirun, src/core/dist.c): on when pkg-config finds Open MPI
+# (libopenmpi-dev) or MPICH; `make MPI=0` builds without it (then derf runs as one process only).
+MPI ?= auto
+ifneq ($(MPI),0)
+MPI_PC  := $(firstword $(foreach p,ompi-c mpich,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
+ifneq ($(MPI_PC),)
+CFLAGS  += -DDERF_MPI $(shell pkg-config --cflags $(MPI_PC))
+LDLIBS  += $(shell pkg-config --libs $(MPI_PC))
+endif
+endif
+
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/cuda/*' | sort)
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -56,5 +67,10 @@ demo: derf
 
 clean:
 	rm -rf build derf
+
+# dist.c is the only file whose code depends on MPI being found: rebuild it when that changes
+build/src/core/dist.o: build/mpi-$(if $(MPI_PC),on,off).stamp
+build/mpi-%.stamp:
+	@mkdir -p build && rm -f build/mpi-*.stamp && touch $@
 
 -include $(shell find build -name '*.d' 2>/dev/null)

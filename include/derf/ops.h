@@ -65,6 +65,11 @@ void derf_dropout_backward(float *dinp, const float *dout, const float *mask, si
 /* Drop path (stochastic depth) on a residual branch x[B, rest]: keep[b] = 0 or 1/(1-p) per sample.
  * In place: x[b,:] *= keep[b]. Backward: dx[b,:] *= keep[b] (in place as well). */
 void derf_drop_path_forward(float *x, float *keep, float p, int B, size_t rest, derf_rng *rng);
+/* The same for samples [off, off+B) of a global batch of `total` (data-parallel shards): draws the
+ * masks of all `total` samples in order and keeps this share's, so every shard sees the masks a
+ * single process with the whole batch would. total = B, off = 0 is derf_drop_path_forward. */
+void derf_drop_path_forward_shard(float *x, float *keep, float p, int B, size_t rest, derf_rng *rng,
+                                  int total, int off);
 void derf_drop_path_backward(float *dx, const float *keep, int B, size_t rest);
 
 /* out = a + b (out may alias a). */

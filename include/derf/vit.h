@@ -44,6 +44,9 @@ typedef struct {
     float *acts;
     size_t acts_size;
     float *logits;            /* [B, classes] after forward */
+    /* data-parallel shard (0, 0: none): this model's batch is samples [shard_off, shard_off + B) of a
+     * global batch of shard_total, and drop-path masks are drawn for the whole global batch */
+    int shard_total, shard_off;
 } derf_vit;
 
 /* Registers the tensors and allocates everything for batches up to max_batch. */

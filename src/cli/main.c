@@ -1,7 +1,11 @@
-/* main.c: the `derf` command: dispatches to subcommands (one file each in src/cli/). */
+/* main.c: the `derf` command: dispatches to subcommands (one file each in src/cli/). Under an MPI
+ * launcher (mpirun) it starts the data-parallel layer first (derf/dist.h): only the trainers run on
+ * several processes, rank 0 alone prints results, and a process that fails ends the whole job. */
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "derf/dist.h"
+#include "derf/io.h"
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -27,6 +31,24 @@ static void usage(FILE *f) {
     fprintf(f, "\nNorm specs (--norm): see docs/norm-spec.md, or run 'derf functions'.\n");
 }
 
+/* Runs a subcommand, on several processes when launched by mpirun (the trainers only). */
+static int run_command(const subcommand *c, int argc, char **argv) {
+    char err[DERF_ERRLEN];
+    if (derf_dist_init(&argc, &argv, err, sizeof err)) { fprintf(stderr, "derf %s: %s\n", c->name, err); return 2; }
+    const int size = derf_dist_size();
+    if (size > 1 && strcmp(c->name, "train") && strcmp(c->name, "train-lm"))
+        derf_dist_abort(2, "'derf %s' runs on one process; only 'derf train' and 'derf train-lm' run data-parallel "
+                        "under mpirun", c->name);
+    if (derf_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) /* results are printed once, by rank 0 */
+        derf_dist_abort(2, "cannot silence the standard output of rank %d", derf_dist_rank());
+    int rc = c->run(argc, argv);
+    /* an error on any process ends every process (the others may wait in a collective); divergence
+     * (status 3) is seen by all processes alike and ends them normally */
+    if (size > 1 && rc != 0 && rc != 3) derf_dist_abort(rc, "stopping all %d processes after the error above", size);
+    derf_dist_finalize();
+    return rc;
+}
+
 int main(int argc, char **argv) {
 #if defined(__SSE__)
     /* Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ): a denormal costs ~100
@@ -46,7 +68,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)
-        if (!strcmp(argv[1], CMDS[i].name)) return CMDS[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], CMDS[i].name)) return run_command(&CMDS[i], argc - 1, argv + 1);
     fprintf(stderr, "derf: unknown command '%s'; run 'derf --help' for the list\n", argv[1]);
     return 2;
 }

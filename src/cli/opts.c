@@ -7,13 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/safetensors.h"
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "derf %s: ", cmd);
+    if (derf_dist_size() > 1) fprintf(stderr, "derf %s (rank %d of %d): ", cmd, derf_dist_rank(), derf_dist_size());
+    else fprintf(stderr, "derf %s: ", cmd);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

@@ -386,7 +386,8 @@ void derf_vit_forward(derf_vit *m, const float *images, int B, int train, derf_r
     const derf_norm_spec *ns = &c->norm;
     const int T = m->T, NP = T - 1, D = c->dim, H = c->mlp_ratio * D, NH = c->heads, V = c->classes;
     const int BT = B * T;
-    if (B <= 0 || B > m->max_batch) {
+    const int gB = m->shard_total > 0 ? m->shard_total : B, gO = m->shard_total > 0 ? m->shard_off : 0;
+    if (B <= 0 || B > m->max_batch || gO + B > gB) {
         fprintf(stderr, "derf: ViT forward with batch %d, built for 1..%d\n", B, m->max_batch);
         abort();
     }
@@ -416,14 +417,14 @@ void derf_vit_forward(derf_vit *m, const float *images, int B, int train, derf_r
         derf_linear_forward(y.qkv, y.ln1, bw.qkv_w, bw.qkv_b, BT, D, 3 * D);       /* qkv[B,T,3D] */
         derf_attention_forward(y.atty, y.att, y.qkv, B, T, D, NH, 0);             /* atty[B,T,D], att[B,NH,T,T] */
         derf_linear_forward(a.branch, y.atty, bw.proj_w, bw.proj_b, BT, D, D);     /* branch[B,T,D] */
-        derf_drop_path_forward(a.branch, y.keep1, p, B, (size_t)T * D, rng);
+        derf_drop_path_forward_shard(a.branch, y.keep1, p, B, (size_t)T * D, rng, gB, gO);
         derf_residual_forward(y.xmid, y.x, a.branch, (size_t)BT * D);              /* xmid[B,T,D] */
         /* MLP branch: xout[B,T,D] = xmid + DropPath(fc2(GELU(fc1(norm2(xmid))))) */
         derf_norm_forward(ns, y.ln2, y.st2, y.xmid, bw.n2, BT, D);                 /* ln2[B,T,D] */
         derf_linear_forward(y.fch, y.ln2, bw.fc1_w, bw.fc1_b, BT, D, H);           /* fch[B,T,H] */
         derf_gelu_forward(y.fcg, y.fch, (size_t)BT * H, c->gelu);                 /* fcg[B,T,H] */
         derf_linear_forward(a.branch, y.fcg, bw.fc2_w, bw.fc2_b, BT, H, D);        /* branch[B,T,D] */
-        derf_drop_path_forward(a.branch, y.keep2, p, B, (size_t)T * D, rng);
+        derf_drop_path_forward_shard(a.branch, y.keep2, p, B, (size_t)T * D, rng, gB, gO);
         derf_residual_forward(y.xout, y.xmid, a.branch, (size_t)BT * D);           /* xout[B,T,D] */
     }
 

@@ -28,12 +28,21 @@ void derf_dropout_backward(float *dinp, const float *dout, const float *mask, si
 
 /* x[B,rest] in place: keep[b] in {0, 1/(1-p)}, x[b,:] *= keep[b]. p <= 0: keep = 1, no draws. */
 void derf_drop_path_forward(float *x, float *keep, float p, int B, size_t rest, derf_rng *rng) {
+    derf_drop_path_forward_shard(x, keep, p, B, rest, rng, B, 0);
+}
+
+/* keep[b] for samples off..off+B-1 of `total`; the draws of the others are made and dropped. */
+void derf_drop_path_forward_shard(float *x, float *keep, float p, int B, size_t rest, derf_rng *rng,
+                                  int total, int off) {
     if (p <= 0.0f) {
         for (int b = 0; b < B; b++) keep[b] = 1.0f;
         return;
     }
     const float k = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
-    for (int b = 0; b < B; b++) keep[b] = derf_rng_uniform(rng) < p ? 0.0f : k;
+    for (int g = 0; g < total; g++) {
+        const float u = derf_rng_uniform(rng);
+        if (g >= off && g < off + B) keep[g - off] = u < p ? 0.0f : k;
+    }
     derf_drop_path_backward(x, keep, B, rest);
 }
 

@@ -1,13 +1,17 @@
 /* classify.c: the image-classification trainer (ViT on Fashion-MNIST / MNIST): AdamW with a
  * warmup + cosine schedule, augmentation, mixup/cutmix, drop path, EMA, gradient clipping,
  * per-epoch evaluation, the evaluation-mode training loss of the paper's Appendix E, checkpoints,
- * exact resume and a JSONL run log. Deterministic for a given seed and thread count. */
+ * exact resume and a JSONL run log. Deterministic for a given seed and thread count. Data-parallel
+ * under MPI (derf/dist.h): every process builds the whole augmented global batch (cheap, and the same
+ * random draws as one process), trains on its share, and the gradients are averaged; evaluation is
+ * sharded over the processes; only rank 0 writes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/train.h"
 
@@ -36,14 +40,15 @@ void derf_cls_opts_default(derf_cls_opts *o) {
 
 void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
                        float *loss, float *acc, float *class_acc) {
-    int n = limit > 0 && limit < ds->n ? limit : ds->n, B = m->max_batch, V = m->cfg.classes;
+    int n = limit > 0 && limit < ds->n ? limit : ds->n, B = m->max_batch, V = m->cfg.classes, lo, hi;
+    derf_dist_range(n, &lo, &hi); /* this process's share of the images */
     float *img = malloc(sizeof(float) * (size_t)B * ds->rows * ds->cols);
     int *idx = malloc(sizeof(int) * (size_t)B);
     int32_t *tg = malloc(sizeof(int32_t) * (size_t)B);
     double total = 0;
     long correct = 0, per_n[DERF_DATASET_CLASSES] = {0}, per_ok[DERF_DATASET_CLASSES] = {0};
-    for (int s = 0; s < n; s += B) {
-        int b = n - s < B ? n - s : B;
+    for (int s = lo; s < hi; s += B) {
+        int b = hi - s < B ? hi - s : B;
         for (int i = 0; i < b; i++) { idx[i] = s + i; tg[i] = ds->labels[s + i]; }
         derf_batch_images(img, ds, idx, b, st);
         derf_vit_forward(m, img, b, 0, NULL);
@@ -56,10 +61,14 @@ void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st,
             if (best == tg[i]) { correct++; per_ok[tg[i]]++; }
         }
     }
-    *loss = (float)(total / n);
-    *acc = (float)correct / (float)n;
+    double sums[2 + 2 * DERF_DATASET_CLASSES] = {total, (double)correct}; /* summed over the processes */
+    for (int c = 0; c < DERF_DATASET_CLASSES; c++) { sums[2 + c] = per_n[c]; sums[2 + DERF_DATASET_CLASSES + c] = per_ok[c]; }
+    derf_dist_sum_doubles(sums, 2 + 2 * DERF_DATASET_CLASSES);
+    *loss = (float)(sums[0] / n);
+    *acc = (float)(sums[1] / n);
     if (class_acc)
-        for (int c = 0; c < DERF_DATASET_CLASSES; c++) class_acc[c] = per_n[c] ? (float)per_ok[c] / per_n[c] : 0.f;
+        for (int c = 0; c < DERF_DATASET_CLASSES; c++)
+            class_acc[c] = sums[2 + c] > 0 ? (float)(sums[2 + DERF_DATASET_CLASSES + c] / sums[2 + c]) : 0.f;
     free(img); free(idx); free(tg);
 }
 
@@ -104,7 +113,7 @@ typedef struct {
 
 static int save_all(const run_state *rs, char *err, size_t errlen) {
     const derf_cls_opts *o = rs->o;
-    if (!o->out) return 0;
+    if (!o->out || derf_dist_rank() != 0) return 0; /* rank 0 writes for everyone */
     char keys[48][32], vals[48][128];
     derf_st_meta meta[96];
     int nk = derf_vit_config_to_meta(&rs->m->cfg, keys, vals, 48), nm = 0;
@@ -133,9 +142,15 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         derf_dataset_free(&tr); derf_dataset_free(&te);
         return -1;
     }
+    int off, Bl; /* this process's share of every global batch: samples [off, off + Bl) */
     derf_pixel_stats px = derf_pixel_stats_of(&tr);
     derf_vit m;
-    if (derf_vit_build(&m, &o->model, o->batch, err, errlen)) { derf_dataset_free(&tr); derf_dataset_free(&te); return -1; }
+    if (derf_dist_shard(o->batch, &off, &Bl, err, errlen) || derf_vit_build(&m, &o->model, Bl, err, errlen)) {
+        derf_dataset_free(&tr); derf_dataset_free(&te);
+        return -1;
+    }
+    m.shard_total = o->batch;
+    m.shard_off = off;
     derf_vit_init(&m, o->seed);
     derf_params *p = &m.params;
     run_state rs = {&m, NULL, o, 0, {0, 0}};
@@ -146,13 +161,23 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     }
     int rc = -1;
     FILE *log = NULL;
+    const int quiet = o->quiet || derf_dist_rank() != 0;
+    const size_t hw = (size_t)tr.rows * tr.cols;
     const int V = o->model.classes, B = o->batch, spe = tr.n / B;
     const int total = o->epochs * spe, warmup = (int)(o->warmup_epochs * spe);
     float *img = malloc(sizeof(float) * (size_t)B * tr.rows * tr.cols);
-    float *q = malloc(sizeof(float) * (size_t)B * V), *dlogits = malloc(sizeof(float) * (size_t)B * V);
+    float *q = malloc(sizeof(float) * (size_t)B * V), *dlogits = malloc(sizeof(float) * (size_t)Bl * V);
     int *perm = malloc(sizeof(int) * (size_t)tr.n);
     if (o->resume && derf_run_load(o->resume, "derf-vit-1", p, rs.ema, &rs.step, &rs.rng, err, errlen)) goto done;
-    if (o->out) {
+    if (derf_dist_size() > 1) { /* every process starts from rank 0's state */
+        derf_dist_bcast(p->params, p->total * sizeof(float));
+        derf_dist_bcast(p->m, p->total * sizeof(float));
+        derf_dist_bcast(p->v, p->total * sizeof(float));
+        if (rs.ema) derf_dist_bcast(rs.ema, p->total * sizeof(float));
+        derf_dist_bcast(&rs.step, sizeof rs.step);
+        derf_dist_bcast(&rs.rng, sizeof rs.rng);
+    }
+    if (o->out && derf_dist_rank() == 0) {
         mkdir(o->out, 0777);
         char path[1200];
         snprintf(path, sizeof path, "%s/log.jsonl", o->out);
@@ -163,10 +188,12 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     const int stop = o->max_steps > 0 && o->max_steps < total ? o->max_steps : total;
     char spec[256];
     derf_norm_format(&o->model.norm, spec, sizeof spec);
-    if (!o->quiet)
+    if (!quiet)
         fprintf(stderr, "[derf] vit %s, %d params, norm %s | %d train / %d test images, batch %d, %d steps (%d epochs)%s\n",
                 o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)p->total, spec,
                 tr.n, te.n, B, total, o->epochs, rs.step ? " (resumed)" : "");
+    if (!quiet && derf_dist_size() > 1)
+        fprintf(stderr, "[derf] data-parallel over %d processes: %d images each per batch\n", derf_dist_size(), Bl);
     derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = derf_now_s(), tlast = t0, loss_sum = 0;
     int loss_n = 0, last_step = rs.step, first_step = rs.step, epoch_loaded = -1;
@@ -174,21 +201,25 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         int epoch = rs.step / spe, pos = rs.step % spe;
         if (epoch != epoch_loaded) { shuffle(perm, tr.n, o->seed, epoch); epoch_loaded = epoch; }
         if (pos == 0) { loss_sum = 0; loss_n = 0; }
+        if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
+        /* the whole global batch (same draws as one process), then this process's share */
         derf_aug_batch(img, q, &o->aug, &tr, perm + (size_t)pos * B, B, V, px, &rs.rng);
-        derf_vit_forward(&m, img, B, 1, &rs.rng);
-        memset(dlogits, 0, sizeof(float) * (size_t)B * V);
-        float loss = derf_xent_soft_forward_backward(dlogits, m.logits, q, 1.f, B, V);
+        derf_vit_forward(&m, img + (size_t)off * hw, Bl, 1, &rs.rng);
+        memset(dlogits, 0, sizeof(float) * (size_t)Bl * V);
+        float loss = derf_xent_soft_forward_backward(dlogits, m.logits, q + (size_t)off * V, 1.f, Bl, V);
+        loss = derf_dist_mean_float(loss); /* equal shares: the mean over the global batch */
         if (!isfinite(loss) || loss > 1e4f) {
             res->diverged = 1;
             snprintf(res->diverged_msg, sizeof res->diverged_msg,
                      "training diverged at step %d (loss %g, lr %.3g): lower --lr or lengthen --warmup",
                      rs.step, (double)loss, (double)derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr));
-            if (!o->quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
+            if (!quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
             if (log) fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"loss\":null}\n", rs.step);
             break;
         }
         derf_params_zero_grad(p);
-        derf_vit_backward(&m, dlogits, B);
+        derf_vit_backward(&m, dlogits, Bl);
+        derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step */
         float gn = derf_clip_grad_norm(p, o->clip);
         acfg.lr = derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr);
         derf_adamw_step(p, &acfg, rs.step + 1);
@@ -201,7 +232,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
             double t = derf_now_s(), ips = (double)(rs.step - last_step) * B / (t - tlast + 1e-9);
             char eta[32];
             derf_fmt_eta(eta, sizeof eta, (stop - rs.step) * B / (ips > 0 ? ips : 1));
-            if (!o->quiet)
+            if (!quiet)
                 fprintf(stderr, "[derf] step %d/%d ep %d/%d loss %.4f lr %.2e gn %.3f | %.0f img/s | eta %s\n", rs.step, total,
                         epoch + 1, o->epochs, (double)loss, (double)acfg.lr, (double)gn, ips, eta);
             if (log)
@@ -215,7 +246,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
             float l, a, le = -1, ae = -1;
             derf_cls_evaluate(&m, &te, px, o->test_limit, &l, &a, NULL);
             if (rs.ema) evaluate_ema(&m, rs.ema, &te, px, o->test_limit, &le, &ae, NULL);
-            if (!o->quiet) fprintf(stderr, "[derf] epoch %d: test acc %.2f%% (ema %.2f%%), train loss %.4f\n", rs.step / spe,
+            if (!quiet) fprintf(stderr, "[derf] epoch %d: test acc %.2f%% (ema %.2f%%), train loss %.4f\n", rs.step / spe,
                                    100 * a, 100 * ae, loss_sum / loss_n);
             if (log)
                 fprintf(log, "{\"type\":\"eval\",\"step\":%d,\"epoch\":%d,\"test_acc\":%.6g,\"test_loss\":%.6g,"
@@ -244,10 +275,11 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         }
         if (log)
             fprintf(log, "{\"type\":\"final\",\"step\":%d,\"test_acc\":%.6g,\"test_loss\":%.6g,\"test_acc_ema\":%.6g,"
-                         "\"test_loss_ema\":%.6g,\"train_loss_eval\":%.6g,\"train_loss_eval_ema\":%.6g,\"seconds\":%.1f}\n",
+                         "\"test_loss_ema\":%.6g,\"train_loss_eval\":%.6g,\"train_loss_eval_ema\":%.6g,\"seconds\":%.1f,"
+                         "\"processes\":%d}\n",
                     rs.step, (double)res->test_acc, (double)res->test_loss, (double)res->test_acc_ema,
                     (double)res->test_loss_ema, (double)res->train_loss_eval, (double)res->train_loss_eval_ema,
-                    res->seconds);
+                    res->seconds, derf_dist_size());
         if (save_all(&rs, err, errlen)) goto done;
     }
     rc = 0;

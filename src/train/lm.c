@@ -2,13 +2,17 @@
  * accumulation, AdamW (0.9, 0.95) with weight decay on the 2-D tensors only, warmup + cosine, clipping,
  * validation on a fixed set of windows, the evaluation-mode training loss, checkpoints that never hold
  * diverged weights, exact resume, a JSONL log and progress lines; plus checkpoint loading and sampling
- * (temperature, top-k, top-p) for `derf sample`. Deterministic for a given seed and thread count. */
+ * (temperature, top-k, top-p) for `derf sample`. Deterministic for a given seed and thread count.
+ * Data-parallel under MPI (derf/dist.h): every process draws the window offsets of the whole global
+ * micro-batch (the same draws as one process) and trains on its share; gradients are averaged once
+ * per optimizer step; validation windows are sharded; only rank 0 writes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/lm.h"
 #include "derf/rng.h"
@@ -45,8 +49,10 @@ float derf_lm_eval_loss(derf_gpt2 *m, const derf_shard *s, int T, int nwin) {
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
     const uint64_t span = (uint64_t)(s->n - (size_t)T - 1);
     double total = 0;
-    for (int w0 = 0; w0 < nwin; w0 += B) {
-        int b = nwin - w0 < B ? nwin - w0 : B;
+    int lo, hi;
+    derf_dist_range(nwin, &lo, &hi); /* this process's share of the windows */
+    for (int w0 = lo; w0 < hi; w0 += B) {
+        int b = hi - w0 < B ? hi - w0 : B;
         for (int i = 0; i < b; i++) {
             uint64_t off = nwin > 1 ? span * (uint64_t)(w0 + i) / (uint64_t)(nwin - 1) : 0;
             const uint16_t *src = s->tokens + off;
@@ -59,6 +65,7 @@ float derf_lm_eval_loss(derf_gpt2 *m, const derf_shard *s, int T, int nwin) {
     }
     free(tok);
     free(tgt);
+    derf_dist_sum_doubles(&total, 1);
     return (float)(total / nwin);
 }
 
@@ -92,14 +99,17 @@ static int check_vocab(const derf_shard *s, const char *path, int V, char *err, 
     return 0;
 }
 
-/* B random windows of T+1 tokens: tokens = w[0..T), targets = w[1..T] */
-static void sample_batch(const derf_shard *s, int B, int T, derf_rng *r, int32_t *tok, int32_t *tgt) {
+/* B random windows of T+1 tokens (tokens = w[0..T), targets = w[1..T]), of which windows
+ * [off, off + Bl) are copied out (a data-parallel share; the other offsets are drawn and dropped) */
+static void sample_batch(const derf_shard *s, int B, int T, derf_rng *r, int off, int Bl, int32_t *tok, int32_t *tgt) {
     const uint32_t span = (uint32_t)(s->n - (size_t)T); /* offsets 0 .. n-T-1 */
-    for (int b = 0; b < B; b++) {
+    for (int g = 0; g < B; g++) {
         const uint16_t *src = s->tokens + derf_rng_below(r, span);
+        if (g < off || g >= off + Bl) continue;
+        const size_t b = (size_t)(g - off);
         for (int t = 0; t < T; t++) {
-            tok[(size_t)b * T + t] = src[t];
-            tgt[(size_t)b * T + t] = src[t + 1];
+            tok[b * T + t] = src[t];
+            tgt[b * T + t] = src[t + 1];
         }
     }
 }
@@ -122,7 +132,7 @@ static int all_finite(const float *x, size_t n) {
 
 static int save_all(const lm_state *rs, char *err, size_t errlen) {
     const derf_lm_opts *o = rs->o;
-    if (!o->out) return 0;
+    if (!o->out || derf_dist_rank() != 0) return 0; /* rank 0 writes for everyone */
     char keys[48][32], vals[48][128];
     derf_st_meta meta[96];
     int nk = derf_gpt2_config_to_meta(&rs->m->cfg, keys, vals, 47), nm = 0;
@@ -145,7 +155,7 @@ static void set_diverged(derf_lm_result *res, FILE *log, const derf_lm_opts *o, 
     snprintf(res->diverged_msg, sizeof res->diverged_msg,
              "training diverged at step %d (%s %g, lr %.3g): stopped; the last good checkpoint is kept; "
              "lower --lr or lengthen --warmup", step, what, value, (double)lr);
-    if (!o->quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
+    if (!o->quiet && derf_dist_rank() == 0) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
     if (log) {
         fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"what\":\"%s\",\"lr\":%.6g}\n", step, what, (double)lr);
         fflush(log);
@@ -185,7 +195,7 @@ static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen)
         res->curve_step[res->ncurve] = step;
         res->curve_val[res->ncurve++] = vl;
     }
-    if (!e->o->quiet) fprintf(stderr, "[derf] step %d: val loss %.4f\n", step, (double)vl);
+    if (!e->o->quiet && derf_dist_rank() == 0) fprintf(stderr, "[derf] step %d: val loss %.4f\n", step, (double)vl);
     if (e->log) {
         fprintf(e->log, "{\"type\":\"val\",\"step\":%d,\"tokens\":%lld,\"val_loss\":%.6g,\"elapsed_s\":%.2f}\n", step,
                 step * e->tps, (double)vl, derf_now_s() - e->t0);
@@ -224,8 +234,12 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         derf_shard_free(&tr); derf_shard_free(&va);
         return -1;
     }
+    int off, Bl; /* this process's share of every global micro-batch: windows [off, off + Bl) */
     derf_gpt2 m;
-    if (derf_gpt2_build(&m, &cfg, o->batch, T, err, errlen)) { derf_shard_free(&tr); derf_shard_free(&va); return -1; }
+    if (derf_dist_shard(o->batch, &off, &Bl, err, errlen) || derf_gpt2_build(&m, &cfg, Bl, T, err, errlen)) {
+        derf_shard_free(&tr); derf_shard_free(&va);
+        return -1;
+    }
     derf_gpt2_init(&m, o->seed);
     derf_params *p = &m.params;
     lm_state rs = {&m, o, 0, data_vocab, {0, 0}};
@@ -237,11 +251,18 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
 
     int rc = -1;
     FILE *log = NULL;
-    const int B = o->batch;
+    const int B = o->batch, quiet = o->quiet || derf_dist_rank() != 0;
     const long long tps = (long long)o->accum * B * T; /* tokens per optimizer step */
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)Bl * T), *tgt = malloc(sizeof(int32_t) * (size_t)Bl * T);
     if (o->resume && derf_run_load(o->resume, "derf-lm-1", &m.params, NULL, &rs.step, &rs.rng, err, errlen)) goto done;
-    if (o->out) {
+    if (derf_dist_size() > 1) { /* every process starts from rank 0's state */
+        derf_dist_bcast(p->params, p->total * sizeof(float));
+        derf_dist_bcast(p->m, p->total * sizeof(float));
+        derf_dist_bcast(p->v, p->total * sizeof(float));
+        derf_dist_bcast(&rs.step, sizeof rs.step);
+        derf_dist_bcast(&rs.rng, sizeof rs.rng);
+    }
+    if (o->out && derf_dist_rank() == 0) {
         mkdir(o->out, 0777);
         char path[1200];
         snprintf(path, sizeof path, "%s/log.jsonl", o->out);
@@ -252,7 +273,9 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     const int start = rs.step;
     char spec[256];
     derf_norm_format(&cfg.norm, spec, sizeof spec);
-    if (!o->quiet)
+    if (!quiet && derf_dist_size() > 1)
+        fprintf(stderr, "[derf] data-parallel over %d processes: %d windows each per micro-batch\n", derf_dist_size(), Bl);
+    if (!quiet)
         fprintf(stderr, "[derf] gpt2 L%d C%d H%d V%d ctx %d, %lld params, norm %s%s | %zu train / %zu val tokens | "
                         "%d x %d x %d = %lld tokens/step, %d steps%s\n",
                 cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab, cfg.block_size, res->params, spec,
@@ -260,8 +283,8 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
                 start ? " (resumed)" : "");
     if (log)
         fprintf(log, "{\"type\":\"start\",\"step\":%d,\"params\":%lld,\"vocab\":%d,\"norm\":\"%s\",\"tokens_per_step\":%lld,"
-                     "\"steps\":%d,\"resumed\":%s}\n",
-                start, res->params, cfg.vocab, spec, tps, o->steps, start ? "true" : "false");
+                     "\"steps\":%d,\"resumed\":%s,\"processes\":%d}\n",
+                start, res->params, cfg.vocab, spec, tps, o->steps, start ? "true" : "false", derf_dist_size());
     derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = derf_now_s(), train_time = 0, int_time = 0, loss_sum = 0;
     int loss_n = 0, int_steps = 0;
@@ -271,16 +294,18 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     while (!res->diverged && rs.step < stop) {
         double ts = derf_now_s();
         float lr = derf_lr_at(rs.step, o->warmup, o->steps, o->lr, o->min_lr);
+        if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
         derf_params_zero_grad(p);
         double lsum = 0;
         for (int a = 0; a < o->accum; a++) {
-            sample_batch(&tr, B, T, &rs.rng, tok, tgt);
-            float l = derf_gpt2_forward(&m, tok, tgt, B, T);
+            sample_batch(&tr, B, T, &rs.rng, off, Bl, tok, tgt);
+            float l = derf_dist_mean_float(derf_gpt2_forward(&m, tok, tgt, Bl, T)); /* over the global batch */
             if (bad_loss(l)) { set_diverged(res, log, o, rs.step, "loss", l, lr); break; }
             derf_gpt2_backward(&m, 1.0f / (float)o->accum);
             lsum += l;
         }
         if (res->diverged) break;
+        derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step */
         float loss = (float)(lsum / o->accum);
         float gn = derf_clip_grad_norm(p, o->clip);
         if (!isfinite(gn)) { set_diverged(res, log, o, rs.step, "gradient norm", gn, lr); break; }
@@ -300,7 +325,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
             char eta[32];
             derf_fmt_eta(eta, sizeof eta, (stop - rs.step) * (double)tps / (tok_s > 0 ? tok_s : 1) +
                                          (evals_left + 1) * per_eval);
-            if (!o->quiet)
+            if (!quiet)
                 fprintf(stderr, "[derf] step %d/%d loss %.4f lr %.2e gn %.3f | %.0f tok/s | eta %s\n", rs.step, o->steps,
                         (double)loss, (double)lr, (double)gn, tok_s, eta);
             if (log)
