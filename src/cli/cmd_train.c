@@ -69,10 +69,10 @@ int train_opts_table(train_args *a, cli_opt *t, int max) {
 int train_args_finish(train_args *a, const char *cmd) {
     char err[DERF_ERRLEN];
     derf_norm_spec spec;
+    float dp = a->o.model.drop_path; /* --drop-path, before the preset resets it */
     if (derf_norm_parse(a->norm, &spec, err, sizeof err)) return cli_fail(cmd, "%s", err);
     if (derf_vit_preset(&a->o.model, a->preset, err, sizeof err)) return cli_fail(cmd, "%s", err);
     if (a->alpha != -1.f) spec.alpha_init = a->alpha;
-    float dp = a->o.model.drop_path;
     a->o.model.norm = spec;
     a->o.model.drop_path = dp;
     if (a->dim) a->o.model.dim = a->dim;
