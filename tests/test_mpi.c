@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "derf/dist.h"
 #include "derf/io.h"
+#include "derf/safetensors.h"
 #include "derf/textdata.h"
 
 static char g_dir[] = "/tmp/derf-mpi-XXXXXX";
@@ -30,7 +31,7 @@ static const char *g_skip; /* why the tests cannot run here (NULL: they can) */
 #define MPIRUN "timeout 60 mpirun -np 2 --allow-run-as-root --oversubscribe --bind-to none " \
                "--mca btl_vader_single_copy_mechanism none --mca orte_base_help_aggregate 0 -x OMP_NUM_THREADS=1 "
 #define VIT "train --dim 16 --depth 2 --heads 2 --train-limit 96 --test-limit 50 --batch 16 --epochs 2 " \
-            "--log-every 1 --threads 1 --drop-path 0.2 --mixup 0.8 --cutmix 1.0 --erase 0.25 --translate 2 " \
+            "--log-every 1 --threads 1 --drop-path 0.3 --mixup 0.8 --cutmix 1.0 --erase 0.25 --translate 2 " \
             "--hflip 1 --ema 0.9 --no-eval-train --quiet"
 
 /* Runs a shell command; its stderr goes to g_dir/err.txt and is returned in err. Exit status, or -1. */
@@ -126,6 +127,15 @@ static void test_vit_two_processes_equal_one(void **state) {
     static const char *const eval[] = {"step", "test_acc", "test_loss", "test_loss_ema"};
     static const char *const fin[] = {"test_acc", "test_loss", "test_acc_ema", "test_loss_ema"};
     processes_were("vit1", "final", 1);
+    /* drop path really is on (its masks are the randomness the shards must share) */
+    char path[600];
+    derf_safetensors st;
+    snprintf(path, sizeof path, "%s/vit2/model.safetensors", g_dir);
+    assert_int_equal(derf_safetensors_read(&st, path, (size_t)1 << 30, err, sizeof err), 0);
+    const char *dp = derf_safetensors_meta(&st, "drop_path");
+    assert_non_null(dp);
+    assert_float_equal(atof(dp), 0.3, 1e-6);
+    derf_safetensors_free(&st);
     processes_were("vit2", "final", 2);
     same_records("vit1", "vit2", "train", TRAIN_KEYS, 4, 12, 0); /* 96 / 16 = 6 steps an epoch */
     same_records("vit1", "vit2", "eval", eval, 4, 1, 0);
