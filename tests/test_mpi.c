@@ -3,7 +3,7 @@
  * PyTorch in test_vit/test_gpt2/test_train): 2 processes at global batch B give the losses, gradient
  * norms and evaluations of 1 process at batch B to fp32 tolerance (ViT with drop path, mixup/cutmix,
  * erasing and translation on; GPT-2 with gradient accumulation); a run stopped and resumed under MPI
- * equals an uninterrupted one; a process that fails ends the whole job with its message, never hangs;
+ * equals an uninterrupted one (also when a 1-process run is continued by 2); a process that fails ends the whole job with its message, never hangs;
  * a batch that does not split evenly and a one-process command under mpirun are refused.
  * Skipped, with a message, when mpirun is missing or derf was built without MPI. */
 #include <stdarg.h>
@@ -161,6 +161,13 @@ static void test_vit_resume_under_mpi(void **state) {
     same_records("vit2", "vitr", "train", TRAIN_KEYS, 4, 12, 0);
     same_records("vit2", "vitr", "eval", eval, 4, 1, 0);
     same_records("vit2", "vitr", "final", fin, 4, 1, 1);
+    /* the process count may change at a resume: started alone, continued by 2 */
+    rc = sh(err, sizeof err, "OMP_NUM_THREADS=1 ./derf " VIT " --max-steps 5 --out %s/vitr1", g_dir);
+    assert_true(ok("first part, 1 process", rc, err));
+    rc = sh(err, sizeof err, MPIRUN "./derf train --resume %s/vitr1 --threads 1", g_dir);
+    assert_true(ok("resumed by 2 processes", rc, err));
+    same_records("vit2", "vitr1", "train", TRAIN_KEYS, 4, 12, 0);
+    same_records("vit2", "vitr1", "final", fin, 4, 1, 1);
 }
 
 /* ------------------------------------------------------------------------------- GPT-2 */
