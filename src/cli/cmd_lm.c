@@ -115,7 +115,9 @@ int cmd_train_lm(int argc, char **argv) {
         "trains on accum x batch random windows of seq+1 tokens. Checkpoints are written at every validation;\n"
         "a NaN/inf loss stops the run and keeps the last good checkpoint. Sample with 'derf sample OUT'.\n"
         "Resume: 'derf train-lm --resume DIR [--max-steps N]' replays DIR's original options (stored in its\n"
-        "state.safetensors), then applies the options given now, and continues loss for loss.", opts};
+        "state.safetensors), then applies the options given now, and continues loss for loss.\n"
+        "Several processes: 'mpirun -np N derf train-lm ...' trains data-parallel (--batch is the global batch\n"
+        "of each micro-batch, a multiple of N; rank 0 writes the run folder); see docs/distributed.md.", opts};
     char *pos[1];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;

@@ -124,7 +124,9 @@ int cmd_train(int argc, char **argv) {
         "Train a ViT classifier (default: the tiny preset on Fashion-MNIST with derf) and report test accuracy,\n"
         "per-class accuracy and the evaluation-mode training loss (paper Appendix E).",
         "Resume: 'derf train --resume DIR [--max-steps N]' replays DIR's original options (stored in its\n"
-        "state.safetensors), then applies the options given now, and continues loss for loss.", opts};
+        "state.safetensors), then applies the options given now, and continues loss for loss.\n"
+        "Several processes: 'mpirun -np N derf train ...' trains data-parallel (--batch is the global batch, a\n"
+        "multiple of N; rank 0 writes the run folder); see docs/distributed.md.", opts};
     char *pos[1];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;
