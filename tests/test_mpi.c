@@ -3,7 +3,8 @@
  * PyTorch in test_vit/test_gpt2/test_train): 2 processes at global batch B give the losses, gradient
  * norms and evaluations of 1 process at batch B to fp32 tolerance (ViT with drop path, mixup/cutmix,
  * erasing and translation on; GPT-2 with gradient accumulation); a run stopped and resumed under MPI
- * equals an uninterrupted one (also when a 1-process run is continued by 2); a process that fails ends the whole job with its message, never hangs;
+ * equals an uninterrupted one (also when a 1-process run is continued by 2); weights that drift
+ * apart between the processes are found and resynchronised; a process that fails ends the whole job with its message, never hangs;
  * a batch that does not split evenly and a one-process command under mpirun are refused.
  * Skipped, with a message, when mpirun is missing or derf was built without MPI. */
 #include <stdarg.h>
@@ -216,6 +217,31 @@ static void test_lm_two_processes_equal_one(void **state) {
     same_records("lm2", "lmr", "final", fin, 2, 1, 1);
 }
 
+/* ------------------------------------------------------------------------------- drift */
+
+/* Weights that drift apart (rank 1 nudges one weight after step 1) are found at the next check (ViT:
+ * the epoch end, step 6; GPT-2: the validation of step 3), logged once, and everyone continues from
+ * rank 0's; runs without drift log none (checked here on the runs above). */
+static void test_drift_is_found_and_resynced(void **state) {
+    (void)state;
+    if (g_skip) skip();
+    char err[8192];
+    static const char *const key[] = {"step"};
+    double v[MAXREC][4];
+    assert_int_equal(read_log("vit2", "resync", key, 1, v), 0);
+    assert_int_equal(read_log("lm2", "resync", key, 1, v), 0);
+    int rc = sh(err, sizeof err, "DERF_TEST_PERTURB_RANK=1 " MPIRUN "-x DERF_TEST_PERTURB_RANK ./derf " VIT
+                " --out %s/vitd", g_dir);
+    assert_true(ok("ViT with drift", rc, err));
+    assert_int_equal(read_log("vitd", "resync", key, 1, v), 1);
+    assert_true(v[0][0] == 6);
+    rc = sh(err, sizeof err, "DERF_TEST_PERTURB_RANK=1 " MPIRUN "-x DERF_TEST_PERTURB_RANK ./derf " LM
+            " --out %s/lmd", g_dir, g_dir);
+    assert_true(ok("GPT-2 with drift", rc, err));
+    assert_int_equal(read_log("lmd", "resync", key, 1, v), 1);
+    assert_true(v[0][0] == 3);
+}
+
 /* ------------------------------------------------------------------------------- failures */
 
 /* One process fails mid-run while the other waits in the gradient all-reduce: the job ends (no
@@ -276,6 +302,7 @@ int main(void) {
         cmocka_unit_test(test_vit_two_processes_equal_one),
         cmocka_unit_test(test_vit_resume_under_mpi),
         cmocka_unit_test(test_lm_two_processes_equal_one),
+        cmocka_unit_test(test_drift_is_found_and_resynced),
         cmocka_unit_test(test_failing_process_stops_the_job),
         cmocka_unit_test(test_refusals),
     };

@@ -39,6 +39,8 @@ void derf_dist_sum_doubles(double *x, int n);
 float derf_dist_mean_float(float x);
 /* Copies rank 0's bytes into every other process's buf. */
 void derf_dist_bcast(void *buf, size_t bytes);
+/* 1 if every process holds the same n floats, bit for bit (a 64-bit hash compared over the processes). */
+int derf_dist_same(const float *x, size_t n);
 
 /* Ends the whole job: prints "derf (rank R of N): message" on stderr and aborts every process with
  * exit status `code` (MPI_Abort). When not started, prints "derf: message" and exits. */
@@ -48,5 +50,7 @@ void derf_dist_abort(int code, const char *fmt, ...) __attribute__((noreturn, fo
  * with one error line) at step DERF_TEST_FAIL_STEP (default 1) so the tests can check that one
  * failing process stops the job. Returns 0 otherwise. */
 int derf_dist_fail_hook(int step, char *err, size_t errlen);
+/* Test hook: with DERF_TEST_PERTURB_RANK=R, rank R adds 1e-3 to x[0] at step 1 (weights that drift apart). */
+void derf_dist_perturb_hook(int step, float *x);
 
 #endif

@@ -51,6 +51,15 @@ int derf_run_save(const char *dir, const derf_run_state *s, char *err, size_t er
 int derf_run_load(const char *dir, const char *format, derf_params *p, float *ema, int *step,
                   derf_rng *rng, char *err, size_t errlen);
 
+/* ---- data-parallel runs (derf/dist.h; no-ops on one process) ----------------------------------
+ * derf_run_bcast: rank 0's weights, AdamW moments, EMA (if non-NULL), step and RNG to every process.
+ * derf_run_resync: checks that the processes still hold the same weights (they should: every one
+ * applies the same averaged gradients; different --threads on different machines can round the
+ * gradient norm differently); if not, warns on rank 0 ("[derf] ..." and a {"type":"resync"} record in
+ * log, if non-NULL) and continues everyone from rank 0's state. Returns 1 if they had drifted. */
+void derf_run_bcast(derf_params *p, float *ema, int *step, derf_rng *rng);
+int derf_run_resync(derf_params *p, float *ema, int step, FILE *log, int quiet);
+
 /* ---- the ViT classification trainer --------------------------------------------------------- */
 typedef struct {
     derf_vit_config model;

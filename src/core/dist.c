@@ -126,6 +126,29 @@ void derf_dist_bcast(void *buf, size_t bytes) {
 #endif
 }
 
+/* Order-free hash: the sum of a strong mix of (index, bits) of every element. */
+int derf_dist_same(const float *x, size_t n) {
+    if (g_size == 1) return 1;
+    uint64_t h = 0;
+#pragma omp parallel for reduction(+ : h) schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        uint64_t z = ((uint64_t)i << 32 | bits) + 0x9e3779b97f4a7c15ULL;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        h += z ^ (z >> 31);
+    }
+#ifdef DERF_MPI
+    uint64_t lo = h, hi = h;
+    MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return lo == hi;
+#else
+    return 1;
+#endif
+}
+
 void derf_dist_abort(int code, const char *fmt, ...) {
     char msg[DERF_ERRLEN];
     va_list ap;
@@ -148,4 +171,9 @@ int derf_dist_fail_hook(int step, char *err, size_t errlen) {
     if (!r || atoi(r) != g_rank || step != (s ? atoi(s) : 1)) return 0;
     derf_io_errf(err, errlen, "failure injected at step %d on rank %d (DERF_TEST_FAIL_RANK)", step, g_rank);
     return -1;
+}
+
+void derf_dist_perturb_hook(int step, float *x) {
+    const char *r = getenv("DERF_TEST_PERTURB_RANK");
+    if (r && atoi(r) == g_rank && step == 1) x[0] += 1e-3f;
 }

@@ -169,14 +169,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     float *q = malloc(sizeof(float) * (size_t)B * V), *dlogits = malloc(sizeof(float) * (size_t)Bl * V);
     int *perm = malloc(sizeof(int) * (size_t)tr.n);
     if (o->resume && derf_run_load(o->resume, "derf-vit-1", p, rs.ema, &rs.step, &rs.rng, err, errlen)) goto done;
-    if (derf_dist_size() > 1) { /* every process starts from rank 0's state */
-        derf_dist_bcast(p->params, p->total * sizeof(float));
-        derf_dist_bcast(p->m, p->total * sizeof(float));
-        derf_dist_bcast(p->v, p->total * sizeof(float));
-        if (rs.ema) derf_dist_bcast(rs.ema, p->total * sizeof(float));
-        derf_dist_bcast(&rs.step, sizeof rs.step);
-        derf_dist_bcast(&rs.rng, sizeof rs.rng);
-    }
+    derf_run_bcast(p, rs.ema, &rs.step, &rs.rng); /* every process starts from rank 0's state */
     if (o->out && derf_dist_rank() == 0) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -223,6 +216,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         float gn = derf_clip_grad_norm(p, o->clip);
         acfg.lr = derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr);
         derf_adamw_step(p, &acfg, rs.step + 1);
+        derf_dist_perturb_hook(rs.step + 1, p->params);
         if (rs.ema) derf_ema_update(rs.ema, p->params, p->total, o->ema);
         rs.step++;
         loss_sum += loss;
@@ -244,6 +238,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         }
         if (rs.step % spe == 0 && rs.step < stop) { /* end of an epoch (the last one is evaluated below) */
             float l, a, le = -1, ae = -1;
+            derf_run_resync(p, rs.ema, rs.step, log, quiet);
             derf_cls_evaluate(&m, &te, px, o->test_limit, &l, &a, NULL);
             if (rs.ema) evaluate_ema(&m, rs.ema, &te, px, o->test_limit, &le, &ae, NULL);
             if (!quiet) fprintf(stderr, "[derf] epoch %d: test acc %.2f%% (ema %.2f%%), train loss %.4f\n", rs.step / spe,
@@ -262,6 +257,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     res->images_per_s = res->seconds > 0 ? (double)(rs.step - first_step) * B / res->seconds : 0;
     if (!res->diverged) {
         float ca[DERF_DATASET_CLASSES], cae[DERF_DATASET_CLASSES];
+        derf_run_resync(p, rs.ema, rs.step, log, quiet);
         derf_cls_evaluate(&m, &te, px, o->test_limit, &res->test_loss, &res->test_acc, ca);
         memcpy(res->class_acc, ca, sizeof ca);
         if (rs.ema) {

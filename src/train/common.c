@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/train.h"
 
@@ -137,4 +138,25 @@ int derf_run_load(const char *dir, const char *format, derf_params *p, float *em
     }
     derf_safetensors_free(&st);
     return rc;
+}
+
+void derf_run_bcast(derf_params *p, float *ema, int *step, derf_rng *rng) {
+    if (derf_dist_size() == 1) return;
+    derf_dist_bcast(p->params, p->total * sizeof(float));
+    derf_dist_bcast(p->m, p->total * sizeof(float));
+    derf_dist_bcast(p->v, p->total * sizeof(float));
+    if (ema) derf_dist_bcast(ema, p->total * sizeof(float));
+    derf_dist_bcast(step, sizeof *step);
+    derf_dist_bcast(rng, sizeof *rng);
+}
+
+int derf_run_resync(derf_params *p, float *ema, int step, FILE *log, int quiet) {
+    if (derf_dist_same(p->params, p->total)) return 0;
+    if (!quiet)
+        fprintf(stderr, "[derf] step %d: the weights of the %d processes differ (different --threads or machines "
+                        "round differently?); all continue from rank 0's\n", step, derf_dist_size());
+    if (log) fprintf(log, "{\"type\":\"resync\",\"step\":%d}\n", step);
+    derf_rng unused = {0, 0};
+    derf_run_bcast(p, ema, &step, &unused);
+    return 1;
 }

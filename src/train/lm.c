@@ -181,6 +181,7 @@ typedef struct {
 static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen) {
     derf_lm_result *res = e->res;
     const int step = e->rs->step;
+    derf_run_resync(&e->m->params, NULL, step, e->log, e->o->quiet || derf_dist_rank() != 0);
     double ts = derf_now_s();
     float vl = derf_lm_eval_loss(e->m, e->va, e->T, e->o->eval_windows);
     e->eval_time += derf_now_s() - ts;
@@ -255,13 +256,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     const long long tps = (long long)o->accum * B * T; /* tokens per optimizer step */
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)Bl * T), *tgt = malloc(sizeof(int32_t) * (size_t)Bl * T);
     if (o->resume && derf_run_load(o->resume, "derf-lm-1", &m.params, NULL, &rs.step, &rs.rng, err, errlen)) goto done;
-    if (derf_dist_size() > 1) { /* every process starts from rank 0's state */
-        derf_dist_bcast(p->params, p->total * sizeof(float));
-        derf_dist_bcast(p->m, p->total * sizeof(float));
-        derf_dist_bcast(p->v, p->total * sizeof(float));
-        derf_dist_bcast(&rs.step, sizeof rs.step);
-        derf_dist_bcast(&rs.rng, sizeof rs.rng);
-    }
+    derf_run_bcast(p, NULL, &rs.step, &rs.rng); /* every process starts from rank 0's state */
     if (o->out && derf_dist_rank() == 0) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -311,6 +306,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         if (!isfinite(gn)) { set_diverged(res, log, o, rs.step, "gradient norm", gn, lr); break; }
         acfg.lr = lr;
         derf_adamw_step(p, &acfg, rs.step + 1);
+        derf_dist_perturb_hook(rs.step + 1, p->params);
         rs.step++;
         double dt = derf_now_s() - ts;
         train_time += dt;
