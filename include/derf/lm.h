@@ -12,7 +12,10 @@
  * state.safetensors (weights, adam_m.*, adam_v.*, metadata step / rng_state / rng_inc / format
  * derf-lm-1 / data_vocab and the caller's extra metadata, e.g. the CLI options), log.jsonl. Both
  * files are written at every validation and at the end; writes are atomic. A NaN/inf loss, gradient
- * norm or parameter stops the run (res->diverged) WITHOUT writing: the last good checkpoint stays. */
+ * norm or parameter stops the run (res->diverged) WITHOUT writing: the last good checkpoint stays.
+ *
+ * Under mpirun (derf/dist.h, docs/distributed.md) training is data-parallel: `batch` is the global
+ * micro-batch, split evenly over the processes; only rank 0 writes. */
 #ifndef DERF_LM_H
 #define DERF_LM_H
 
@@ -69,7 +72,8 @@ void derf_lm_opts_default(derf_lm_opts *o);
 int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t errlen);
 
 /* Mean next-token loss over nwin windows of T+1 tokens of s, evenly spaced from its start to its end
- * (a fixed set), evaluated in micro-batches of up to m->max_batch. T <= m->max_T, s->n >= T+1. */
+ * (a fixed set), evaluated in micro-batches of up to m->max_batch. T <= m->max_T, s->n >= T+1.
+ * In a data-parallel run (derf/dist.h) every process must call it: the windows are split over them. */
 float derf_lm_eval_loss(derf_gpt2 *m, const derf_shard *s, int T, int nwin);
 
 /* Loads a GPT-2 checkpoint (model.safetensors or state.safetensors of a run) into a freshly built

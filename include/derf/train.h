@@ -94,12 +94,14 @@ typedef struct {
 
 void derf_cls_opts_default(derf_cls_opts *o);
 /* Trains (or continues a run), evaluates, writes out/ (model.safetensors, model_ema.safetensors,
- * state.safetensors, log.jsonl). Returns 0, or -1 with one error line (divergence is not an error:
+ * state.safetensors, log.jsonl). Under mpirun (derf/dist.h, docs/distributed.md) data-parallel: o->batch
+ * is the global batch, split evenly over the processes; only rank 0 writes. Returns 0, or -1 with one error line (divergence is not an error:
  * it is reported in res->diverged). */
 int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size_t errlen);
 
 /* Evaluates params on a dataset split: mean cross-entropy (no smoothing) and top-1 accuracy;
- * per-class accuracy if class_acc is non-NULL. */
+ * per-class accuracy if class_acc is non-NULL. In a data-parallel run (derf/dist.h) every process
+ * must call it: each evaluates its share of the images and the sums are reduced. */
 void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
                        float *loss, float *acc, float *class_acc);
 
