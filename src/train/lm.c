@@ -268,14 +268,14 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     const int start = rs.step;
     char spec[256];
     derf_norm_format(&cfg.norm, spec, sizeof spec);
-    if (!quiet && derf_dist_size() > 1)
-        fprintf(stderr, "[derf] data-parallel over %d processes: %d windows each per micro-batch\n", derf_dist_size(), Bl);
     if (!quiet)
         fprintf(stderr, "[derf] gpt2 L%d C%d H%d V%d ctx %d, %lld params, norm %s%s | %zu train / %zu val tokens | "
                         "%d x %d x %d = %lld tokens/step, %d steps%s\n",
                 cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab, cfg.block_size, res->params, spec,
                 m.cfg.shared_scale ? " + shared_scale" : "", tr.n, va.n, o->accum, B, T, tps, o->steps,
                 start ? " (resumed)" : "");
+    if (!quiet && derf_dist_size() > 1)
+        fprintf(stderr, "[derf] data-parallel over %d processes: %d windows each per micro-batch\n", derf_dist_size(), Bl);
     if (log)
         fprintf(log, "{\"type\":\"start\",\"step\":%d,\"params\":%lld,\"vocab\":%d,\"norm\":\"%s\",\"tokens_per_step\":%lld,"
                      "\"steps\":%d,\"resumed\":%s,\"processes\":%d}\n",
