@@ -68,9 +68,11 @@ demo: derf
 clean:
 	rm -rf build derf
 
-# dist.c is the only file whose code depends on MPI being found: rebuild it when that changes
-build/src/core/dist.o: build/mpi-$(if $(MPI_PC),on,off).stamp
-build/mpi-%.stamp:
-	@mkdir -p build && rm -f build/mpi-*.stamp && touch $@
+# dist.c is the only file whose code depends on MPI being found: build/mpi.flag records which MPI the
+# last build used and changes (rebuilding dist.o and relinking) only when that does
+.PHONY: FORCE
+build/mpi.flag: FORCE
+	@mkdir -p build && echo '$(MPI_PC)' | cmp -s - $@ || echo '$(MPI_PC)' > $@
+build/src/core/dist.o: build/mpi.flag
 
 -include $(shell find build -name '*.d' 2>/dev/null)
