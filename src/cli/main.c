@@ -17,7 +17,7 @@ static const subcommand CMDS[] = {
     {"eval", cmd_eval, "evaluate a ViT checkpoint: test accuracy, per-class accuracy, eval-mode train loss"},
     {"bench", cmd_bench, "benchmark the norm kernels and the ViT / GPT-2 training steps against PyTorch"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
-    {"data", cmd_data, "build datasets: 'derf data text' makes GPT-2 token shards of English prose"},
+    {"data", cmd_data, "build datasets: 'derf data text' (GPT-2 token shards), 'derf data speech' (16 kHz speech corpus)"},
 };
 
 static void usage(FILE *f) {
