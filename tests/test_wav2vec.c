@@ -5,7 +5,9 @@
  *    Gumbel uniforms. Skipped when /usr/bin/python3 has no torch (a failure under CI=true);
  *  - the mask sampler against fairseq's rules (equal counts per row, spans of mask_len, share near the
  *    expected value) and the negative sampler (same row, never the frame itself, uniform);
- *  - presets, config checks and frame counts (closed form of the conv geometry). */
+ *  - presets, config checks and frame counts (closed form of the conv geometry);
+ *  - the trainer on a synthetic corpus: the loss falls, and a run stopped and resumed ends with exactly the
+ *    numbers of the uninterrupted run. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,6 +21,8 @@
 
 #include "derf/io.h"
 #include "derf/safetensors.h"
+#include "derf/speech.h"
+#include "derf/speech_train.h"
 #include "derf/wav2vec.h"
 #include "parity.h"
 #include "testutil.h"
@@ -116,12 +120,7 @@ static void write_case(const char *dir, const char *norm, int B, int N, uint64_t
     char keys[32][32], vals[32][128];
     int nk = derf_w2v_config_to_meta(&m.cfg, keys, vals, 32);
     assert_true(nk > 0);
-    derf_st_meta meta[32];
-    for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
-    snprintf(path, sizeof path, "%s/params.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.params, meta, nk), 0);
-    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.grads, NULL, 0), 0);
+    assert_int_equal(parity_write_model(dir, &m.params, keys, vals, nk), 0);
     float *maskf = malloc((size_t)B * T * sizeof(float)), *negf = malloc((size_t)d.M * K * sizeof(float));
     for (int i = 0; i < B * T; i++) maskf[i] = d.mask[i];
     for (int i = 0; i < d.M * K; i++) negf[i] = (float)d.neg[i];
@@ -163,11 +162,80 @@ static void test_torch_parity(void **state) {
     assert_int_equal(parity_run("tools/wav2vec_torch_parity.py", root, nc), 0);
 }
 
+/* ---- the trainer --------------------------------------------------------------------------------- */
+
+static void write_corpus(const char *dir, uint64_t *s) {
+    enum { NU = 18, LEN = 9000 };
+    static int16_t audio[NU * LEN];
+    static derf_utt u[NU];
+    static char ids[NU][8];
+    for (int i = 0; i < NU; i++) {
+        double f = 150 + 50 * (i % 5);
+        for (int t = 0; t < LEN; t++)
+            audio[i * LEN + t] = (int16_t)(8000 * sin(2 * M_PI * f * t / 16000) * (1 + sin(t / 900.0)) + 500 * (tu_uniform(s) - 0.5));
+        snprintf(ids[i], sizeof ids[i], "u%d", i);
+        u[i] = (derf_utt){ids[i], "lvl", "cs", i % 2 ? "font_small" : "font_big", "", "", i < 12 ? 0 : i < 15 ? 1 : 2,
+                          (uint64_t)i * LEN, LEN};
+    }
+    derf_speech_corpus c = {.u = u, .n = NU, .audio = audio, .nsamples = NU * LEN, .rate = 16000};
+    char err[DERF_ERRLEN];
+    if (derf_io_mkdirs(dir, err, sizeof err) || derf_speech_write(dir, &c, err, sizeof err)) fail_msg("%s", err);
+}
+
+static void test_train_resume(void **state) {
+    char root[] = "/tmp/derf_w2v_train_XXXXXX", data[64], a[64], b[64], err[DERF_ERRLEN];
+    assert_non_null(mkdtemp(root));
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(a, sizeof a, "%s/a", root);
+    snprintf(b, sizeof b, "%s/b", root);
+    uint64_t s = tu_seed();
+    write_corpus(data, &s);
+    derf_speech_train_opts o;
+    derf_speech_train_opts_default(&o);
+    assert_int_equal(derf_w2v_preset(&o.model, "xxs", err, sizeof err), 0);
+    o.data = data;
+    o.steps = 8;
+    o.batch = 2;
+    o.crop = o.min_samples = 9000;
+    o.eval_every = 0;
+    o.train_eval_utts = 4;
+    o.probe = 1;
+    o.quiet = 1;
+    o.lr = 3e-3f;
+    o.out = a;
+    derf_speech_train_result r1, r2, r3;
+    if (derf_speech_train(&o, &r1, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(r1.steps, 8);
+    assert_false(r1.diverged);
+    assert_true(isfinite(r1.val.bits) && r1.val.frames > 0 && r1.train_eval.frames > 0);
+    assert_true(r1.probe_acc >= 0 && r1.probe_acc <= 1 && r1.probe_acc_random >= 0);
+    o.out = b;
+    o.max_steps = 3;
+    if (derf_speech_train(&o, &r2, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(r2.steps, 3);
+    o.max_steps = 0;
+    o.resume = b;
+    if (derf_speech_train(&o, &r3, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(r3.steps, 8);
+    if (r3.val.bits != r1.val.bits || r3.train_eval.bits != r1.train_eval.bits)
+        fail_msg("resumed run ends at %.9g / %.9g bits, the uninterrupted one at %.9g / %.9g", r3.val.bits,
+                 r3.train_eval.bits, r1.val.bits, r1.train_eval.bits);
+    /* a missing corpus: one line that says how to build it */
+    o.data = root;
+    o.resume = NULL;
+    assert_int_equal(derf_speech_train(&o, &r2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "derf data speech"));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets_frames),
         cmocka_unit_test(test_sampler),
         cmocka_unit_test(test_torch_parity),
+        cmocka_unit_test(test_train_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

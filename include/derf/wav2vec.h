@@ -91,11 +91,15 @@ typedef struct {
     int M, correct;     /* masked frames; rows whose argmax is the positive (fairseq accuracy) */
 } derf_w2v_out;
 
-/* wav[B,N] (one row per utterance, all N samples long). Returns out.loss. Allocates nothing. */
+/* wav[B,N] (one row per utterance, all N samples long). Returns out.loss. Allocates nothing.
+ * d == NULL: no masking, no targets or loss: only the encoder output (derf_w2v_encoder_out). */
 derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const derf_w2v_draws *d, float tau);
 /* Backward of scale * loss / M (fairseq divides by the sample size M); ADDS into m->params.grads.
  * Needs the last forward to have had Gumbel uniforms (training mode). */
 void derf_w2v_backward(derf_w2v *m, float scale);
+
+/* The last forward's encoder output E = N_f(x_L) [B,T,d]; *T gets T. */
+const float *derf_w2v_encoder_out(const derf_w2v *m, int *T);
 
 int derf_w2v_config_to_meta(const derf_w2v_config *cfg, char keys[][32], char vals[][128], int max);
 

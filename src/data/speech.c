@@ -323,7 +323,11 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *v) {
 static int read_index(const char *path, derf_speech_corpus *c, size_t *want_samples, char *err, size_t errlen) {
     char *txt;
     size_t len;
-    if (derf_io_read_file(path, (size_t)1 << 30, (void **)&txt, &len, err, errlen)) return -1;
+    char e[DERF_ERRLEN];
+    if (derf_io_read_file(path, (size_t)1 << 30, (void **)&txt, &len, e, sizeof e)) {
+        derf_io_errf(err, errlen, "%s; build the corpus with 'derf data speech' (or point --data at one)", e);
+        return -1;
+    }
     if (memchr(txt, 0, len)) {
         free(txt);
         derf_io_errf(err, errlen, "%s: not a text file (NUL byte); rebuild with 'derf data speech'", path);

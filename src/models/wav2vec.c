@@ -500,7 +500,7 @@ derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const
     a->B = B;
     a->N = N;
     a->T = T;
-    a->train = dr->gumbel_u != NULL;
+    a->train = dr && dr->gumbel_u != NULL;
     a->tau = tau;
     /* conv feature encoder [B,T_i,C] */
     memcpy(a->wav, wav, (size_t)B * N * sizeof(float));
@@ -529,17 +529,17 @@ derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const
     derf_linear_forward(a->X, a->F, w.proj_w, w.proj_b, (int)BT, C, d);
     memcpy(a->Xm, a->X, BT * d * sizeof(float));
     int M = 0;
-    for (size_t r = 0; r < BT; r++)
+    for (size_t r = 0; dr && r < BT; r++)
         if (dr->mask[r]) {
             memcpy(a->Xm + r * d, w.mask_emb, (size_t)d * sizeof(float));
             a->rows[M++] = (int32_t)r;
         }
-    if (M != dr->M || M == 0) {
+    if (dr && (M != dr->M || M == 0)) {
         fprintf(stderr, "derf: wav2vec draws hold %d masked frames, the mask %d\n", dr->M, M);
         abort();
     }
     a->M = o.M = M;
-    memcpy(a->neg, dr->neg, (size_t)M * K * sizeof(int32_t));
+    if (dr) memcpy(a->neg, dr->neg, (size_t)M * K * sizeof(int32_t));
     const int R = d * (d / c->pos_groups);
     derf_weight_norm_forward(a->pos_w, a->pos_norm, w.pos_v, w.pos_g, R, c->pos_k);
     derf_conv1d_forward(a->pos_pre, a->pcols, a->Xm, a->pos_w, w.pos_b, B, T, d, d, c->pos_k, 1, c->pos_k / 2,
@@ -562,6 +562,7 @@ derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const
         derf_residual_forward(a->res[l + 1], a->mid[l], a->dres, BT * d);
     }
     derf_norm_forward(&c->norm, a->E, a->stf, a->res[L], w.nf, (int)BT, d);
+    if (!dr) return o; /* features only (derf_w2v_encoder_out) */
     /* targets: quantized masked features; predictions: projected masked encoder outputs */
     for (int i = 0; i < M; i++) {
         memcpy(a->y + (size_t)i * C, a->F + (size_t)a->rows[i] * C, (size_t)C * sizeof(float));
@@ -587,6 +588,12 @@ derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const
     o.contrastive = derf_infonce(a->logits, &o.correct, NULL, NULL, a->c, a->q, a->neg, M, Fd, K, c->logit_temp, 0);
     o.loss = o.contrastive + (double)M * (c->div_weight * o.diversity + c->pen_weight * o.feature_pen);
     return o;
+}
+
+const float *derf_w2v_encoder_out(const derf_w2v *m, int *T) {
+    const w2v_acts *a = m->acts;
+    if (T) *T = a->T;
+    return a->E;
 }
 
 /* ------------------------------------------------------------------------------- backward */
