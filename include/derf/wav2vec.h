@@ -77,9 +77,10 @@ typedef struct {
     int M;
 } derf_w2v_draws;
 
-/* fairseq compute_mask_indices ("static", no_overlap off, min_masks 2, require_same_masks): per row
- * n_span = max(2, floor(mask_prob*T/mask_len + U)), span starts without replacement in [0, T-mask_len],
- * union of [start, start+mask_len); then every row is thinned at random to the smallest count.
+/* fairseq compute_mask_indices ("static", no_overlap off, min_masks 2, require_same_masks, no padding): one
+ * n_span = max(2, floor(mask_prob*T/mask_len + U)) for the batch; per row n_span span starts without
+ * replacement in [0, T-mask_len), union of [start, start+mask_len); then every row is thinned at random to the
+ * smallest count.
  * Then negatives: per masked frame K draws with replacement from the other masked frames of the same row.
  * And (train) Gumbel uniforms. Buffers must hold B*T mask bytes, B*T*K negatives, B*T*G*V uniforms. */
 void derf_w2v_sample(const derf_w2v_config *cfg, derf_w2v_draws *d, int B, int T, int train, derf_rng *rng);

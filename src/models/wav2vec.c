@@ -439,19 +439,21 @@ void derf_w2v_sample(const derf_w2v_config *c, derf_w2v_draws *dr, int B, int T,
     const int len = c->mask_len, K = c->n_neg, GV = c->groups * c->vars;
     int minc = T + 1;
     int *cnt = xcalloc((size_t)B, sizeof(int)), *starts = xcalloc((size_t)T, sizeof(int));
+    /* fairseq draws the span count once per batch when there is no padding */
+    int ns = (int)(c->mask_prob * T / (float)len + derf_rng_uniform(rng));
+    if (ns < 2) ns = 2;
+    if (ns > T - 1) ns = T - 1;
+    int range = T - len; /* np.random.choice(sz - min_len, num_mask, replace=False) */
+    if (range <= ns) range = ns + 1;
     for (int b = 0; b < B; b++) {
         uint8_t *mk = dr->mask + (size_t)b * T;
         memset(mk, 0, (size_t)T);
-        int ns = (int)(c->mask_prob * T / (float)len + derf_rng_uniform(rng));
-        if (ns < 2) ns = 2;
-        int range = T - len; /* fairseq: np.random.choice(sz - min_len, num_mask, replace=False) */
-        if (ns > range) ns = range;
         for (int i = 0; i < range; i++) starts[i] = i;
         for (int i = 0; i < ns; i++) { /* partial Fisher-Yates: ns distinct starts */
             int j = i + (int)derf_rng_below(rng, (uint32_t)(range - i)), t = starts[i];
             starts[i] = starts[j];
             starts[j] = t;
-            for (int k = 0; k < len; k++) mk[starts[i] + k] = 1;
+            for (int k = 0; k < len && starts[i] + k < T; k++) mk[starts[i] + k] = 1;
         }
         for (int t = 0; t < T; t++) cnt[b] += mk[t];
         if (cnt[b] < minc) minc = cnt[b];
