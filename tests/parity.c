@@ -26,6 +26,20 @@ int parity_write_slab(const char *path, const derf_params *p, const float *slab,
     return 0;
 }
 
+int parity_write_model(const char *dir, const derf_params *p, char keys[][32], char vals[][128], int nk) {
+    derf_st_meta meta[64];
+    char path[4200];
+    if (nk < 0 || nk > 64) {
+        fprintf(stderr, "parity_write_model: %d metadata entries\n", nk);
+        return -1;
+    }
+    for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
+    snprintf(path, sizeof path, "%s/params.safetensors", dir);
+    if (parity_write_slab(path, p, p->params, meta, nk)) return -1;
+    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
+    return parity_write_slab(path, p, p->grads, NULL, 0);
+}
+
 int parity_run(const char *script, const char *root, int ncases) {
     char cmd[8192], show[700];
     int n = snprintf(cmd, sizeof cmd, "%s %s", parity_python(), script);

@@ -11,6 +11,9 @@ const char *parity_python(void);   /* $DERF_TORCH_PYTHON or /usr/bin/python3 */
 int parity_have_torch(void);       /* 1 if it imports torch and numpy */
 /* 0, or -1 with the error printed */
 int parity_write_slab(const char *path, const derf_params *p, const float *slab, const derf_st_meta *meta, int nmeta);
+/* Writes DIR/params.safetensors (the params slab, with the nk config key/value pairs as __metadata__)
+ * and DIR/grads.safetensors (the grads slab). 0, or -1 with the error printed. */
+int parity_write_model(const char *dir, const derf_params *p, char keys[][32], char vals[][128], int nk);
 /* Runs `python script ROOT/case0 ...`; prints the failing lines (or the summary line on success).
  * Removes ROOT on success unless DERF_KEEP_PARITY is set. Returns the script's exit status. */
 int parity_run(const char *script, const char *root, int ncases);

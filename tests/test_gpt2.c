@@ -534,12 +534,7 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
     char keys[32][32], vals[32][128], path[600];
     int nk = derf_gpt2_config_to_meta(&m.cfg, keys, vals, 32);
     assert_true(nk > 0);
-    derf_st_meta meta[32];
-    for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
-    snprintf(path, sizeof path, "%s/params.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.params, meta, nk), 0);
-    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.grads, NULL, 0), 0);
+    assert_int_equal(parity_write_model(dir, &m.params, keys, vals, nk), 0);
     float *logits = malloc((size_t)n * V * sizeof *logits);
     memcpy(logits, m.logits, (size_t)n * V * sizeof *logits);
 

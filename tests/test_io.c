@@ -29,20 +29,7 @@ static char tmpdir[] = "/tmp/derf_test_io.XXXXXX";
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static const char *tp(const char *name) { /* path in the temp dir; 8 rotating buffers */
-    static char buf[8][512];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void write_raw(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (len) assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
+#include "tmpfiles.h"
 
 static void write_gz(const char *path, const void *data, size_t len) {
     gzFile g = gzopen(path, "wb");

@@ -22,25 +22,7 @@
 
 static char tmpdir[] = "/tmp/derf_test_text.XXXXXX";
 
-static const char *tp(const char *name) {
-    static char buf[8][512];
-    static int k = 0;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void write_raw(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (len) assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void one_line(const char *err) {
-    assert_true(strlen(err) > 10);
-    assert_null(strchr(err, '\n'));
-}
+#include "tmpfiles.h"
 
 /* ---- shards --------------------------------------------------------------------------------- */
 
@@ -364,13 +346,6 @@ static void test_build_small(void **state) {
     assert_non_null(strstr(err, "make deps"));
 }
 
-static int setup(void **state) { return mkdtemp(tmpdir) ? 0 : -1; }
-static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shard_roundtrip),
@@ -382,5 +357,5 @@ int main(void) {
         cmocka_unit_test(test_real_austen),
         cmocka_unit_test(test_build_small),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

@@ -1,6 +1,7 @@
 /* test_torch_ops.c: every op of include/derf/ops.h against a live PyTorch reference
  * (tools/torch_ref.py: F.linear, F.gelu, explicit matmul+softmax attention, F.embedding, F.conv2d,
- * log_softmax cross-entropy, ...), forward and backward, on fresh random inputs each run (replay with
+ * log_softmax cross-entropy, F.conv1d, F.group_norm, torch._weight_norm, the Gumbel quantizer and
+ * InfoNCE written from fairseq's formulas, ...), forward and backward, on fresh random inputs each run (replay with
  * the printed DERF_TEST_SEED).
  *
  * Backward ops ADD into their gradients, so every gradient buffer is pre-filled with random values
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "derf/ops.h"
+#include "derf/ops_audio.h"
 #include "derf/rng.h"
 #include "testutil.h"
 #include "torch_oracle.h"
@@ -404,6 +406,200 @@ static void test_oracle_selftest(void **st) {
     if (torch_oracle_selftest(msg, sizeof msg)) fail_msg("%s", msg);
 }
 
+/* ---- wav2vec 2.0 ops (include/derf/ops_audio.h) ------------------------------------------------ */
+
+static void conv1d_case(uint64_t *rs, int B, int T, int Cin, int Cout, int K, int S, int P, int G, int To, int bias) {
+    size_t nx = (size_t)B * T * Cin, nw = (size_t)Cout * (Cin / G) * K, ny = (size_t)B * To * Cout;
+    size_t ncol = (size_t)To * (Cin / G) * K;
+    float *x = rnd(nx, rs, -1, 1), *w = rnd(nw, rs, -0.5, 0.5), *b = bias ? rnd(Cout, rs, -0.5, 0.5) : NULL;
+    float *dy = rnd(ny, rs, -1, 1), *y = malloc(ny * sizeof(float)), *cols = malloc(ncol * sizeof(float));
+    float *dcols = malloc(ncol * sizeof(float));
+    float *px = rnd(nx, rs, -1, 1), *pw = rnd(nw, rs, -1, 1), *pb = rnd(Cout, rs, -1, 1);
+    float *dx = dup(px, nx), *dw = dup(pw, nw), *db = dup(pb, Cout);
+    derf_conv1d_forward(y, cols, x, w, b, B, T, Cin, Cout, K, S, P, G, To);
+    derf_conv1d_backward(dx, dw, bias ? db : NULL, cols, dcols, dy, x, w, B, T, Cin, Cout, K, S, P, G, To);
+    char hdr[160];
+    snprintf(hdr, sizeof hdr, "conv1d B=%d T=%d Cin=%d Cout=%d K=%d S=%d P=%d G=%d To=%d", B, T, Cin, Cout, K, S, P, G, To);
+    torch_arr in[] = {torch_f("x", x, nx), torch_f("w", w, nw), torch_f("b", b, bias ? Cout : 0), torch_f("dy", dy, ny)};
+    torch_reply rep;
+    call("conv1d", hdr, in, 4, &rep);
+    size_t k = (size_t)(Cin / G) * K;
+    int ok = cmp("conv1d y", y, NULL, torch_reply_f(&rep, "y", ny), ny, katol(k, 0.5));
+    ok &= cmp("conv1d dx", dx, px, torch_reply_f(&rep, "dx", nx), nx, katol((size_t)K * (Cout / G), 0.5));
+    ok &= cmp("conv1d dw", dw, pw, torch_reply_f(&rep, "dw", nw), nw, katol((size_t)B * To, 1));
+    if (bias) ok &= cmp("conv1d db", db, pb, torch_reply_f(&rep, "db", Cout), Cout, katol((size_t)B * To, 1));
+    torch_reply_free(&rep);
+    free(x); free(w); free(b); free(dy); free(y); free(cols); free(dcols); free(px); free(pw); free(pb);
+    free(dx); free(dw); free(db);
+    if (!ok) fail_msg("%s differs from PyTorch", hdr);
+}
+
+static void test_conv1d(void **st) {
+    require_oracle();
+    uint64_t rs = case_seed("conv1d");
+    /* feature encoder block: valid, strided, no bias (the first one has Cin = 1, K 10, S 5) */
+    conv1d_case(&rs, 2, 60 + (int)(tu_uniform(&rs) * 40), 1, 6, 10, 5, 0, 1, derf_conv1d_len(60, 10, 5, 0), 0);
+    int S = 2 + (int)(tu_uniform(&rs) * 2), K = S + (int)(tu_uniform(&rs) * 2), T = 20 + (int)(tu_uniform(&rs) * 20);
+    conv1d_case(&rs, 3, T, 5 + (int)(tu_uniform(&rs) * 6), 7, K, S, 0, 1, derf_conv1d_len(T, K, S, 0), 0);
+    /* positional convolution: grouped, padding K/2, even K with the last frame dropped (SamePad), bias */
+    int G = 2 + (int)(tu_uniform(&rs) * 3), Kp = 2 * (2 + (int)(tu_uniform(&rs) * 4));
+    T = 9 + (int)(tu_uniform(&rs) * 10);
+    conv1d_case(&rs, 2, T, 3 * G, 3 * G, Kp, 1, Kp / 2, G, T, 1);
+    conv1d_case(&rs, 2, T, 2 * G, 2 * G, Kp + 1, 1, (Kp + 1) / 2, G, T, 1); /* odd kernel: nothing dropped */
+}
+
+static void test_groupnorm(void **st) {
+    require_oracle();
+    uint64_t rs = case_seed("groupnorm");
+    int ok = 1;
+    for (int r = 0; r < 2; r++) {
+        int B = 2, T = 5 + (int)(tu_uniform(&rs) * 30), C = 4 + 2 * (int)(tu_uniform(&rs) * 6), G = r ? C / 2 : C;
+        size_t n = (size_t)B * T * C;
+        float *x = rnd(n, &rs, -2, 3), *ga = rnd(C, &rs, 0.5, 1.5), *be = rnd(C, &rs, -0.5, 0.5), *dy = rnd(n, &rs, -1, 1);
+        float *y = malloc(n * sizeof(float)), mean[64], rstd[64];
+        float *px = rnd(n, &rs, -1, 1), *pg = rnd(C, &rs, -1, 1), *pb = rnd(C, &rs, -1, 1);
+        float *dx = dup(px, n), *dg = dup(pg, C), *db = dup(pb, C);
+        derf_groupnorm_forward(y, mean, rstd, x, ga, be, 1e-5f, B, T, C, G);
+        derf_groupnorm_backward(dx, dg, db, dy, x, mean, rstd, ga, B, T, C, G);
+        char hdr[128];
+        snprintf(hdr, sizeof hdr, "groupnorm B=%d T=%d C=%d G=%d eps=1e-5", B, T, C, G);
+        torch_arr in[] = {torch_f("x", x, n), torch_f("gamma", ga, C), torch_f("beta", be, C), torch_f("dy", dy, n)};
+        torch_reply rep;
+        call("groupnorm", hdr, in, 4, &rep);
+        size_t k = (size_t)T * (C / G);
+        ok &= cmp("groupnorm y", y, NULL, torch_reply_f(&rep, "y", n), n, 2e-5);
+        ok &= cmp("groupnorm dx", dx, px, torch_reply_f(&rep, "dx", n), n, katol(k, 1));
+        ok &= cmp("groupnorm dgamma", dg, pg, torch_reply_f(&rep, "dgamma", C), C, katol((size_t)B * T, 2));
+        ok &= cmp("groupnorm dbeta", db, pb, torch_reply_f(&rep, "dbeta", C), C, katol((size_t)B * T, 1));
+        torch_reply_free(&rep);
+        free(x); free(ga); free(be); free(dy); free(y); free(px); free(pg); free(pb); free(dx); free(dg); free(db);
+        if (!ok) fail_msg("%s differs from PyTorch", hdr);
+    }
+}
+
+static void test_weight_norm(void **st) {
+    require_oracle();
+    uint64_t rs = case_seed("weight_norm");
+    int R = 6 + (int)(tu_uniform(&rs) * 40), K = 3 + (int)(tu_uniform(&rs) * 12);
+    size_t n = (size_t)R * K;
+    float *v = rnd(n, &rs, -1, 1), *g = rnd(K, &rs, 0.2, 2), *dw = rnd(n, &rs, -1, 1), *w = malloc(n * sizeof(float));
+    float *norm = malloc(K * sizeof(float)), *pv = rnd(n, &rs, -1, 1), *pg = rnd(K, &rs, -1, 1);
+    float *dv = dup(pv, n), *dg = dup(pg, K);
+    derf_weight_norm_forward(w, norm, v, g, R, K);
+    derf_weight_norm_backward(dv, dg, dw, v, g, norm, R, K);
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "weight_norm R=%d K=%d", R, K);
+    torch_arr in[] = {torch_f("v", v, n), torch_f("g", g, K), torch_f("dw", dw, n)};
+    torch_reply rep;
+    call("weight_norm", hdr, in, 3, &rep);
+    int ok = cmp("weight_norm w", w, NULL, torch_reply_f(&rep, "w", n), n, 2e-5);
+    ok &= cmp("weight_norm dv", dv, pv, torch_reply_f(&rep, "dv", n), n, katol(R, 1));
+    ok &= cmp("weight_norm dg", dg, pg, torch_reply_f(&rep, "dg", K), K, katol(R, 1));
+    torch_reply_free(&rep);
+    free(v); free(g); free(dw); free(w); free(norm); free(pv); free(pg); free(dv); free(dg);
+    if (!ok) fail_msg("%s differs from PyTorch", hdr);
+}
+
+static void test_gumbel_quant(void **st) {
+    require_oracle();
+    uint64_t rs = case_seed("gumbel");
+    int ok = 1;
+    for (int train = 1; train >= 0; train--) {
+        int N = 5 + (int)(tu_uniform(&rs) * 10), G = 2, V = 4 + (int)(tu_uniform(&rs) * 12), Dv = 3 + (int)(tu_uniform(&rs) * 5);
+        float tau = (float)(0.5 + 1.5 * tu_uniform(&rs));
+        size_t nl = (size_t)N * G * V, nc = (size_t)G * V * Dv, nq = (size_t)N * G * Dv;
+        float *l = rnd(nl, &rs, -2, 2), *u = rnd(nl, &rs, 1e-4, 1 - 1e-4), *cb = rnd(nc, &rs, 0, 1);
+        float *dq = rnd(nq, &rs, -1, 1), *q = malloc(nq * sizeof(float)), *ys = malloc(nl * sizeof(float));
+        float *pl = rnd(nl, &rs, -1, 1), *pc = rnd(nc, &rs, -1, 1), *dl = dup(pl, nl), *dc = dup(pc, nc);
+        int32_t *idx = malloc((size_t)N * G * sizeof(int32_t));
+        derf_gumbel_quant_forward(q, idx, ys, l, train ? u : NULL, cb, tau, N, G, V, Dv);
+        derf_gumbel_quant_backward(train ? dl : NULL, dc, dq, idx, ys, cb, tau, N, G, V, Dv);
+        char hdr[128];
+        snprintf(hdr, sizeof hdr, "gumbel N=%d G=%d V=%d Dv=%d tau=%.9g train=%d", N, G, V, Dv, (double)tau, train);
+        torch_arr in[] = {torch_f("l", l, nl), torch_f("u", u, nl), torch_f("cb", cb, nc), torch_f("dq", dq, nq)};
+        torch_reply rep;
+        call("gumbel", hdr, in, 4, &rep);
+        const float *ti = torch_reply_f(&rep, "idx", (size_t)N * G);
+        for (int i = 0; ti && i < N * G; i++)
+            if ((float)idx[i] != ti[i]) { fprintf(stderr, "gumbel idx %d: %d vs %g\n", i, idx[i], (double)ti[i]); ok = 0; }
+        ok &= ti != NULL;
+        ok &= cmp("gumbel q", q, NULL, torch_reply_f(&rep, "q", nq), nq, 0);
+        ok &= cmp("gumbel dl", dl, pl, torch_reply_f(&rep, "dl", nl), nl, katol(Dv, 2 / tau));
+        ok &= cmp("gumbel dcb", dc, pc, torch_reply_f(&rep, "dcb", nc), nc, katol(N, 1));
+        torch_reply_free(&rep);
+        free(l); free(u); free(cb); free(dq); free(q); free(ys); free(pl); free(pc); free(dl); free(dc); free(idx);
+        if (!ok) fail_msg("%s differs from PyTorch", hdr);
+    }
+}
+
+static void test_diversity(void **st) {
+    require_oracle();
+    uint64_t rs = case_seed("diversity");
+    int N = 3 + (int)(tu_uniform(&rs) * 20), G = 2, V = 4 + (int)(tu_uniform(&rs) * 30);
+    size_t nl = (size_t)N * G * V;
+    float scale = (float)(0.1 + tu_uniform(&rs));
+    float *l = rnd(nl, &rs, -3, 3), *pl = rnd(nl, &rs, -1, 1), *dl = dup(pl, nl), ppl;
+    float loss = derf_quant_diversity(dl, &ppl, l, scale, N, G, V);
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "diversity N=%d G=%d V=%d scale=%.9g", N, G, V, (double)scale);
+    torch_arr in[] = {torch_f("l", l, nl)};
+    torch_reply rep;
+    call("diversity", hdr, in, 1, &rep);
+    int ok = cmp("diversity loss", &loss, NULL, torch_reply_f(&rep, "loss", 1), 1, 2e-6);
+    ok &= cmp("diversity ppl", &ppl, NULL, torch_reply_f(&rep, "ppl", 1), 1, 1e-4);
+    ok &= cmp("diversity dl", dl, pl, torch_reply_f(&rep, "dl", nl), nl, 2e-6);
+    torch_reply_free(&rep);
+    free(l); free(pl); free(dl);
+    if (!ok) fail_msg("%s differs from PyTorch", hdr);
+}
+
+static void test_infonce(void **st) {
+    require_oracle();
+    uint64_t rs = case_seed("infonce");
+    int M = 6 + (int)(tu_uniform(&rs) * 15), Fd = 4 + (int)(tu_uniform(&rs) * 12), K = 3 + (int)(tu_uniform(&rs) * 8);
+    size_t n = (size_t)M * Fd;
+    float temp = 0.1f, scale = (float)(0.5 + tu_uniform(&rs));
+    float *c = rnd(n, &rs, -1, 1), *q = rnd(n, &rs, -1, 1);
+    memcpy(q + Fd, q, Fd * sizeof(float)); /* rows 0 and 1 equal: their mutual negatives get -inf */
+    int32_t *neg = malloc((size_t)M * K * sizeof(int32_t));
+    for (int m = 0; m < M; m++)
+        for (int j = 0; j < K; j++) {
+            int r = (int)(tu_uniform(&rs) * (M - 1));
+            neg[m * K + j] = r >= m ? r + 1 : r; /* never itself, as fairseq samples */
+        }
+    neg[0] = 1;
+    neg[K] = 0;
+    float *lg = malloc(n * (K + 1) * sizeof(float)), *pc = rnd(n, &rs, -1, 1), *pq = rnd(n, &rs, -1, 1);
+    float *dc = dup(pc, n), *dq = dup(pq, n);
+    int correct;
+    float loss = (float)derf_infonce(lg, &correct, dc, dq, c, q, neg, M, Fd, K, temp, scale);
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, "infonce M=%d F=%d K=%d temp=%.9g scale=%.9g", M, Fd, K, (double)temp, (double)scale);
+    torch_arr in[] = {torch_f("c", c, n), torch_f("q", q, n), torch_i("neg", neg, (size_t)M * K)};
+    torch_reply rep;
+    call("infonce", hdr, in, 3, &rep);
+    const float *tl = torch_reply_f(&rep, "logits", (size_t)M * (K + 1)), *tc = torch_reply_f(&rep, "correct", 1);
+    int ok = tl && tc && (float)correct == tc[0];
+    size_t ninf = 0;
+    for (size_t i = 0; tl && i < (size_t)M * (K + 1); i++) { /* -inf in the same places, values elsewhere */
+        if (isinf(tl[i]) || isinf(lg[i])) {
+            ok &= isinf(tl[i]) && isinf(lg[i]) && tl[i] < 0 && lg[i] < 0;
+            ninf++;
+            lg[i] = 0;
+        }
+    }
+    float *tl0 = malloc(n * (K + 1) * sizeof(float));
+    for (size_t i = 0; tl && i < (size_t)M * (K + 1); i++) tl0[i] = isinf(tl[i]) ? 0 : tl[i];
+    ok &= ninf >= 2;
+    ok &= cmp("infonce logits", lg, NULL, tl0, (size_t)M * (K + 1), 2e-4);
+    ok &= cmp("infonce loss", &loss, NULL, torch_reply_f(&rep, "loss", 1), 1, 1e-4 * M);
+    ok &= cmp("infonce dc", dc, pc, torch_reply_f(&rep, "dc", n), n, 2e-4);
+    ok &= cmp("infonce dq", dq, pq, torch_reply_f(&rep, "dq", n), n, 2e-4 * sqrt(K));
+    torch_reply_free(&rep);
+    free(c); free(q); free(neg); free(lg); free(pc); free(pq); free(dc); free(dq); free(tl0);
+    if (!ok) fail_msg("%s differs from PyTorch (accuracy %d)", hdr, correct);
+}
+
 static int group_setup(void **state) {
     char msg[512];
     torch_oracle_start(msg, sizeof msg);
@@ -425,6 +621,9 @@ int main(void) {
         cmocka_unit_test(test_xent),        cmocka_unit_test(test_xent_soft),
         cmocka_unit_test(test_dropout),     cmocka_unit_test(test_drop_path),
         cmocka_unit_test(test_residual),    cmocka_unit_test(test_mean_pool),
+        cmocka_unit_test(test_conv1d),      cmocka_unit_test(test_groupnorm),
+        cmocka_unit_test(test_weight_norm), cmocka_unit_test(test_gumbel_quant),
+        cmocka_unit_test(test_diversity),   cmocka_unit_test(test_infonce),
     };
     return cmocka_run_group_tests_name("torch_ops", tests, group_setup, group_teardown);
 }

@@ -40,6 +40,17 @@ Ops (inputs -> outputs; "d<name>" is the gradient w.r.t. input <name> for upstre
   drop_path B=                   x keep[B] dout -> out dx
   residual                       a b dout -> out da db
   mean_pool B= T= T0= C=         x dout -> out dx
+  conv1d B= T= Cin= Cout= K= S= P= G= To=   x[B*T*Cin] w[Cout*(Cin/G)*K] [b] dy[B*To*Cout] -> y dx dw db
+      F.conv1d on channels-last data (transposed in and out); only the first To output frames are kept.
+  groupnorm B= T= C= G= eps=     x[B*T*C] gamma beta dy -> y dx dgamma dbeta        (F.group_norm)
+  weight_norm R= K=              v[R*K] g[K] dw -> w dv dg          (torch._weight_norm over all but the last axis)
+  gumbel N= G= V= Dv= tau= train=0|1  l[N*G*V] u[N*G*V] cb[G*V*Dv] dq -> q idx(f) dl dcb
+      fairseq's hard gumbel_softmax with the noise -log(-log u) given: y = hard - soft.detach() + soft;
+      train=0: argmax of l, no noise, no gradient into l.
+  diversity N= G= V= scale=      l -> loss[1] ppl[1] dl    (p = mean softmax; (GV - sum_g exp(H(p_g)))/GV)
+  infonce M= F= K= temp= scale=  c[M*F] q[M*F] neg(i)[M*K] -> loss[1] logits[M*(K+1)] dc dq correct[1]
+      fairseq Wav2Vec2Model.compute_preds + the wav2vec criterion: cosine logits / temp, -inf where a
+      negative equals the positive, cross-entropy summed over rows, accuracy = argmax 0 and not argmin 0.
 
 `python3 tools/torch_ref.py --selftest [--quiet]` checks the autograd graphs with torch.autograd.gradcheck in
 float64 and a few closed-form values, then exits 0 on success.
@@ -462,12 +473,91 @@ def op_mean_pool(P, A):
     return [("out", out.detach()), ("dx", x.grad)]
 
 
+def op_conv1d(P, A):
+    B, T, Cin, Cout, K, S, Pd, G, To = (int(P[k]) for k in ("B", "T", "Cin", "Cout", "K", "S", "P", "G", "To"))
+    x = _leaf(A["x"].view(B, T, Cin))
+    w = _leaf(A["w"].view(Cout, Cin // G, K))
+    b = _opt(A, "b")
+    b = _leaf(b.view(Cout)) if b is not None else None
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's fp32 conv backward misbehaved (see wav2vec parity)
+        y = F.conv1d(x.transpose(1, 2), w, b, stride=S, padding=Pd, groups=G)[:, :, :To].transpose(1, 2)
+        (y * A["dy"].view(B, To, Cout)).sum().backward()
+    return [("y", y.detach().contiguous()), ("dx", x.grad), ("dw", w.grad), ("db", _grad(b, (Cout,)))]
+
+
+def op_groupnorm(P, A):
+    B, T, C, G, eps = int(P["B"]), int(P["T"]), int(P["C"]), int(P["G"]), float(P["eps"])
+    x = _leaf(A["x"].view(B, T, C))
+    gamma, beta = _leaf(A["gamma"].view(C)), _leaf(A["beta"].view(C))
+    y = F.group_norm(x.transpose(1, 2), G, gamma, beta, eps).transpose(1, 2)
+    (y * A["dy"].view(B, T, C)).sum().backward()
+    return [("y", y.detach().contiguous()), ("dx", x.grad), ("dgamma", gamma.grad), ("dbeta", beta.grad)]
+
+
+def op_weight_norm(P, A):
+    R, K = int(P["R"]), int(P["K"])
+    v, g = _leaf(A["v"].view(R, K)), _leaf(A["g"].view(1, K))
+    w = torch._weight_norm(v, g, dim=1)
+    (w * A["dw"].view(R, K)).sum().backward()
+    return [("w", w.detach()), ("dv", v.grad), ("dg", g.grad)]
+
+
+def op_gumbel(P, A):
+    N, G, V, Dv, tau, train = (int(P["N"]), int(P["G"]), int(P["V"]), int(P["Dv"]), float(P["tau"]),
+                               int(P["train"]))
+    l = _leaf(A["l"].view(N * G, V))
+    cb = _leaf(A["cb"].view(1, G * V, Dv))
+    if train:
+        gumbels = -torch.log(-torch.log(A["u"].view(N * G, V)))
+        soft = torch.softmax((l + gumbels) / tau, dim=-1)
+        k = soft.argmax(-1)
+        hard = torch.zeros_like(soft).scatter_(-1, k.view(-1, 1), 1.0)
+        y = hard - soft.detach() + soft
+    else:
+        k = l.argmax(-1)
+        y = torch.zeros_like(l).scatter_(-1, k.view(-1, 1), 1.0)
+    y = y.view(N, G * V)
+    q = (y.unsqueeze(-1) * cb).view(N, G, V, Dv).sum(-2).view(N, G * Dv)
+    (q * A["dq"].view(N, G * Dv)).sum().backward()
+    return [("q", q.detach()), ("idx", k.to(DT)), ("dl", _grad(l, (N * G, V))), ("dcb", cb.grad)]
+
+
+def op_diversity(P, A):
+    N, G, V, scale = int(P["N"]), int(P["G"]), int(P["V"]), float(P["scale"])
+    l = _leaf(A["l"].view(N, G, V))
+    p = torch.softmax(l.double(), dim=-1).mean(0)
+    ppl = torch.exp(-torch.sum(p * torch.log(p + 1e-7), dim=-1)).sum()
+    loss = (G * V - ppl) / (G * V)
+    (loss * scale).backward()
+    return [("loss", loss.detach().view(1)), ("ppl", ppl.detach().view(1)), ("dl", l.grad)]
+
+
+def op_infonce(P, A):
+    M, Fd, K, temp, scale = int(P["M"]), int(P["F"]), int(P["K"]), float(P["temp"]), float(P["scale"])
+    c, q = _leaf(A["c"].view(M, Fd)), _leaf(A["q"].view(M, Fd))
+    neg = A["neg"].view(M, K).long()
+    negs = q[neg.view(-1)].view(M, K, Fd).permute(1, 0, 2)          # K M F
+    targets = torch.cat([q.unsqueeze(0), negs], dim=0)              # K+1 M F
+    logits = torch.cosine_similarity(c.float(), targets.float(), dim=-1) / temp
+    neg_is_pos = (q.unsqueeze(0) == negs).all(-1)
+    if neg_is_pos.any():
+        logits[1:][neg_is_pos] = float("-inf")
+    logits = logits.transpose(0, 1)                                 # M K+1
+    loss = F.cross_entropy(logits, torch.zeros(M, dtype=torch.long), reduction="sum")
+    (loss * scale).backward()
+    mx, mn = logits.argmax(-1) == 0, logits.argmin(-1) == 0
+    correct = (mx.sum() - (mx & mn).sum()).to(DT)
+    return [("loss", loss.detach().view(1)), ("logits", logits.detach().contiguous()), ("dc", c.grad),
+            ("dq", q.grad), ("correct", correct.view(1))]
+
+
 OPS = {
     "pointwise": op_pointwise, "layernorm": op_layernorm, "rmsnorm": op_rmsnorm,
     "linear": op_linear, "gelu": op_gelu, "attention": op_attention, "embed": op_embed,
     "add_pos": op_add_pos, "patch_embed": op_patch_embed, "xent": op_xent,
     "xent_soft": op_xent_soft, "mask_mul": op_mask_mul, "drop_path": op_drop_path,
-    "residual": op_residual, "mean_pool": op_mean_pool,
+    "residual": op_residual, "mean_pool": op_mean_pool, "conv1d": op_conv1d, "groupnorm": op_groupnorm,
+    "weight_norm": op_weight_norm, "gumbel": op_gumbel, "diversity": op_diversity, "infonce": op_infonce,
 }
 
 # ----------------------------------------------------------------------------------------------

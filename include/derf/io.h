@@ -44,4 +44,7 @@ int derf_io_write_file(const char *path, const void *data, size_t len, char *err
 int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *out_len,
                       char *err, size_t errlen);
 
+/* mkdir -p: creates path and its missing parents (mode 0755). */
+int derf_io_mkdirs(const char *path, char *err, size_t errlen);
+
 #endif

@@ -31,6 +31,16 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
  * status after printing one error line. cli_args_json makes that array from argv[1..argc). */
 int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv);
 char *cli_args_json(int argc, char **argv);
+/* Parses a resumable training command: argv; with --resume DIR, DIR's stored options on fresh defaults
+ * (reset(ctx)), then argv again on top (a stored --max-steps does not carry over), and the run folder
+ * becomes DIR. out, max_steps and resume are the command's own option variables (out_default is the
+ * --out default). *stored gets the JSON of the options to store (free it). Returns 0, -1 when --help
+ * was printed (exit 0), or an exit status after an error line. */
+/* Appends the --out, --resume and --max-steps rows of a resumable training command at t (out_help says
+ * what the run folder holds); returns 3. */
+int cli_run_opts(cli_opt *t, const char **out, const char *out_help, const char **resume, int *max_steps);
+int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx,
+                        const char **out, const char *out_default, int *max_steps, const char **resume, char **stored);
 
 int cmd_bench(int argc, char **argv);
 int cmd_functions(int argc, char **argv);
@@ -38,6 +48,9 @@ int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_data_speech(int argc, char **argv);
+int cmd_train_speech(int argc, char **argv);
+int cmd_compare_speech(int argc, char **argv); /* derf compare --model wav2vec (cmd_speech.c) */
 int cmd_study(int argc, char **argv);
 int cmd_train_lm(int argc, char **argv);
 int cmd_sample(int argc, char **argv);

@@ -97,6 +97,8 @@ void lm_print_result(const char *label, const derf_lm_result *r) {
     printf(", %d steps (%lld tokens) in %.0f s, %.0f tokens/s\n", r->steps, r->tokens, r->seconds, r->tokens_per_s);
 }
 
+static void reset_args(void *a) { lm_args_init((lm_args *)a); }
+
 int cmd_train_lm(int argc, char **argv) {
     static lm_args a;
     lm_args_init(&a);
@@ -104,9 +106,7 @@ int cmd_train_lm(int argc, char **argv) {
     int max_steps = 0;
     cli_opt opts[64];
     int n = lm_opts_table(&a, opts, 60);
-    opts[n++] = (cli_opt){"out", CLI_STR, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", 0, -1};
-    opts[n++] = (cli_opt){"resume", CLI_STR, &resume, "continue the run in this folder exactly where it stopped", 0, -1};
-    opts[n++] = (cli_opt){"max-steps", CLI_INT, &max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
+    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-lm", "[options]",
         "Train a GPT-2 language model (default: the tiny preset, 6 layers, on runs/data/text with derf) with the\n"
@@ -118,24 +118,9 @@ int cmd_train_lm(int argc, char **argv) {
         "state.safetensors), then applies the options given now, and continues loss for loss.\n"
         "Several processes: 'mpirun -np N derf train-lm ...' trains data-parallel (--batch is the global batch\n"
         "of each micro-batch, a multiple of N; rank 0 writes the run folder); see docs/distributed.md.", opts};
-    char *pos[1];
-    int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
-    if (rc) return rc > 0 ? 0 : 2;
     char *stored = NULL;
-    char **av = NULL;
-    int m = 0;
-    if (resume) {
-        if ((rc = cli_stored_args("train-lm", resume, &m, &av))) return rc;
-        /* the original options, then the ones given now (a stored --max-steps does not carry over) */
-        lm_args_init(&a);
-        if (cli_parse(&cmd, m, av, pos, 0, &npos)) return 2;
-        out = "runs/lm"; max_steps = 0; resume = NULL;
-        if (cli_parse(&cmd, argc, argv, pos, 0, &npos)) return 2;
-        stored = cli_args_json(m, av);
-        out = resume;
-    } else {
-        stored = cli_args_json(argc, argv);
-    }
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &out, "runs/lm", &max_steps, &resume, &stored);
+    if (rc) return rc < 0 ? 0 : rc;
     if ((rc = lm_args_finish(&a, "train-lm"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
     a.o.out = out;

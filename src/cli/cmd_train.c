@@ -109,6 +109,8 @@ void print_result(const char *label, const derf_cls_result *r) {
     printf("\n");
 }
 
+static void reset_args(void *a) { train_args_init((train_args *)a); }
+
 int cmd_train(int argc, char **argv) {
     static train_args a;
     train_args_init(&a);
@@ -116,9 +118,7 @@ int cmd_train(int argc, char **argv) {
     int max_steps = 0;
     cli_opt opts[64];
     int n = train_opts_table(&a, opts, 60);
-    opts[n++] = (cli_opt){"out", CLI_STR, &out, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl", 0, -1};
-    opts[n++] = (cli_opt){"resume", CLI_STR, &resume, "continue the run in this folder exactly where it stopped", 0, -1};
-    opts[n++] = (cli_opt){"max-steps", CLI_INT, &max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
+    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train", "[options]",
         "Train a ViT classifier (default: the tiny preset on Fashion-MNIST with derf) and report test accuracy,\n"
@@ -127,24 +127,9 @@ int cmd_train(int argc, char **argv) {
         "state.safetensors), then applies the options given now, and continues loss for loss.\n"
         "Several processes: 'mpirun -np N derf train ...' trains data-parallel (--batch is the global batch, a\n"
         "multiple of N; rank 0 writes the run folder); see docs/distributed.md.", opts};
-    char *pos[1];
-    int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
-    if (rc) return rc > 0 ? 0 : 2;
     char *stored = NULL;
-    if (resume) {
-        /* the original options, then the ones given now (a stored --max-steps does not carry over) */
-        char **av;
-        int m;
-        if ((rc = cli_stored_args("train", resume, &m, &av))) return rc;
-        train_args_init(&a);
-        if (cli_parse(&cmd, m, av, pos, 0, &npos)) return 2;
-        out = "runs/train"; max_steps = 0; resume = NULL;
-        if (cli_parse(&cmd, argc, argv, pos, 0, &npos)) return 2;
-        stored = cli_args_json(m, av);
-        out = resume;
-    } else {
-        stored = cli_args_json(argc, argv);
-    }
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &out, "runs/train", &max_steps, &resume, &stored);
+    if (rc) return rc < 0 ? 0 : rc;
     if ((rc = train_args_finish(&a, "train"))) return rc;
     derf_st_meta meta = {"train_args", stored};
     a.o.out = out;

@@ -122,3 +122,31 @@ int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
     *argv = av;
     return 0;
 }
+
+int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx,
+                        const char **out, const char *out_default, int *max_steps, const char **resume, char **stored) {
+    char *pos[1], **av;
+    int npos, m, rc = cli_parse(cmd, argc, argv, pos, 0, &npos);
+    if (rc) return rc > 0 ? -1 : 2;
+    if (!*resume) {
+        *stored = cli_args_json(argc, argv);
+        return 0;
+    }
+    if ((rc = cli_stored_args(cmd->name, *resume, &m, &av))) return rc;
+    reset(ctx); /* the original options, then the ones given now */
+    if (cli_parse(cmd, m, av, pos, 0, &npos)) return 2;
+    *out = out_default;
+    *max_steps = 0;
+    *resume = NULL;
+    if (cli_parse(cmd, argc, argv, pos, 0, &npos)) return 2;
+    *stored = cli_args_json(m, av);
+    *out = *resume;
+    return 0;
+}
+
+int cli_run_opts(cli_opt *t, const char **out, const char *out_help, const char **resume, int *max_steps) {
+    t[0] = (cli_opt){"out", CLI_STR, out, out_help, 0, -1};
+    t[1] = (cli_opt){"resume", CLI_STR, resume, "continue the run in this folder exactly where it stopped", 0, -1};
+    t[2] = (cli_opt){"max-steps", CLI_INT, max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
+    return 3;
+}

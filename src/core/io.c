@@ -231,3 +231,21 @@ int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *ou
     if (out_len) *out_len = n;
     return 0;
 }
+
+int derf_io_mkdirs(const char *path, char *err, size_t errlen) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) {
+                derf_io_errf(err, errlen, "%s: cannot create the folder: %s", tmp, strerror(errno));
+                return -1;
+            }
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}

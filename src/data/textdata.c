@@ -113,24 +113,6 @@ void derf_shard_free(derf_shard *s) {
 
 /* ---- building ------------------------------------------------------------------------------- */
 
-static int mkdirs(const char *path, char *err, size_t errlen) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST) {
-                derf_io_errf(err, errlen, "%s: cannot create the folder: %s", tmp, strerror(errno));
-                return -1;
-            }
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
-
 typedef struct { uint16_t *t; size_t n, cap; } tokbuf;
 
 static void tb_push(tokbuf *b, const int32_t *ids, size_t n) {
@@ -189,7 +171,7 @@ int derf_text_build(const derf_text_opts *o, derf_text_stat *stats, char *err, s
     }
     free(ids.ids);
     derf_tok_free(tok);
-    if (!rc) rc = mkdirs(out, err, errlen);
+    if (!rc) rc = derf_io_mkdirs(out, err, errlen);
     for (int v = 0; v < 2 && !rc; v++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.bin", out, v ? "val" : "train");

@@ -1,0 +1,86 @@
+/* conv1d.c: grouped, strided, padded 1-D convolution on channels-last sequences (wav2vec 2.0's conv
+ * feature encoder and its convolutional positional embedding), as im2col into a scratch buffer and one
+ * cblas_sgemm per (sample, group); backward through the same im2col and a col2im scatter-add. */
+#include <cblas.h>
+#include <string.h>
+#include "derf/ops_audio.h"
+
+int derf_conv1d_len(int T, int K, int S, int P) {
+    int span = T + 2 * P - K;
+    return span < 0 ? 0 : span / S + 1;
+}
+
+/* cols[t, i*K + k] = x[t*S - P + k, g*Ig + i] (zero outside [0, T)); x is one sample [T, Cin]. */
+static void im2col(float *cols, const float *x, int T, int Cin, int K, int S, int P, int Ig, int g, int To) {
+    for (int t = 0; t < To; t++) {
+        float *row = cols + (size_t)t * Ig * K;
+        int t0 = t * S - P;
+        for (int k = 0; k < K; k++) {
+            int tt = t0 + k;
+            if (tt < 0 || tt >= T) {
+                for (int i = 0; i < Ig; i++) row[i * K + k] = 0.0f;
+                continue;
+            }
+            const float *src = x + (size_t)tt * Cin + (size_t)g * Ig;
+            for (int i = 0; i < Ig; i++) row[i * K + k] = src[i];
+        }
+    }
+}
+
+static void col2im_add(float *dx, const float *dcols, int T, int Cin, int K, int S, int P, int Ig, int g, int To) {
+    for (int t = 0; t < To; t++) {
+        const float *row = dcols + (size_t)t * Ig * K;
+        int t0 = t * S - P;
+        for (int k = 0; k < K; k++) {
+            int tt = t0 + k;
+            if (tt < 0 || tt >= T) continue;
+            float *dst = dx + (size_t)tt * Cin + (size_t)g * Ig;
+            for (int i = 0; i < Ig; i++) dst[i] += row[i * K + k];
+        }
+    }
+}
+
+void derf_conv1d_forward(float *y, float *cols, const float *x, const float *w, const float *b, int B, int T,
+                         int Cin, int Cout, int K, int S, int P, int G, int To) {
+    const int Ig = Cin / G, Og = Cout / G, IK = Ig * K;
+    for (int bb = 0; bb < B; bb++) {
+        const float *xb = x + (size_t)bb * T * Cin;
+        float *yb = y + (size_t)bb * To * Cout;
+        for (int t = 0; t < To; t++) {
+            if (b) memcpy(yb + (size_t)t * Cout, b, (size_t)Cout * sizeof(float));
+            else memset(yb + (size_t)t * Cout, 0, (size_t)Cout * sizeof(float));
+        }
+        for (int g = 0; g < G; g++) {
+            im2col(cols, xb, T, Cin, K, S, P, Ig, g, To);
+            /* y[t, g*Og + j] += sum_c cols[t, c] w[g*Og + j, c] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, To, Og, IK, 1.0f, cols, IK,
+                        w + (size_t)g * Og * IK, IK, 1.0f, yb + (size_t)g * Og, Cout);
+        }
+    }
+}
+
+void derf_conv1d_backward(float *dx, float *dw, float *db, float *cols, float *dcols, const float *dy,
+                          const float *x, const float *w, int B, int T, int Cin, int Cout, int K, int S, int P,
+                          int G, int To) {
+    const int Ig = Cin / G, Og = Cout / G, IK = Ig * K;
+    for (int bb = 0; bb < B; bb++) {
+        const float *dyb = dy + (size_t)bb * To * Cout;
+        if (db)
+            for (int t = 0; t < To; t++)
+                for (int o = 0; o < Cout; o++) db[o] += dyb[(size_t)t * Cout + o];
+        for (int g = 0; g < G; g++) {
+            if (dw) {
+                im2col(cols, x + (size_t)bb * T * Cin, T, Cin, K, S, P, Ig, g, To);
+                /* dw[g*Og + j, c] += sum_t dy[t, g*Og + j] cols[t, c] */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Og, IK, To, 1.0f, dyb + (size_t)g * Og, Cout,
+                            cols, IK, 1.0f, dw + (size_t)g * Og * IK, IK);
+            }
+            if (dx) {
+                /* dcols[t, c] = sum_j dy[t, g*Og + j] w[g*Og + j, c] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, To, IK, Og, 1.0f, dyb + (size_t)g * Og, Cout,
+                            w + (size_t)g * Og * IK, IK, 0.0f, dcols, IK);
+                col2im_add(dx + (size_t)bb * T * Cin, dcols, T, Cin, K, S, P, Ig, g, To);
+            }
+        }
+    }
+}
