@@ -21,8 +21,9 @@ CLI_OBJ  := $(CLI_SRC:%.c=build/%.o)
 TEST_OBJ := $(TEST_LIB:%.c=build/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 
-# CUDA backend (CUDA=1): objects under build/cuda, one archive libderf-cuda.a = CPU objects + CUDA
-# objects, so switching modes never mixes stale archives. build/mode records the mode ./derf was
+# CUDA backend (CUDA=1): objects under build/src/cuda, one archive libderf-cuda.a = CPU objects + CUDA
+# objects, so switching modes never mixes stale archives; the CPU archive gets src/cuda/nocuda.c
+# instead (the GPU entry points the CPU code calls, answering "built without CUDA"). build/mode records the mode ./derf was
 # linked in (rewritten only when it changes), so `make` after `make CUDA=1` relinks ./derf.
 CUDA      ?= 0
 CUDA_HOME ?= /usr/local/cuda
@@ -57,7 +58,7 @@ build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-build/libderf.a: $(LIB_OBJ)
+build/libderf.a: $(LIB_OBJ) build/src/cuda/nocuda.o
 	@rm -f $@
 	ar rcs $@ $^
 

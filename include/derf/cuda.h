@@ -19,6 +19,7 @@ extern "C" {
 #include "derf/norm.h"
 #include "derf/ops.h"
 #include "derf/optim.h"
+#include "derf/gpt2.h"
 
 typedef enum { DERF_F32 = 0, DERF_BF16 = 1 } derf_dtype;
 
@@ -55,6 +56,10 @@ void derf_cuda_gelu_forward(void *out, const void *inp, size_t n, derf_gelu_kind
 void derf_cuda_gelu_backward(void *dinp, const void *dout, const void *inp, size_t n,
                              derf_gelu_kind kind, derf_dtype dt);          /* dinp += */
 void derf_cuda_residual_forward(void *out, const void *a, const void *b, size_t n, derf_dtype dt);
+/* out = s[0] * in (s: one fp32 on the device); backward: ds[0] += sum(dx * in) (fixed order), then
+ * dx *= s[0] in place. */
+void derf_cuda_scale_forward(void *out, const void *in, const float *s, size_t n, derf_dtype dt);
+void derf_cuda_scale_backward(float *ds, void *dx, const void *in, const float *s, size_t n, derf_dtype dt);
 
 /* out[B,T,C] (dt) = wte[tok] + wpe[t]; tok on the device, wte/wpe fp32. */
 void derf_cuda_embed_forward(void *out, const int32_t *tok, const float *wte, const float *wpe,
@@ -90,6 +95,24 @@ void derf_cuda_adamw_step(const derf_params *layout, float *params, const float 
                           float *v, const derf_adamw_cfg *cfg, int step);
 /* Global L2 norm of grads[n] (double partials, fixed order); scales like derf_clip_grad_norm. */
 float derf_cuda_clip_grad_norm(float *grads, size_t n, float max_norm);
+
+/* ---- GPT-2 on the GPU (src/cuda/gpt2.cu) --------------------------------------------------------
+ * Wraps a built CPU model (derf/gpt2.h): its config, tensor table and host slabs stay the source
+ * of truth for init and checkpoints (upload after init/resume, download before saving: the
+ * checkpoint files are the CPU ones). On the device: fp32 params, grads, AdamW m and v in the same
+ * layout, a copy of the weights in the activation dtype for the matrix products (refreshed by
+ * derf_gpt2_cuda_adamw_step), and the activations of batches up to the model's max_batch x max_T. */
+typedef struct derf_gpt2_cuda derf_gpt2_cuda;
+derf_gpt2_cuda *derf_gpt2_cuda_new(derf_gpt2 *host, derf_dtype dt, char *err, size_t errlen);
+void derf_gpt2_cuda_upload(derf_gpt2_cuda *g);    /* host params, m, v -> device */
+void derf_gpt2_cuda_download(derf_gpt2_cuda *g);  /* device params, m, v (and grads) -> host slabs */
+/* tokens, targets: host arrays [B,T] (targets may be NULL); returns the mean loss (NAN without targets) */
+float derf_gpt2_cuda_forward(derf_gpt2_cuda *g, const int32_t *tokens, const int32_t *targets, int B, int T);
+void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale);   /* grads += d(scale * loss) */
+void derf_gpt2_cuda_zero_grad(derf_gpt2_cuda *g);
+float derf_gpt2_cuda_clip_grad_norm(derf_gpt2_cuda *g, float max_norm);
+void derf_gpt2_cuda_adamw_step(derf_gpt2_cuda *g, const derf_adamw_cfg *cfg, int step);
+void derf_gpt2_cuda_free(derf_gpt2_cuda *g);
 
 #ifdef __cplusplus
 }

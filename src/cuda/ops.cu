@@ -277,3 +277,41 @@ extern "C" float derf_cuda_clip_grad_norm(float *grads, size_t n, float max_norm
     }
     return (float)norm;
 }
+
+/* ---- learnable scalar multiplier (GPT-2's shared_scale) --------------------------------------- */
+template <typename T> __global__ void scale_forward_kernel(T *out, const T *in, const float *s, size_t n) {
+    const float sv = __ldg(s);
+    GRID_STRIDE(i, n) out[i] = from_f<T>(sv * to_f(in[i]));
+}
+/* part[block] = sum of dx*in over the block's elements (double); dx *= s in place */
+template <typename T> __global__ void scale_backward_kernel(double *part, T *dx, const T *in, const float *s, size_t n) {
+    __shared__ double sh[32];
+    const float sv = __ldg(s);
+    double acc = 0;
+    GRID_STRIDE(i, n) {
+        float d = to_f(dx[i]);
+        acc += (double)d * to_f(in[i]);
+        dx[i] = from_f<T>(d * sv);
+    }
+    acc = block_sum(acc, sh);
+    if (threadIdx.x == 0) part[blockIdx.x] = acc;
+}
+__global__ void add_f64_kernel(float *dst, const double *src) { dst[0] += (float)src[0]; }
+
+extern "C" void derf_cuda_scale_forward(void *out, const void *in, const float *s, size_t n, derf_dtype dt) {
+    if (!n) return;
+    DERF_DISPATCH(dt, E, scale_forward_kernel<E><<<grid_for(n, 256), 256>>>((E *)out, (const E *)in, s, n));
+    CK_LAUNCH();
+}
+extern "C" void derf_cuda_scale_backward(float *ds, void *dx, const void *in, const float *s, size_t n, derf_dtype dt) {
+    if (!n) return;
+    const unsigned nb = std::max(1u, std::min<unsigned>(cdiv(n, 256), (unsigned)derf_cu_sms * 4));
+    double *part = (double *)derf_cu_ws(WS_REDUCE, sizeof(double) * (nb + 1));
+    DERF_DISPATCH(dt, E, scale_backward_kernel<E><<<nb, 256>>>(part, (E *)dx, (const E *)in, s, n));
+    CK_LAUNCH();
+    derf_cu_sum_f64(part + nb, part, (int)nb);
+    if (ds) {
+        add_f64_kernel<<<1, 1>>>(ds, part + nb);
+        CK_LAUNCH();
+    }
+}

@@ -35,6 +35,7 @@ void derf_lm_opts_default(derf_lm_opts *o) {
     o->eval_train_loss = 1;
     o->seed = 0;
     o->log_every = 10;
+    o->device = "cpu";
 }
 
 /* ------------------------------------------------------------------------------- evaluation */
@@ -173,6 +174,7 @@ static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen)
     const int step = e->rs->step;
     double ts = derf_now_s();
     float vl = derf_lm_eval_loss(e->m, e->va, e->T, e->o->eval_windows);
+    derf_gpt2_sync_host(e->m); /* the weight check and the checkpoint read the host slabs */
     e->eval_time += derf_now_s() - ts;
     e->nevals++;
     if (bad_loss(vl) || !all_finite(e->m->params.params, e->m->params.total)) {
@@ -203,6 +205,12 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         derf_io_errf(err, errlen, "--batch, --steps and --accum must be at least 1");
         return -1;
     }
+    const int cuda = o->device && strcmp(o->device, "cpu") != 0;
+    if (cuda && strcmp(o->device, "cuda") != 0) {
+        derf_io_errf(err, errlen, "--device must be cpu or cuda, not '%s'", o->device);
+        return -1;
+    }
+    if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1; /* is a GPU usable at all? */
     derf_gpt2_config cfg = o->model;
     const int T = o->seq > 0 ? o->seq : cfg.block_size;
     if (T > cfg.block_size) {
@@ -241,6 +249,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     const long long tps = (long long)o->accum * B * T; /* tokens per optimizer step */
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
     if (o->resume && derf_run_load(o->resume, "derf-lm-1", &m.params, NULL, &rs.step, &rs.rng, err, errlen)) goto done;
+    if (cuda && derf_gpt2_cuda_attach(&m, 1, err, errlen)) goto done; /* uploads the (resumed) weights and moments */
     if (o->out) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -271,7 +280,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     while (!res->diverged && rs.step < stop) {
         double ts = derf_now_s();
         float lr = derf_lr_at(rs.step, o->warmup, o->steps, o->lr, o->min_lr);
-        derf_params_zero_grad(p);
+        derf_gpt2_zero_grad(&m);
         double lsum = 0;
         for (int a = 0; a < o->accum; a++) {
             sample_batch(&tr, B, T, &rs.rng, tok, tgt);
@@ -282,10 +291,10 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         }
         if (res->diverged) break;
         float loss = (float)(lsum / o->accum);
-        float gn = derf_clip_grad_norm(p, o->clip);
+        float gn = derf_gpt2_clip_grad_norm(&m, o->clip);
         if (!isfinite(gn)) { set_diverged(res, log, o, rs.step, "gradient norm", gn, lr); break; }
         acfg.lr = lr;
-        derf_adamw_step(p, &acfg, rs.step + 1);
+        derf_gpt2_adamw_step(&m, &acfg, rs.step + 1);
         rs.step++;
         double dt = derf_now_s() - ts;
         train_time += dt;

@@ -5,13 +5,18 @@
  * normalised by the largest reference value, against a stated tolerance. Also checks that the
  * parameter-gradient reductions give the same bits twice. Prints one line per check and exits 1
  * on any mismatch; exits 77 (skip) when there is no CUDA device.
- * With --bench: times the norm kernels (cudaEvent, median) and prints 'BENCH key ms' lines.
+ * GPT-2 ("mini" preset, derf and layernorm, fp32 and bf16): one step's loss and every parameter
+ * gradient against the CPU model, then 20 AdamW steps from the same init on the same batches on both
+ * (the 'CURVE' lines are the two loss curves).
+ * With --bench: times the norm kernels and a GPT-2 124M training step (B=16, T=1024, bf16; cudaEvent,
+ * median) and prints 'BENCH key ms' lines.
  * Usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "derf/cuda.h"
+#include "derf/gpt2.h"
 #include "derf/rng.h"
 #include "../testutil.h"
 
@@ -314,6 +319,130 @@ static void check_adamw(void) {
     derf_params_free(&p);
 }
 
+/* ---- GPT-2: one step's gradients and a short training curve, GPU vs CPU --------------------------- */
+static void random_batch(int32_t *tok, int32_t *tgt, int n, int V) {
+    for (int i = 0; i < n; i++) {
+        tok[i] = (int32_t)derf_rng_below(&g_rng, (uint32_t)V);
+        tgt[i] = (int32_t)derf_rng_below(&g_rng, (uint32_t)V);
+    }
+}
+
+static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
+    derf_gpt2_config cfg;
+    char err[512], name[96], what[160];
+    derf_gpt2_preset(&cfg, "mini", err, sizeof err);
+    if (derf_norm_parse(norm, &cfg.norm, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
+    const int B = 4, T = 64, V = cfg.vocab, n = B * T;
+    derf_gpt2 cpu, host;
+    if (derf_gpt2_build(&cpu, &cfg, B, T, err, sizeof err) || derf_gpt2_build(&host, &cfg, B, T, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        exit(2);
+    }
+    derf_gpt2_init(&cpu, 7);
+    derf_gpt2_init(&host, 7);
+    derf_gpt2_cuda *g = derf_gpt2_cuda_new(&host, dt, err, sizeof err);
+    if (!g) { fprintf(stderr, "%s\n", err); exit(2); }
+    int32_t *tok = malloc(sizeof(int32_t) * n), *tgt = malloc(sizeof(int32_t) * n);
+    const int bf = dt == DERF_BF16;
+    snprintf(name, sizeof name, "gpt2 mini %s", norm);
+    /* one forward + backward: loss and every parameter gradient */
+    random_batch(tok, tgt, n, V);
+    derf_params_zero_grad(&cpu.params);
+    derf_gpt2_cuda_zero_grad(g);
+    float lc = derf_gpt2_forward(&cpu, tok, tgt, B, T), lg = derf_gpt2_cuda_forward(g, tok, tgt, B, T);
+    derf_gpt2_backward(&cpu, 1.0f);
+    derf_gpt2_cuda_backward(g, 1.0f);
+    derf_gpt2_cuda_download(g);
+    compare(name, "loss", dt, "B4 T64", &lg, &lc, 1, bf ? 1e-2 : 1e-5);
+    double worst = 0;
+    int wt = 0;
+    for (int t = 0; t < cpu.params.n; t++) {
+        const derf_tensor *te = &cpu.params.t[t];
+        double mx = 0, d = 0;
+        for (size_t i = 0; i < te->numel; i++) {
+            mx = fmax(mx, fabs(cpu.params.grads[te->offset + i]));
+            d = fmax(d, fabs((double)host.params.grads[te->offset + i] - cpu.params.grads[te->offset + i]));
+        }
+        double e = d != d ? INFINITY : d / (mx > 1e-30 ? mx : 1.0);
+        if (e > worst || e != e) { worst = e; wt = t; }
+    }
+    snprintf(what, sizeof what, "grads (worst: %s)", cpu.params.t[wt].name);
+    {
+        const double tol = bf ? 1e-1 : 1e-3;
+        g_checks++;
+        if (!(worst <= tol)) g_fail++;
+        printf("%-34s %-8s %-5s %-16s err %9.2e  tol %7.1e  %s  %s\n", name, "grads", dtn(dt), "B4 T64", worst, tol,
+               worst <= tol ? "ok" : "MISMATCH", what);
+    }
+    /* a short training run from the same init on the same batches: the two loss curves */
+    derf_gpt2_init(&cpu, 7);
+    derf_gpt2_init(&host, 7);
+    memset(cpu.params.m, 0, cpu.params.total * 4); memset(cpu.params.v, 0, cpu.params.total * 4);
+    memset(host.params.m, 0, host.params.total * 4); memset(host.params.v, 0, host.params.total * 4);
+    derf_gpt2_cuda_upload(g);
+    derf_adamw_cfg acfg = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    double worst_rel = 0;
+    for (int s = 1; s <= steps; s++) {
+        random_batch(tok, tgt, n, V);
+        derf_params_zero_grad(&cpu.params);
+        derf_gpt2_cuda_zero_grad(g);
+        lc = derf_gpt2_forward(&cpu, tok, tgt, B, T);
+        lg = derf_gpt2_cuda_forward(g, tok, tgt, B, T);
+        derf_gpt2_backward(&cpu, 1.0f);
+        derf_gpt2_cuda_backward(g, 1.0f);
+        derf_clip_grad_norm(&cpu.params, 1.0f);
+        derf_gpt2_cuda_clip_grad_norm(g, 1.0f);
+        derf_adamw_step(&cpu.params, &acfg, s);
+        derf_gpt2_cuda_adamw_step(g, &acfg, s);
+        double rel = fabs((double)lg - lc) / fabs(lc);
+        worst_rel = rel > worst_rel || rel != rel ? rel : worst_rel;
+        printf("CURVE %s %s step %d cpu %.6f gpu %.6f\n", norm, dtn(dt), s, lc, lg);
+    }
+    {
+        const double tol = bf ? 3e-2 : 1e-3;
+        char detail[80];
+        snprintf(detail, sizeof detail, "%d AdamW steps: worst |gpu-cpu|/cpu loss %.2e (tol %.0e)", steps, worst_rel, tol);
+        verdict(name, "curve", worst_rel <= tol, detail);
+    }
+    derf_gpt2_cuda_free(g);
+    derf_gpt2_free(&cpu);
+    derf_gpt2_free(&host);
+    free(tok);
+    free(tgt);
+}
+
+typedef struct { derf_gpt2_cuda *g; const int32_t *tok, *tgt; int B, T, step; } gpt2_bench_ctx;
+static void gpt2_step_fn(void *vc) {
+    gpt2_bench_ctx *c = vc;
+    derf_adamw_cfg acfg = {6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    derf_gpt2_cuda_zero_grad(c->g);
+    derf_gpt2_cuda_forward(c->g, c->tok, c->tgt, c->B, c->T);
+    derf_gpt2_cuda_backward(c->g, 1.0f);
+    derf_gpt2_cuda_clip_grad_norm(c->g, 1.0f);
+    derf_gpt2_cuda_adamw_step(c->g, &acfg, ++c->step);
+}
+/* GPT-2 124M training step (bf16 activations), median ms */
+static void bench_gpt2(const char *norm, int B, int T) {
+    derf_gpt2_config cfg;
+    char err[512];
+    derf_gpt2_preset(&cfg, "124m", err, sizeof err);
+    derf_norm_parse(norm, &cfg.norm, err, sizeof err);
+    derf_gpt2 host;
+    if (derf_gpt2_build(&host, &cfg, B, T, err, sizeof err)) { fprintf(stderr, "%s\n", err); return; }
+    derf_gpt2_init(&host, 1);
+    derf_gpt2_cuda *g = derf_gpt2_cuda_new(&host, DERF_BF16, err, sizeof err);
+    if (!g) { fprintf(stderr, "%s\n", err); derf_gpt2_free(&host); return; }
+    int32_t *tok = malloc(sizeof(int32_t) * B * T), *tgt = malloc(sizeof(int32_t) * B * T);
+    random_batch(tok, tgt, B * T, 50257);
+    gpt2_bench_ctx c = {g, tok, tgt, B, T, 0};
+    float ms = derf_cuda_time_ms(gpt2_step_fn, &c, 2, 5);
+    printf("BENCH gpt2 %s B%d T%d step %.4f ms %.0f tokens/s\n", norm, B, T, ms, B * T / ms * 1e3);
+    derf_gpt2_cuda_free(g);
+    derf_gpt2_free(&host);
+    free(tok);
+    free(tgt);
+}
+
 /* ---- benchmark ---------------------------------------------------------------------------------- */
 typedef struct {
     derf_norm_spec s;
@@ -400,6 +529,10 @@ int main(int argc, char **argv) {
             check_attention(dt, 0);
         }
         check_adamw();
+        check_gpt2("derf", DERF_F32, 20);
+        check_gpt2("layernorm", DERF_F32, 20);
+        check_gpt2("derf", DERF_BF16, 20);
+        check_gpt2("layernorm", DERF_BF16, 20);
         printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
     }
     if (bench) {
@@ -408,6 +541,8 @@ int main(int argc, char **argv) {
             bench_norm(specs[i], rows, cols, DERF_BF16);
             bench_norm(specs[i], rows, cols, DERF_F32);
         }
+        bench_gpt2("derf", 16, 1024);
+        bench_gpt2("layernorm", 16, 1024);
     }
     return g_fail ? 1 : 0;
 }
