@@ -63,6 +63,23 @@ if [ -f "$LOG/check.log" ] && grep -q ' curve ' "$LOG/check.log"; then
   gpt2_curve="mini GPT-2, 20 steps, derf+layernorm x fp32+bf16: $ok agree, $bad differ (CURVE lines: $LOG/check.log)"
 fi
 
+# ---- 3b. derf train-lm --device cuda end to end: the same short run on the CPU and on the GPU, and a GPU
+# checkpoint resumed on the CPU (checkpoints are interchangeable); synthetic token shards, vocabulary 64
+lm_e2e="not run"
+if [ "$build" != fail ] && [ "$check" = pass ]; then
+  say "train-lm: CPU vs GPU vs GPU-then-CPU (mini preset, 40 steps)"
+  LM=$(mktemp -d /tmp/derf-lm.XXXXXX)
+  $PY tools/gpu_table.py --shards "$LM/data" 64
+  A="--preset mini --data $LM/data --steps 40 --warmup 5 --lr 2e-3 --batch 8 --seq 64 --eval-every 20 --eval-windows 16 --no-eval-train --seed 1 --log-every 10"
+  timeout 90 ./derf train-lm $A --device cpu --out "$LM/cpu" > "$LOG/lm.log" 2>&1
+  timeout 90 ./derf train-lm $A --device cuda --out "$LM/gpu" >> "$LOG/lm.log" 2>&1
+  timeout 90 ./derf train-lm $A --device cuda --out "$LM/mix" --max-steps 20 >> "$LOG/lm.log" 2>&1
+  timeout 90 ./derf train-lm --resume "$LM/mix" --device cpu >> "$LOG/lm.log" 2>&1
+  lm_e2e=$($PY tools/gpu_table.py --compare-runs "$LM/cpu" "$LM/gpu" "$LM/mix")
+  say "train-lm: $lm_e2e"
+  rm -rf "$LM"
+fi
+
 # ---- 4. benchmarks ----------------------------------------------------------------------------------
 if [ "$check" = pass ]; then
   say "derf kernel benchmark"
@@ -81,7 +98,7 @@ fi
 
 # ---- 5. one table -------------------------------------------------------------------------------------
 cat "$LOG"/bench_derf.log "$LOG"/bench_torch_norms.log "$LOG"/bench_torch_gpt2.log 2>/dev/null | \
-$PY tools/gpu_table.py "$build" "$check" "$gpt2_curve" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
+$PY tools/gpu_table.py "$build" "$check" "$gpt2_curve; train-lm: $lm_e2e" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
   | tee "$LOG/table.txt"
 say "done in $(el)s; logs in $LOG"
 [ "$build" != fail ] && [ "$check" = pass ]

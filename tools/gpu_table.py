@@ -1,11 +1,59 @@
 #!/usr/bin/env python3
-"""gpu_table.py: the closing table of tools/gpu_check.sh. Reads the 'BENCH' lines of build/cuda/cuda_check
-and the 'TORCH' / 'torch' lines of tools/bench_torch_gpu.py on stdin; the build status, kernel-check
-status, loss-curve status and device name come as arguments. Standard library only."""
+"""gpu_table.py: the closing table of tools/gpu_check.sh and its two small helpers. Standard library only.
+
+  gpu_table.py BUILD CHECK CURVE DEVICE < lines   the table: reads the 'BENCH' lines of build/cuda/cuda_check
+                                                  and the 'TORCH' / 'torch' lines of tools/bench_torch_gpu.py
+  gpu_table.py --shards DIR V                     writes DIR/train.bin and DIR/val.bin: synthetic derf token
+                                                  shards (docs: include/derf/textdata.h) of vocabulary V, a
+                                                  noisy deterministic successor rule, so a model can learn it
+  gpu_table.py --compare-runs CPU GPU MIX         one line comparing the final validation losses of three
+                                                  `derf train-lm` run folders (log.jsonl)
+"""
+import json
+import os
+import random
+import struct
 import sys
 
 
+def write_shards(d, V):
+    os.makedirs(d, exist_ok=True)
+    rng = random.Random(0)
+    for name, n in (("train.bin", 200000), ("val.bin", 20000)):
+        toks, t = [], 0
+        for _ in range(n):
+            t = (t * 7 + 3) % V if rng.random() < 0.8 else rng.randrange(V)
+            toks.append(t)
+        hdr = struct.pack("<256i", 20240520, 1, n, V, *([0] * 252))
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(hdr + struct.pack(f"<{n}H", *toks))
+
+
+def final_val(run):
+    try:
+        with open(os.path.join(run, "log.jsonl")) as f:
+            vals = [json.loads(line) for line in f if '"val_loss"' in line]
+        return next(r["val_loss"] for r in reversed(vals) if r.get("type") == "final")
+    except (OSError, StopIteration, ValueError, KeyError):
+        return None
+
+
+def compare_runs(cpu, gpu, mix):
+    c, g, m = final_val(cpu), final_val(gpu), final_val(mix)
+    if None in (c, g, m):
+        print(f"FAILED (final val loss cpu {c}, gpu {g}, gpu->cpu resume {m}; see lm.log)")
+        return
+    worst = max(abs(g - c), abs(m - c)) / c
+    verdict = "agree" if worst <= 5e-2 else "DIFFER"
+    print(f"final val loss cpu {c:.4f}, gpu {g:.4f}, gpu 20 steps + cpu resume {m:.4f}: {verdict} "
+          f"(worst rel diff {worst:.1e}, tol 5e-2)")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--shards":
+        return write_shards(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--compare-runs":
+        return compare_runs(*sys.argv[2:5])
     if len(sys.argv) != 5:
         sys.exit("usage: gpu_table.py BUILD CHECK CURVE DEVICE < bench lines")
     build, check, curve, dev = sys.argv[1:5]
