@@ -29,5 +29,7 @@ for l in libcjson.so.1 libpcre2-8.so.0 libz.so.1; do
   cp -L "/usr/lib/x86_64-linux-gnu/$l" "$B/lib/" 2>/dev/null || cp -L "/lib/x86_64-linux-gnu/$l" "$B/lib/"
   cp "$B/lib/$l" "$B/lib/${l%.[0-9]*}"   # the link-time name (libcjson.so ...), as a plain copy
 done
+# the sources the objects were built from: tools/gpu_check.sh warns when the tree it runs on differs
+( cd "$TMP" && find src include tests -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1 ) > "$B/stamp"
 du -sh "$B"
 echo "gpu_bundle: done; on the GPU machine: sh tools/gpu_check.sh (carry .gpubundle)"

@@ -34,6 +34,9 @@ if [ "${DERF_FORCE_BUNDLE:-0}" != 1 ] && printf '#include <cblas.h>\n#include <c
   timeout 240 make CUDA=1 -j"$JOBS" > "$LOG/build.log" 2>&1 && build=native
 elif [ -f .gpubundle/obj.tar ]; then
   say "no OpenBLAS/cJSON/PCRE2 headers here: CPU objects from .gpubundle, CUDA sources compiled here"
+  now=$(find src include tests -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+  [ "$now" = "$(cat .gpubundle/stamp 2>/dev/null)" ] || \
+    say "WARNING: .gpubundle was built from other C sources than these: rerun tools/gpu_bundle.sh before carrying it"
   tar -xf .gpubundle/obj.tar
   find build/src -name '*.o' ! -path 'build/src/cuda/*' -exec touch {} +
   timeout 240 make CUDA=1 -j"$JOBS" BLAS_DIR="$(pwd)/.gpubundle/lib" build/cuda/cuda_check derf \
