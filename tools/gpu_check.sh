@@ -26,6 +26,14 @@ JOBS=$(nproc 2>/dev/null || echo 8)
 PY=python3
 python3 -c 'import torch' 2>/dev/null || PY=/usr/bin/python3
 
+# CUDA toolkit: $CUDA_HOME, else /usr/local/cuda, else the one whose nvcc is on PATH
+if [ -z "${CUDA_HOME:-}" ]; then
+  CUDA_HOME=/usr/local/cuda
+  [ -x "$CUDA_HOME/bin/nvcc" ] || { n=$(command -v nvcc 2>/dev/null) && CUDA_HOME=$(dirname "$(dirname "$n")"); }
+fi
+export CUDA_HOME
+say "CUDA toolkit: $CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version 2>/dev/null | tail -1))"
+
 # ---- 1. build -------------------------------------------------------------------------------------
 build=fail
 if [ "${DERF_FORCE_BUNDLE:-0}" != 1 ] && printf '#include <cblas.h>\n#include <cjson/cJSON.h>\n#include <pcre2.h>\n' | \
