@@ -1,5 +1,7 @@
 # derf build. `make` builds libderf.a and ./derf; `make test` runs the whole suite; `make deps`
 # installs the Debian/npm packages the project needs (as root; does nothing when they are there).
+# `make CUDA=1` adds the CUDA backend (src/cuda/*.cu, nvcc, cuBLAS/cuBLASLt) to ./derf and builds
+# the GPU check program build/cuda/cuda_check (docs/cuda.md); it needs nvcc, not a GPU.
 CC      ?= gcc
 ARCH    ?= -march=native -mprefer-vector-width=512
 OPT     ?= -O3
@@ -30,20 +32,62 @@ CLI_OBJ  := $(CLI_SRC:%.c=build/%.o)
 TEST_OBJ := $(TEST_LIB:%.c=build/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
 
-.PHONY: all deps test clean demo bench
+# CUDA backend (CUDA=1): objects under build/src/cuda, one archive libderf-cuda.a = CPU objects + CUDA
+# objects, so switching modes never mixes stale archives; the CPU archive gets src/cuda/nocuda.c
+# instead (the GPU entry points the CPU code calls, answering "built without CUDA"). build/mode records the mode ./derf was
+# linked in (rewritten only when it changes), so `make` after `make CUDA=1` relinks ./derf.
+CUDA      ?= 0
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90
+# --fmad=false: the GPU rounds a*b+c like the CPU reference (gcc -std=c11 does not contract either;
+# the kernels' explicit fmaf calls stay fused), so GPU and CPU results agree to an ulp or two.
+# No --use_fast_math: it would replace the shared formulas' expf/sqrtf/division by approximations.
+NVCCFLAGS += -std=c++17 -O3 --fmad=false $(CUDA_ARCH) -Iinclude -Isrc -MMD -MP \
+             -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+CUDA_SRC  := $(sort $(wildcard src/cuda/*.cu))
+CUDA_OBJ  := $(CUDA_SRC:%.cu=build/%.o)
+ifeq ($(CUDA),1)
+LIBA      := build/libderf-cuda.a
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+MODE      := cuda
+else
+LIBA      := build/libderf.a
+MODE      := cpu
+endif
+$(shell mkdir -p build; [ "$$(cat build/mode 2>/dev/null)" = $(MODE) ] || echo $(MODE) > build/mode)
+
+.PHONY: all deps test clean clean-cuda demo bench
 .SECONDARY:
+ifeq ($(CUDA),1)
+all: derf build/cuda/cuda_check
+else
 all: derf
+endif
 
 build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-build/libderf.a: $(LIB_OBJ)
+build/libderf.a: $(LIB_OBJ) build/src/cuda/nocuda.o
 	@rm -f $@
 	ar rcs $@ $^
 
-derf: $(CLI_OBJ) build/libderf.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) build/libderf.a $(LDLIBS)
+build/src/cuda/%.o: src/cuda/%.cu Makefile
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+build/libderf-cuda.a: $(LIB_OBJ) $(CUDA_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+derf: $(CLI_OBJ) $(LIBA) build/mode
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LDLIBS)
+
+# GPU-vs-CPU kernel check and kernel benchmark (CUDA=1 only; tools/gpu_check.sh runs it).
+build/cuda/cuda_check: tests/cuda/cuda_check.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 build/tests/%: tests/%.c $(TEST_OBJ) build/libderf.a
 	@mkdir -p $(dir $@)
@@ -74,5 +118,8 @@ clean:
 build/mpi.flag: FORCE
 	@mkdir -p build && echo '$(MPI_PC)' | cmp -s - $@ || echo '$(MPI_PC)' > $@
 build/src/core/dist.o: build/mpi.flag
+
+clean-cuda:
+	rm -rf build/src/cuda build/cuda build/libderf-cuda.a
 
 -include $(shell find build -name '*.d' 2>/dev/null)

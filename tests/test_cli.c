@@ -70,6 +70,9 @@ static void test_bad_flags(void **state) {
     expect_error("train --preset huge", "huge");
     expect_error("train --heads 5", "head");
     expect_error("train extra", "unexpected argument");
+    expect_error("train-lm --device tpu", "--device must be cpu or cuda");
+    /* make test runs the CPU build (plain make): no GPU support compiled in */
+    expect_error("train-lm --device cuda", "built without CUDA");
 }
 
 static void test_bad_files(void **state) {

@@ -53,6 +53,21 @@ int derf_gpt2_preset(derf_gpt2_config *cfg, const char *name, char *err, size_t 
 /* Checks a config (sizes positive and divisible, flags in range). Returns 0 or -1 with one error line. */
 int derf_gpt2_check(const derf_gpt2_config *cfg, char *err, size_t errlen);
 
+/* A device that runs the model instead of the CPU (derf_gpt2_cuda_attach installs the GPU one). The
+ * host slabs stay the model's checkpoint format: to_host / to_device move params, m, v (and grads to
+ * the host) between them and the device. */
+typedef struct derf_gpt2_dev {
+    void *ctx;
+    float (*forward)(void *ctx, const int32_t *tokens, const int32_t *targets, int B, int T);
+    void (*backward)(void *ctx, float scale);
+    void (*zero_grad)(void *ctx);
+    float (*clip_grad_norm)(void *ctx, float max_norm);
+    void (*adamw_step)(void *ctx, const derf_adamw_cfg *cfg, int step);
+    void (*to_host)(void *ctx);
+    void (*to_device)(void *ctx);
+    void (*free)(void *ctx);
+} derf_gpt2_dev;
+
 typedef struct {
     derf_gpt2_config cfg;   /* shared_scale resolved to 0 or 1 */
     derf_params params;     /* named tensors (HF names), slabs for params/grads/m/v */
@@ -63,6 +78,7 @@ typedef struct {
     int B, T, has_targets;  /* shape of the last forward */
     float *logits;          /* [B,T,V] after forward (rows of the last forward's shape, contiguous) */
     float loss;             /* mean loss of the last forward (NAN without targets) */
+    derf_gpt2_dev *dev;     /* NULL: the CPU; else forward/backward/optimizer run there (logits stay there) */
 } derf_gpt2;
 
 /* Registers the tensors and allocates everything for batches up to max_batch x max_T
@@ -82,7 +98,19 @@ float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targ
  * accumulation. The forward must have had targets. ADDS into m->params.grads (zero them first for a
  * fresh step). Allocates nothing. */
 void derf_gpt2_backward(derf_gpt2 *m, float scale);
-void derf_gpt2_free(derf_gpt2 *m);
+void derf_gpt2_free(derf_gpt2 *m);   /* frees the device side too */
+
+/* The training step's parameter operations, on the CPU slabs or on the attached device. */
+void derf_gpt2_zero_grad(derf_gpt2 *m);
+float derf_gpt2_clip_grad_norm(derf_gpt2 *m, float max_norm);
+void derf_gpt2_adamw_step(derf_gpt2 *m, const derf_adamw_cfg *cfg, int step);
+void derf_gpt2_sync_host(derf_gpt2 *m);    /* device params, grads, m, v -> host slabs (no-op on the CPU) */
+void derf_gpt2_sync_device(derf_gpt2 *m);  /* host params, m, v -> device (after init or a checkpoint load) */
+/* Moves the model onto the first CUDA GPU (src/cuda/gpt2.cu; a build without `make CUDA=1` answers -1
+ * with "built without CUDA"). bf16: 1 for bf16 activations (fp32 master weights either way), 0 for fp32.
+ * Uploads the current host params, m, v. Returns 0, or -1 with one error line. m NULL: only checks
+ * that a GPU is usable. */
+int derf_gpt2_cuda_attach(derf_gpt2 *m, int bf16, char *err, size_t errlen);
 
 /* Config <-> safetensors __metadata__ (key/value strings), so checkpoints describe their model.
  * Keys: model=gpt2, vocab, block_size, n_layer, n_head, n_embd, bias, norm, shared_scale,

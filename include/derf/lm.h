@@ -43,6 +43,8 @@ typedef struct {
     int quiet;
     const char *out;          /* run folder (created); NULL: write nothing */
     const char *resume;       /* run folder to continue from (its state.safetensors) */
+    const char *device;       /* "cpu" (NULL too) or "cuda" (bf16 activations, fp32 master weights; needs
+                                 `make CUDA=1`); checkpoints are the same files either way */
     const derf_st_meta *meta; /* extra metadata stored in both checkpoint files */
     int nmeta;
 } derf_lm_opts;

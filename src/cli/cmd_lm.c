@@ -49,6 +49,7 @@ int lm_opts_table(lm_args *a, cli_opt *t, int max) {
         {"no-eval-train", CLI_FLAG, &a->no_eval_train, "skip the evaluation-mode training loss at the end", 0, -1},
         {"seed", CLI_INT, &a->seed, "random seed (init and batches)", 0, 2147483647},
         {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"device", CLI_STR, &a->o.device, "cpu, or cuda (a GPU; needs a build with make CUDA=1; docs/cuda.md)", 0, -1},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
@@ -81,6 +82,8 @@ int lm_args_finish(lm_args *a, const char *cmd) {
     if (derf_gpt2_check(&chk, err, sizeof err)) return cli_fail(cmd, "%s", err);
     if (a->o.seq > c->block_size)
         return cli_fail(cmd, "--seq %d is longer than the preset's context of %d tokens", a->o.seq, c->block_size);
+    if (strcmp(a->o.device, "cpu") != 0 && strcmp(a->o.device, "cuda") != 0)
+        return cli_fail(cmd, "--device must be cpu or cuda, not '%s'", a->o.device);
     a->o.seed = (uint64_t)a->seed;
     a->o.eval_train_loss = !a->no_eval_train;
     if (a->threads > 0) omp_set_num_threads(a->threads);

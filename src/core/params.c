@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "derf/optim.h"
+#include "core/adamw_fn.h"
 
 static void *xcalloc(size_t n, size_t sz) {
     void *p = calloc(n ? n : 1, sz);
@@ -92,30 +93,18 @@ void derf_params_zero_grad(derf_params *p) {
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
  *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) */
 void derf_adamw_step(derf_params *p, const derf_adamw_cfg *cfg, int step) {
-    const float lr = cfg->lr, b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps;
-    const float bc1 = (float)(1.0 - pow((double)b1, step));
-    const float bc2 = (float)(1.0 - pow((double)b2, step));
-    const float step_size = lr / bc1;
-    const float inv_sqrt_bc2 = (float)(1.0 / sqrt((double)bc2));
+    const derf_adamw_coef k = derf_adamw_coefs(cfg, step);
     /* One parallel region over the whole slab; each tensor's elements are split among threads
      * (nowait: tensors are independent, so threads move on without a barrier per tensor). */
     #pragma omp parallel
     for (int ti = 0; ti < p->n; ti++) {
         const derf_tensor *t = &p->t[ti];
-        const float decay_mul = t->decay ? 1.0f - lr * cfg->weight_decay : 1.0f;
+        const float decay_mul = t->decay ? 1.0f - k.lr * cfg->weight_decay : 1.0f;
         float *w = p->params + t->offset, *g = p->grads + t->offset;
         float *m = p->m + t->offset, *v = p->v + t->offset;
         const long n = (long)t->numel;
         #pragma omp for schedule(static) nowait
-        for (long i = 0; i < n; i++) {
-            float gi = g[i];
-            float mi = b1 * m[i] + (1.0f - b1) * gi;
-            float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            float denom = sqrtf(vi) * inv_sqrt_bc2 + eps;
-            w[i] = w[i] * decay_mul - step_size * mi / denom;
-        }
+        for (long i = 0; i < n; i++) w[i] = derf_adamw_elem(w[i], g[i], &m[i], &v[i], k, decay_mul);
     }
 }
 

@@ -22,6 +22,7 @@
 #include "derf/gpt2.h"
 #include "derf/io.h"
 #include "derf/rng.h"
+#include "models/gpt2_weights.h"
 
 /* ------------------------------------------------------------------------------- presets */
 
@@ -98,14 +99,6 @@ static int resolve_scale(const derf_gpt2_config *c) {
  *     ln_2.* (kn), mlp.c_fc.weight, [.bias], mlp.c_proj.weight, [.bias],
  *   then ln_f.* (kn). A norm layer's tensors are consecutive, packed as derf_norm_params lays them
  *   out, so the first one's offset is the norm's parameter block. */
-typedef struct {
-    float *ln1, *attn_w, *attn_b, *aproj_w, *aproj_b, *ln2, *fc_w, *fc_b, *mproj_w, *mproj_b;
-} gpt2_block_w;
-
-typedef struct {
-    float *wte, *wpe, *scale, *lnf;
-} gpt2_top_w;
-
 static int norm_tensors(const derf_gpt2 *m) {
     derf_norm_param np[4];
     return derf_norm_params(&m->cfg.norm, m->cfg.n_embd, np);
@@ -126,7 +119,7 @@ static float *take_bias(const derf_gpt2 *m, float *slab, int *idx) {
     return m->cfg.bias ? take(m, slab, idx) : NULL;
 }
 
-static void block_weights(const derf_gpt2 *m, float *slab, int l, gpt2_block_w *w) {
+void derf_gpt2_block_weights(const derf_gpt2 *m, float *slab, int l, gpt2_block_w *w) {
     int i = first_block(m) + l * block_tensors(m);
     w->ln1 = take_norm(m, slab, &i);
     w->attn_w = take(m, slab, &i);
@@ -140,7 +133,7 @@ static void block_weights(const derf_gpt2 *m, float *slab, int l, gpt2_block_w *
     w->mproj_b = take_bias(m, slab, &i);
 }
 
-static void top_weights(const derf_gpt2 *m, float *slab, gpt2_top_w *w) {
+void derf_gpt2_top_weights(const derf_gpt2 *m, float *slab, gpt2_top_w *w) {
     w->wte = slab + m->params.t[0].offset;
     w->wpe = slab + m->params.t[1].offset;
     w->scale = m->cfg.shared_scale ? slab + m->params.t[2].offset : NULL;
@@ -328,6 +321,7 @@ int derf_gpt2_build(derf_gpt2 *m, const derf_gpt2_config *cfg, int max_batch, in
 }
 
 void derf_gpt2_free(derf_gpt2 *m) {
+    if (m->dev) m->dev->free(m->dev->ctx);
     derf_params_free(&m->params);
     free(m->acts);
     free(m->tokens);
@@ -351,13 +345,13 @@ void derf_gpt2_init(derf_gpt2 *m, uint64_t seed) {
     derf_rng_seed(&r, seed, 0x6770u /* "gp" */);
     memset(m->params.params, 0, m->params.total * sizeof(float));   /* every bias starts at 0 */
     gpt2_top_w w;
-    top_weights(m, m->params.params, &w);
+    derf_gpt2_top_weights(m, m->params.params, &w);
     derf_rng_fill_normal(&r, w.wte, (size_t)c->vocab * C, 0.0f, std);
     derf_rng_fill_normal(&r, w.wpe, (size_t)c->block_size * C, 0.0f, std);
     if (w.scale) w.scale[0] = sqrtf((float)C);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_block_w b;
-        block_weights(m, m->params.params, l, &b);
+        derf_gpt2_block_weights(m, m->params.params, l, &b);
         init_norm(&c->norm, C, b.ln1, c->attn_alpha);
         derf_rng_fill_normal(&r, b.attn_w, (size_t)3 * C * C, 0.0f, std);
         derf_rng_fill_normal(&r, b.aproj_w, (size_t)C * C, 0.0f, proj_std);
@@ -371,6 +365,7 @@ void derf_gpt2_init(derf_gpt2 *m, uint64_t seed) {
 /* ------------------------------------------------------------------------------- forward */
 
 float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    if (m->dev) return m->loss = m->dev->forward(m->dev->ctx, tokens, targets, B, T);
     const derf_gpt2_config *c = &m->cfg;
     const derf_norm_spec *ns = &c->norm;
     const int C = c->n_embd, H = 4 * C, NH = c->n_head, V = c->vocab, BT = B * T;
@@ -398,7 +393,7 @@ float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targ
     gpt2_acts a;
     gpt2_layout(m, m->acts, &a);
     gpt2_top_w w;
-    top_weights(m, m->params.params, &w);
+    derf_gpt2_top_weights(m, m->params.params, &w);
     const size_t btc = (size_t)BT * C, bth = (size_t)BT * H;
 
     /* x0[B,T,C] = shared_scale * (wte[tok] + wpe[t]), or the plain sum without shared_scale */
@@ -413,7 +408,7 @@ float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targ
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_block_w bw;
         gpt2_layer_acts y;
-        block_weights(m, m->params.params, l, &bw);
+        derf_gpt2_block_weights(m, m->params.params, l, &bw);
         layer_acts(&a, l, &y);
         /* attention branch: xmid[B,T,C] = x + c_proj(CausalAttn(c_attn(ln_1(x)))) */
         derf_norm_forward(ns, y.ln1, y.st1, y.x, bw.ln1, BT, C);                     /* ln1[B,T,C] */
@@ -439,6 +434,10 @@ float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targ
 /* ------------------------------------------------------------------------------- backward */
 
 void derf_gpt2_backward(derf_gpt2 *m, float scale) {
+    if (m->dev) {
+        m->dev->backward(m->dev->ctx, scale);
+        return;
+    }
     const derf_gpt2_config *c = &m->cfg;
     const derf_norm_spec *ns = &c->norm;
     const int B = m->B, T = m->T, C = c->n_embd, H = 4 * C, NH = c->n_head, V = c->vocab, BT = B * T;
@@ -449,8 +448,8 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
     gpt2_acts a;
     gpt2_layout(m, m->acts, &a);
     gpt2_top_w w, dw;
-    top_weights(m, m->params.params, &w);
-    top_weights(m, m->params.grads, &dw);
+    derf_gpt2_top_weights(m, m->params.params, &w);
+    derf_gpt2_top_weights(m, m->params.grads, &dw);
     const size_t btc = (size_t)BT * C, bth = (size_t)BT * H;
 
     /* loss -> dlogits[B,T,V] = scale * (softmax - onehot) / kept */
@@ -467,8 +466,8 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
     for (int l = c->n_layer - 1; l >= 0; l--) {
         gpt2_block_w bw, bg;
         gpt2_layer_acts y;
-        block_weights(m, m->params.params, l, &bw);
-        block_weights(m, m->params.grads, l, &bg);
+        derf_gpt2_block_weights(m, m->params.params, l, &bw);
+        derf_gpt2_block_weights(m, m->params.grads, l, &bg);
         layer_acts(&a, l, &y);
         /* MLP branch: dres = dL/dxout[B,T,C]; the identity path keeps it, ln_2's input gradient adds */
         memset(a.dfcg, 0, bth * sizeof(float));
@@ -500,6 +499,30 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
         dw.scale[0] += (float)ds;
     }
     derf_embed_backward(dw.wte, dw.wpe, a.dres, m->tokens, B, T, C);     /* dwte[V,C], dwpe[T,C] += */
+}
+
+/* ------------------------------------------------------------------------------- optimizer, device */
+
+void derf_gpt2_zero_grad(derf_gpt2 *m) {
+    if (m->dev) m->dev->zero_grad(m->dev->ctx);
+    else derf_params_zero_grad(&m->params);
+}
+
+float derf_gpt2_clip_grad_norm(derf_gpt2 *m, float max_norm) {
+    return m->dev ? m->dev->clip_grad_norm(m->dev->ctx, max_norm) : derf_clip_grad_norm(&m->params, max_norm);
+}
+
+void derf_gpt2_adamw_step(derf_gpt2 *m, const derf_adamw_cfg *cfg, int step) {
+    if (m->dev) m->dev->adamw_step(m->dev->ctx, cfg, step);
+    else derf_adamw_step(&m->params, cfg, step);
+}
+
+void derf_gpt2_sync_host(derf_gpt2 *m) {
+    if (m->dev) m->dev->to_host(m->dev->ctx);
+}
+
+void derf_gpt2_sync_device(derf_gpt2 *m) {
+    if (m->dev) m->dev->to_device(m->dev->ctx);
 }
 
 /* ------------------------------------------------------------------------------- metadata */

@@ -26,16 +26,29 @@
 #include <stdint.h>
 #include <string.h>
 
+/* DERF_HOSTDEV marks the kernels usable from CUDA device code too (src/cuda compiles these very
+ * formulas with nvcc, so the GPU and the CPU share one definition of every function). */
+#ifdef __CUDACC__
+#define DERF_HOSTDEV __host__ __device__
+#else
+#define DERF_HOSTDEV
+#endif
+
 /* a*b+c: one fused instruction where the target has FMA (gcc does not contract a*b+c itself in
  * -std=c11 mode), two roundings otherwise. */
-#if defined(__FMA__) || defined(__FMA4__) || defined(__aarch64__)
+#if defined(__CUDA_ARCH__) || defined(__FMA__) || defined(__FMA4__) || defined(__aarch64__)
 #define DERF_FMA(a, b, c) fmaf((a), (b), (c))
 #else
 #define DERF_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-static inline uint32_t derf_f2u_(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
-static inline float derf_u2f_(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+#ifdef __CUDA_ARCH__
+static inline DERF_HOSTDEV uint32_t derf_f2u_(float f) { return __float_as_uint(f); }
+static inline DERF_HOSTDEV float derf_u2f_(uint32_t u) { return __uint_as_float(u); }
+#else
+static inline DERF_HOSTDEV uint32_t derf_f2u_(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }
+static inline DERF_HOSTDEV float derf_u2f_(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+#endif
 
 /* exp(x) = 2^n * e^r, n = round(x/ln2), r = x - n*ln2 in [-0.35, 0.35].
  * n comes from the "add 1.5*2^23" trick: the float sum holds n in its low mantissa bits, so no
@@ -45,7 +58,7 @@ static inline float derf_u2f_(uint32_t u) { float f; memcpy(&f, &u, sizeof f); r
  * factors 2^(n>>1) * 2^(n-(n>>1)), each a normal float, so results in the denormal range round
  * correctly-ish (one extra rounding) and overflow reaches +inf. The input is clamped to
  * [-104, 89] first (NaN passes through the clamps: comparisons with NaN are false). */
-static inline float derf_fast_expf(float x) {
+static inline DERF_HOSTDEV float derf_fast_expf(float x) {
     const float LOG2E = 0x1.715476p+0f, LN2_HI = 0x1.62e400p-1f, LN2_LO = 0x1.7f7d1cp-20f;
     const float SHIFT = 0x1.8p23f;
     x = x > 89.0f ? 89.0f : x;
@@ -74,7 +87,7 @@ static inline float derf_fast_expf(float x) {
  * Numerical Recipes polynomial; |x| is clamped to 10 (erf is exactly 1.0f beyond 3.92). Both
  * halves work on |x|, are always computed and one is selected; copysign restores the sign (so
  * erf(-0) = -0). */
-static inline float derf_fast_erff(float x) {
+static inline DERF_HOSTDEV float derf_fast_erff(float x) {
     const float C0_HI = 0x1.20dd76p+0f, C0_LO = -0x1.f7ac92p-25f; /* 2/sqrt(pi) = HI + LO */
     float a = fabsf(x);
     float u = a * a;
@@ -107,7 +120,7 @@ static inline float derf_fast_erff(float x) {
 /* tanh: |x| < 0.75: x*Q(x^2), Q of degree 6 (relative minimax, 3.2e-9 with float coefficients).
  * |x| >= 0.75: 1 - 2/(exp(2|x|)+1) with |x| clamped to 9.5 (tanh is exactly 1.0f beyond 9.011).
  * Both use |x|; the sign is restored at the end with copysign (so tanh(-0) = -0). */
-static inline float derf_fast_tanhf(float x) {
+static inline DERF_HOSTDEV float derf_fast_tanhf(float x) {
     float a = fabsf(x);
     float u = a * a;
     float ps = DERF_FMA(0x1.c2fb04p-10f, u, -0x1.f3d852p-8f);

@@ -14,38 +14,7 @@
 /* ---- composition of transforms (see norm.h) ------------------------------------------------ */
 
 void derf_pointwise_eval(const derf_norm_spec *s, float u, float *g, float *dg) {
-    float uin[DERF_MAX_TF + 1]; /* uin[k]: input of level k (level n = outermost) */
-    int zero_from = -1;         /* outermost flat level whose dead zone u falls in */
-    int n = s->n_tf;
-    uin[n] = u;
-    for (int k = n - 1; k >= 0; k--) {
-        float v = uin[k + 1];
-        const derf_tf *t = &s->tf[k];
-        if (t->kind == DERF_TF_HSHIFT) v += t->lambda;
-        else if (t->kind == DERF_TF_FLAT) {
-            if (fabsf(v) <= t->lambda) { if (zero_from < 0) zero_from = k; v = 0.f; }
-            else v -= t->lambda * fsgn(v);
-        }
-        uin[k] = v;
-    }
-    float d, f = derf_fn_eval(s->fn, uin[0], &d);
-    for (int k = 0; k < n; k++) {
-        const derf_tf *t = &s->tf[k];
-        float l = t->lambda;
-        switch (t->kind) {
-        case DERF_TF_VSHIFT: f += l; break;
-        case DERF_TF_CLIP:
-            if (f > l || f < -l) { f = f > l ? l : -l; d = 0.f; }
-            break;
-        case DERF_TF_MIX: f = (1.f - l) * f + l * uin[k + 1]; d = (1.f - l) * d + l; break;
-        case DERF_TF_NEG: f = -f; d = -d; break;
-        case DERF_TF_FLAT: if (k == zero_from) { f = 0.f; d = 0.f; } break;
-        default: break;
-        }
-        /* once the outermost dead zone is reached everything inside it is constant 0 */
-    }
-    *g = f;
-    *dg = d;
+    derf_compose_eval(s->tf, s->n_tf, s->fn, u, g, dg);
 }
 
 static double eval_f64_rec(const derf_norm_spec *s, int level, double u) {

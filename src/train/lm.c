@@ -39,6 +39,7 @@ void derf_lm_opts_default(derf_lm_opts *o) {
     o->eval_train_loss = 1;
     o->seed = 0;
     o->log_every = 10;
+    o->device = "cpu";
 }
 
 /* ------------------------------------------------------------------------------- evaluation */
@@ -184,6 +185,7 @@ static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen)
     derf_run_resync(&e->m->params, NULL, step, e->log, e->o->quiet || derf_dist_rank() != 0);
     double ts = derf_now_s();
     float vl = derf_lm_eval_loss(e->m, e->va, e->T, e->o->eval_windows);
+    derf_gpt2_sync_host(e->m); /* the weight check and the checkpoint read the host slabs */
     e->eval_time += derf_now_s() - ts;
     e->nevals++;
     if (bad_loss(vl) || !all_finite(e->m->params.params, e->m->params.total)) {
@@ -214,6 +216,17 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         derf_io_errf(err, errlen, "--batch, --steps and --accum must be at least 1");
         return -1;
     }
+    const int cuda = o->device && strcmp(o->device, "cpu") != 0;
+    if (cuda && strcmp(o->device, "cuda") != 0) {
+        derf_io_errf(err, errlen, "--device must be cpu or cuda, not '%s'", o->device);
+        return -1;
+    }
+    if (cuda && derf_dist_size() > 1) {
+        derf_io_errf(err, errlen, "--device cuda under mpirun needs the NCCL all-reduce, which is not written yet: "
+                     "train on one GPU, or on CPUs under mpirun");
+        return -1;
+    }
+    if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1; /* is a GPU usable at all? */
     derf_gpt2_config cfg = o->model;
     const int T = o->seq > 0 ? o->seq : cfg.block_size;
     if (T > cfg.block_size) {
@@ -257,6 +270,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)Bl * T), *tgt = malloc(sizeof(int32_t) * (size_t)Bl * T);
     if (o->resume && derf_run_load(o->resume, "derf-lm-1", &m.params, NULL, &rs.step, &rs.rng, err, errlen)) goto done;
     derf_run_bcast(p, NULL, &rs.step, &rs.rng); /* every process starts from rank 0's state */
+    if (cuda && derf_gpt2_cuda_attach(&m, 1, err, errlen)) goto done; /* uploads the (resumed) weights and moments */
     if (o->out && derf_dist_rank() == 0) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -290,7 +304,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         double ts = derf_now_s();
         float lr = derf_lr_at(rs.step, o->warmup, o->steps, o->lr, o->min_lr);
         if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
-        derf_params_zero_grad(p);
+        derf_gpt2_zero_grad(&m);
         double lsum = 0;
         for (int a = 0; a < o->accum; a++) {
             sample_batch(&tr, B, T, &rs.rng, off, Bl, tok, tgt);
@@ -302,10 +316,10 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         if (res->diverged) break;
         derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step */
         float loss = (float)(lsum / o->accum);
-        float gn = derf_clip_grad_norm(p, o->clip);
+        float gn = derf_gpt2_clip_grad_norm(&m, o->clip);
         if (!isfinite(gn)) { set_diverged(res, log, o, rs.step, "gradient norm", gn, lr); break; }
         acfg.lr = lr;
-        derf_adamw_step(p, &acfg, rs.step + 1);
+        derf_gpt2_adamw_step(&m, &acfg, rs.step + 1);
         derf_dist_perturb_hook(rs.step + 1, p->params);
         rs.step++;
         double dt = derf_now_s() - ts;

@@ -1,0 +1,205 @@
+/* matmul.cu: matrix products on the GPU. Linear layers through cuBLASLt (inputs in the activation
+ * dtype, fp32 accumulation; weight gradients accumulated into fp32 master gradients), bias
+ * gradients by a fixed-order column sum, and attention on packed qkv through cuBLAS strided-batched
+ * products (one call per batch row, the heads as the batch, so q, k, v are read in place with no
+ * permutation) with a fused, optionally causal, softmax and its backward between them. */
+#include <algorithm>
+#include <math.h>
+#include "cuda/common.cuh"
+
+static cudaDataType cu_type(derf_dtype dt) { return dt == DERF_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* Column-major D[m,n] = alpha op(A) op(B) + beta D. A: (transA ? k x m : m x k), B likewise.
+ * bias (fp32, length m, added to every column) only when D is fp32. */
+static void lt_matmul(bool transA, bool transB, int m, int n, int k, const void *A, cudaDataType ta, int lda,
+                      const void *B, cudaDataType tb, int ldb, void *D, cudaDataType td, int ldd, float beta,
+                      const float *bias) {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulPreference_t pref;
+    cublasOperation_t opa = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CKB(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CKB(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    }
+    CKB(cublasLtMatrixLayoutCreate(&la, ta, transA ? k : m, transA ? m : k, lda));
+    CKB(cublasLtMatrixLayoutCreate(&lb, tb, transB ? n : k, transB ? k : n, ldb));
+    CKB(cublasLtMatrixLayoutCreate(&ld, td, m, n, ldd));
+    CKB(cublasLtMatmulPreferenceCreate(&pref));
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &derf_cu_lt_ws_bytes,
+                                             sizeof derf_cu_lt_ws_bytes));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    CKB(cublasLtMatmulAlgoGetHeuristic(derf_cu_lt, op, la, lb, ld, ld, pref, 1, &heur, &found));
+    if (!found) {
+        fprintf(stderr, "derf: cuBLASLt has no algorithm for a %d x %d x %d product (types %d %d -> %d)\n", m, n, k,
+                (int)ta, (int)tb, (int)td);
+        exit(1);
+    }
+    const float alpha = 1.0f;
+    CKB(cublasLtMatmul(derf_cu_lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, derf_cu_lt_ws,
+                       derf_cu_lt_ws_bytes, 0));
+    CKB(cublasLtMatmulPreferenceDestroy(pref));
+    CKB(cublasLtMatrixLayoutDestroy(la));
+    CKB(cublasLtMatrixLayoutDestroy(lb));
+    CKB(cublasLtMatrixLayoutDestroy(ld));
+    CKB(cublasLtMatmulDescDestroy(op));
+}
+
+template <typename T> __global__ void add_bias_kernel(T *out, const float *b, size_t N, int OC) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * OC; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = from_f<T>(to_f(out[i]) + __ldg(b + i % OC));
+}
+
+/* db[oc] += sum_n dout[n, oc]: block (32, 32) per 32 columns; y strides rows, then a fixed tree. */
+template <typename T> __global__ void bias_grad_kernel(float *db, const T *dout, int N, int OC) {
+    __shared__ float sh[32][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float s = 0.f;
+    if (c < OC)
+        for (int r = threadIdx.y; r < N; r += 32) s += to_f(dout[(size_t)r * OC + c]);
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    for (int o = 16; o > 0; o >>= 1) {
+        if (threadIdx.y < o) sh[threadIdx.y][threadIdx.x] += sh[threadIdx.y + o][threadIdx.x];
+        __syncthreads();
+    }
+    if (threadIdx.y == 0 && c < OC) db[c] += sh[0][threadIdx.x];
+}
+
+/* out[N,OC] = inp[N,C] @ w[OC,C]^T + b. Column-major: out^T (OC x N) = w^T-view^T . inp^T-view. */
+extern "C" void derf_cuda_linear_forward(void *out, const void *inp, const void *w, const float *b,
+                                         int N, int C, int OC, derf_dtype dt) {
+    derf_cu_require();
+    cudaDataType t = cu_type(dt);
+    const bool fused = b && dt == DERF_F32;
+    lt_matmul(true, false, OC, N, C, w, t, C, inp, t, C, out, t, OC, 0.0f, fused ? b : NULL);
+    if (b && !fused) {
+        size_t n = (size_t)N * OC;
+        DERF_DISPATCH(dt, E, add_bias_kernel<E><<<std::min<unsigned>(cdiv(n, 256), derf_cu_sms * 32u), 256>>>(
+                                 (E *)out, b, (size_t)N, OC));
+        CK_LAUNCH();
+    }
+}
+
+extern "C" void derf_cuda_linear_backward(void *dinp, float *dw, float *db, const void *dout, const void *inp,
+                                          const void *w, int N, int C, int OC, derf_dtype dt) {
+    derf_cu_require();
+    cudaDataType t = cu_type(dt);
+    /* dinp^T (C x N) += w^T-view (C x OC) . dout^T (OC x N) */
+    if (dinp) lt_matmul(false, false, C, N, OC, w, t, C, dout, t, OC, dinp, t, C, 1.0f, NULL);
+    /* dw^T (C x OC) += inp^T (C x N) . dout (N x OC) */
+    if (dw) lt_matmul(false, true, C, OC, N, inp, t, C, dout, t, OC, dw, CUDA_R_32F, C, 1.0f, NULL);
+    if (db) {
+        DERF_DISPATCH(dt, E, bias_grad_kernel<E><<<cdiv(OC, 32), dim3(32, 32)>>>(db, (const E *)dout, N, OC));
+        CK_LAUNCH();
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------------------- */
+/* One strided-batched product per batch row b, batch = the NH heads. */
+static void att_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void *A, cudaDataType at, int lda,
+                     long long sa, const void *B, cudaDataType bt, int ldb, long long sb, float beta, void *Cm,
+                     cudaDataType ct, int ldc, long long sc, int batch) {
+    CKB(cublasGemmStridedBatchedEx(derf_cu_blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n,
+                                   k, &alpha, A, at, lda, sa, B, bt, ldb, sb, &beta, Cm, ct, ldc, sc, batch,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+/* Warp per row of pre[rows, T] (fp32, already scaled): att = softmax over the first n columns
+ * (n = t + 1 when causal), zero beyond. */
+template <typename T>
+__global__ void softmax_kernel(T *att, const float *pre, size_t rows, int T_, int causal) {
+    const size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int n = causal ? (int)(row % T_) + 1 : T_;
+    const float *p = pre + row * T_;
+    T *a = att + row * T_;
+    float mx = -INFINITY;
+    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, p[j]);
+    mx = warp_max(mx);
+    float s = 0.f;
+    for (int j = lane; j < n; j += 32) s += expf(p[j] - mx);
+    const float inv = 1.f / warp_sum(s);
+    for (int j = lane; j < T_; j += 32) a[j] = from_f<T>(j < n ? expf(p[j] - mx) * inv : 0.f);
+}
+
+/* dpre = scale * att * (datt - sum_j att_j datt_j) over the unmasked columns, zero beyond. */
+template <typename T>
+__global__ void softmax_backward_kernel(T *dpre, const float *datt, const T *att, size_t rows, int T_, int causal,
+                                        float scale) {
+    const size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int n = causal ? (int)(row % T_) + 1 : T_;
+    const float *d = datt + row * T_;
+    const T *a = att + row * T_;
+    float s = 0.f;
+    for (int j = lane; j < n; j += 32) s += to_f(a[j]) * d[j];
+    s = warp_sum(s);
+    for (int j = lane; j < T_; j += 32) dpre[row * T_ + j] = from_f<T>(j < n ? scale * to_f(a[j]) * (d[j] - s) : 0.f);
+}
+
+extern "C" void derf_cuda_attention_forward(void *out, void *att, const void *qkv, int B, int T, int C, int NH,
+                                            int causal, derf_dtype dt) {
+    derf_cu_require();
+    const int hs = C / NH, C3 = 3 * C;
+    const size_t es = derf_dtype_size(dt), TT = (size_t)T * T, rows = (size_t)B * NH * T;
+    const cudaDataType t = cu_type(dt);
+    const float scale = 1.0f / sqrtf((float)hs);
+    float *pre = (float *)derf_cu_ws(WS_ATT_D, sizeof(float) * rows * T);
+    const char *q = (const char *)qkv;
+    for (int b = 0; b < B; b++) {
+        const char *qb = q + (size_t)b * T * C3 * es;
+        /* pre_b[h] (T x T) = scale * Q K^T: column-major K^T-view^T . Q^T-view */
+        att_gemm(true, false, T, T, hs, scale, qb + (size_t)C * es, t, C3, hs, qb, t, C3, hs, 0.0f,
+                 pre + (size_t)b * NH * TT, CUDA_R_32F, T, (long long)TT, NH);
+    }
+    DERF_DISPATCH(dt, E, softmax_kernel<E><<<cdiv(rows, 8), 256>>>((E *)att, pre, rows, T, causal));
+    CK_LAUNCH();
+    for (int b = 0; b < B; b++) {
+        const char *qb = q + (size_t)b * T * C3 * es;
+        /* out_b[:, h] (T x hs) = att V */
+        att_gemm(false, false, hs, T, T, 1.0f, qb + 2 * (size_t)C * es, t, C3, hs, (const char *)att + b * NH * TT * es,
+                 t, T, (long long)TT, 0.0f, (char *)out + (size_t)b * T * C * es, t, C, hs, NH);
+    }
+}
+
+extern "C" void derf_cuda_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *att, int B,
+                                             int T, int C, int NH, int causal, derf_dtype dt) {
+    derf_cu_require();
+    if (!dqkv) return;
+    const int hs = C / NH, C3 = 3 * C;
+    const size_t es = derf_dtype_size(dt), TT = (size_t)T * T, rows = (size_t)B * NH * T;
+    const cudaDataType t = cu_type(dt);
+    const float scale = 1.0f / sqrtf((float)hs);
+    float *datt = (float *)derf_cu_ws(WS_ATT_D, sizeof(float) * rows * T);
+    char *dpre = (char *)derf_cu_ws(WS_ATT_P, es * rows * T);
+    const char *q = (const char *)qkv, *a = (const char *)att, *dO = (const char *)dout;
+    char *dq = (char *)dqkv;
+    for (int b = 0; b < B; b++) {
+        const char *qb = q + (size_t)b * T * C3 * es, *vb = qb + 2 * (size_t)C * es;
+        const char *ab = a + b * NH * TT * es, *dob = dO + (size_t)b * T * C * es;
+        char *dvb = dq + (size_t)b * T * C3 * es + 2 * (size_t)C * es;
+        /* datt (T x T) = dO V^T */
+        att_gemm(true, false, T, T, hs, 1.0f, vb, t, C3, hs, dob, t, C, hs, 0.0f, datt + (size_t)b * NH * TT,
+                 CUDA_R_32F, T, (long long)TT, NH);
+        /* dV += att^T dO */
+        att_gemm(false, true, hs, T, T, 1.0f, dob, t, C, hs, ab, t, T, (long long)TT, 1.0f, dvb, t, C3, hs, NH);
+    }
+    DERF_DISPATCH(dt, E, softmax_backward_kernel<E><<<cdiv(rows, 8), 256>>>((E *)dpre, datt, (const E *)att, rows, T,
+                                                                             causal, scale));
+    CK_LAUNCH();
+    for (int b = 0; b < B; b++) {
+        const char *qb = q + (size_t)b * T * C3 * es, *kb = qb + (size_t)C * es, *pb = dpre + b * NH * TT * es;
+        char *dqb = dq + (size_t)b * T * C3 * es, *dkb = dqb + (size_t)C * es;
+        /* dQ += dpre K ; dK += dpre^T Q */
+        att_gemm(false, false, hs, T, T, 1.0f, kb, t, C3, hs, pb, t, T, (long long)TT, 1.0f, dqb, t, C3, hs, NH);
+        att_gemm(false, true, hs, T, T, 1.0f, qb, t, C3, hs, pb, t, T, (long long)TT, 1.0f, dkb, t, C3, hs, NH);
+    }
+}

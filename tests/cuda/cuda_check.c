@@ -1,0 +1,548 @@
+/* cuda_check.c: the GPU check of the CUDA backend (built by `make CUDA=1` as build/cuda/cuda_check,
+ * run by tools/gpu_check.sh). For every GPU kernel: fresh random inputs (seed printed; set
+ * DERF_TEST_SEED to replay), the same inputs through the CPU reference of libderf (bf16 cases: the
+ * inputs are rounded to bf16 first, so both sides see the same values), and the worst difference
+ * normalised by the largest reference value, against a stated tolerance. Also checks that the
+ * parameter-gradient reductions give the same bits twice. Prints one line per check and exits 1
+ * on any mismatch; exits 77 (skip) when there is no CUDA device.
+ * GPT-2 ("mini" preset, derf and layernorm, fp32 and bf16): one step's loss and every parameter
+ * gradient against the CPU model, then 20 AdamW steps from the same init on the same batches on both
+ * (the 'CURVE' lines are the two loss curves).
+ * With --bench: times the norm kernels and a GPT-2 124M training step (B=16, T=1024, bf16; cudaEvent,
+ * median) and prints 'BENCH key ms' lines.
+ * Usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "derf/cuda.h"
+#include "derf/gpt2.h"
+#include "derf/rng.h"
+#include "../testutil.h"
+
+static derf_rng g_rng;
+static int g_fail, g_checks;
+
+/* ---- host helpers -------------------------------------------------------------------------- */
+static float *hnew(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) { fprintf(stderr, "cuda_check: out of host memory\n"); exit(1); }
+    return p;
+}
+static float bf16_round(float f) { /* round to nearest even, as __float2bfloat16_rn */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return f;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static void round_if(float *x, size_t n, derf_dtype dt) {
+    if (dt == DERF_BF16) for (size_t i = 0; i < n; i++) x[i] = bf16_round(x[i]);
+}
+static float *hrand(size_t n, float lo, float hi, derf_dtype dt) {
+    float *p = hnew(n);
+    derf_rng_fill_uniform(&g_rng, p, n, lo, hi);
+    round_if(p, n, dt);
+    return p;
+}
+/* device copy of host floats in dtype dt */
+static void *dput(const float *h, size_t n, derf_dtype dt) {
+    float *tmp = derf_cuda_malloc(n * sizeof(float));
+    derf_cuda_upload(tmp, h, n * sizeof(float));
+    void *d = derf_cuda_malloc(n * derf_dtype_size(dt));
+    derf_cuda_convert(d, dt, tmp, DERF_F32, n);
+    derf_cuda_free(tmp);
+    return d;
+}
+static float *dget(const void *d, size_t n, derf_dtype dt) {
+    float *tmp = derf_cuda_malloc(n * sizeof(float)), *h = hnew(n);
+    derf_cuda_convert(tmp, DERF_F32, d, dt, n);
+    derf_cuda_download(h, tmp, n * sizeof(float));
+    derf_cuda_free(tmp);
+    return h;
+}
+static const char *dtn(derf_dtype dt) { return dt == DERF_BF16 ? "bf16" : "fp32"; }
+
+/* worst |gpu - cpu| / max|cpu| <= tol */
+static void compare(const char *kernel, const char *what, derf_dtype dt, const char *shape, const float *gpu,
+                    const float *cpu, size_t n, double tol) {
+    double mx = 0, worst = 0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(cpu[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)gpu[i] - cpu[i]);
+        if (d != d || !isfinite(gpu[i])) d = INFINITY;
+        if (d > worst || (d == INFINITY && worst != INFINITY)) { worst = d; wi = i; }
+    }
+    double err = worst / (mx > 1e-30 ? mx : 1.0);
+    int ok = err <= tol;
+    g_checks++;
+    if (!ok) g_fail++;
+    printf("%-34s %-8s %-5s %-16s err %9.2e  tol %7.1e  %s", kernel, what, dtn(dt), shape, err, tol, ok ? "ok" : "MISMATCH");
+    if (!ok) printf("  (worst at %zu: gpu %.7g cpu %.7g)", wi, gpu[wi], cpu[wi]);
+    printf("\n");
+    fflush(stdout);
+}
+static void verdict(const char *kernel, const char *what, int ok, const char *detail) {
+    g_checks++;
+    if (!ok) g_fail++;
+    printf("%-34s %-8s %-5s %-16s %-34s %s\n", kernel, what, "", "", detail, ok ? "ok" : "MISMATCH");
+}
+
+/* ---- norms --------------------------------------------------------------------------------- */
+static void check_norm(const char *specstr, int N, int C, derf_dtype dt, int accumulate) {
+    derf_norm_spec s;
+    char err[512], shape[32];
+    if (derf_norm_parse(specstr, &s, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
+    snprintf(shape, sizeof shape, "%dx%d", N, C);
+    const size_t n = (size_t)N * C, np = derf_norm_param_count(&s, C), ns = derf_norm_stats_count(&s, N);
+    float *x = hrand(n, -3.f, 3.f, dt), *dy = hrand(n, -1.f, 1.f, dt), *params = hnew(np);
+    float *dx0 = hrand(n, -1.f, 1.f, dt), *dp0 = hrand(np, -1.f, 1.f, DERF_F32);
+    derf_norm_param pl[4];
+    int k = derf_norm_params(&s, C, pl);
+    for (int i = 0; i < k; i++) {
+        float *p = params + pl[i].offset;
+        if (!strcmp(pl[i].name, "alpha")) p[0] = 0.3f + 1.2f * derf_rng_uniform(&g_rng);
+        else if (!strcmp(pl[i].name, "weight")) derf_rng_fill_uniform(&g_rng, p, pl[i].numel, 0.5f, 1.5f);
+        else derf_rng_fill_uniform(&g_rng, p, pl[i].numel, -0.5f, 0.5f);
+    }
+    /* CPU reference: y, stats; dx = (accumulate ? dx0 : 0) + ..., dparams = dp0 + ... */
+    float *y = hnew(n), *stats = hnew(ns + 1), *dx = hnew(n), *dp = hnew(np);
+    derf_norm_forward(&s, y, stats, x, params, N, C);
+    if (accumulate) memcpy(dx, dx0, n * sizeof(float));
+    memcpy(dp, dp0, np * sizeof(float));
+    derf_norm_backward(&s, dx, dp, dy, x, params, stats, N, C);
+    round_if(y, n, dt);
+    /* GPU */
+    void *gx = dput(x, n, dt), *gdy = dput(dy, n, dt), *gy = derf_cuda_malloc(n * derf_dtype_size(dt));
+    void *gdx = dput(dx0, n, dt);
+    float *gp = dput(params, np, DERF_F32), *gdp = dput(dp0, np, DERF_F32);
+    float *gst = ns ? derf_cuda_malloc(ns * sizeof(float)) : NULL;
+    derf_cuda_norm_forward(&s, gy, gst, gx, gp, N, C, dt);
+    derf_cuda_norm_backward(&s, gdx, gdp, gdy, gx, gp, gst, N, C, dt, accumulate);
+    float *hy = dget(gy, n, dt), *hdx = dget(gdx, n, dt), *hdp = dget(gdp, np, DERF_F32);
+    char name[80];
+    snprintf(name, sizeof name, "norm %s%s", specstr, accumulate ? " (dx+=)" : "");
+    /* fp32: the same formulas and roundings on both sides (nvcc --fmad=false) up to libm's last
+     * ulp; LayerNorm/RMSNorm statistics are double on the CPU, float on the GPU */
+    const int bf = dt == DERF_BF16, row = s.kind != DERF_NORM_POINTWISE;
+    compare(name, "y", dt, shape, hy, y, n, bf ? 8e-3 : row ? 1e-5 : 2e-6);
+    compare(name, "dx", dt, shape, hdx, dx, n, bf ? 8e-3 : row ? 1e-5 : 5e-6);
+    /* subtract the common starting values so the check sees the accumulated sums themselves */
+    for (size_t i = 0; i < np; i++) { hdp[i] -= dp0[i]; dp[i] -= dp0[i]; }
+    for (int i = 0; i < k; i++) {
+        char what[16];
+        snprintf(what, sizeof what, "d%s", pl[i].name);
+        compare(name, what, dt, shape, hdp + pl[i].offset, dp + pl[i].offset, pl[i].numel, bf ? 2e-4 : 2e-5);
+    }
+    derf_cuda_free(gx); derf_cuda_free(gdy); derf_cuda_free(gy); derf_cuda_free(gdx);
+    derf_cuda_free(gp); derf_cuda_free(gdp); derf_cuda_free(gst);
+    free(x); free(dy); free(params); free(dx0); free(dp0); free(y); free(stats); free(dx); free(dp);
+    free(hy); free(hdx); free(hdp);
+}
+
+/* Same inputs twice: the parameter gradients must be the same bits (fixed-order reductions). */
+static void check_norm_deterministic(const char *specstr, int N, int C, derf_dtype dt) {
+    derf_norm_spec s;
+    char err[512];
+    derf_norm_parse(specstr, &s, err, sizeof err);
+    const size_t n = (size_t)N * C, np = derf_norm_param_count(&s, C), ns = derf_norm_stats_count(&s, N);
+    float *x = hrand(n, -3.f, 3.f, dt), *dy = hrand(n, -1.f, 1.f, dt), *params = hnew(np);
+    derf_norm_init(&s, C, params);
+    void *gx = dput(x, n, dt), *gdy = dput(dy, n, dt), *gdx = derf_cuda_malloc(n * derf_dtype_size(dt));
+    float *gp = dput(params, np, DERF_F32), *gst = ns ? derf_cuda_malloc(ns * sizeof(float)) : NULL;
+    float *gdp1 = derf_cuda_malloc(np * sizeof(float)), *gdp2 = derf_cuda_malloc(np * sizeof(float));
+    void *gy = derf_cuda_malloc(n * derf_dtype_size(dt));
+    derf_cuda_norm_forward(&s, gy, gst, gx, gp, N, C, dt);
+    derf_cuda_norm_backward(&s, gdx, gdp1, gdy, gx, gp, gst, N, C, dt, 0);
+    derf_cuda_norm_backward(&s, gdx, gdp2, gdy, gx, gp, gst, N, C, dt, 0);
+    float *a = dget(gdp1, np, DERF_F32), *b = dget(gdp2, np, DERF_F32);
+    char name[80], detail[64];
+    snprintf(name, sizeof name, "norm %s determinism", specstr);
+    snprintf(detail, sizeof detail, "%s %dx%d: dparams bitwise equal", dtn(dt), N, C);
+    verdict(name, "dparams", memcmp(a, b, np * sizeof(float)) == 0, detail);
+    derf_cuda_free(gx); derf_cuda_free(gdy); derf_cuda_free(gdx); derf_cuda_free(gp); derf_cuda_free(gst);
+    derf_cuda_free(gdp1); derf_cuda_free(gdp2); derf_cuda_free(gy);
+    free(x); free(dy); free(params); free(a); free(b);
+}
+
+/* ---- element-wise, embedding, cross-entropy ------------------------------------------------- */
+static void check_gelu(derf_gelu_kind kind, derf_dtype dt) {
+    const size_t n = 1 << 18;
+    float *x = hrand(n, -6.f, 6.f, dt), *dout = hrand(n, -1.f, 1.f, dt), *din0 = hrand(n, -1.f, 1.f, dt);
+    float *y = hnew(n), *din = hnew(n);
+    memcpy(din, din0, n * sizeof(float));
+    derf_gelu_forward(y, x, n, kind);
+    derf_gelu_backward(din, dout, x, n, kind);
+    round_if(y, n, dt);
+    void *gx = dput(x, n, dt), *gd = dput(dout, n, dt), *gdi = dput(din0, n, dt), *gy = derf_cuda_malloc(n * 4);
+    derf_cuda_gelu_forward(gy, gx, n, kind, dt);
+    derf_cuda_gelu_backward(gdi, gd, gx, n, kind, dt);
+    float *hy = dget(gy, n, dt), *hdi = dget(gdi, n, dt);
+    const char *name = kind == DERF_GELU_TANH ? "gelu tanh" : "gelu erf";
+    compare(name, "y", dt, "262144", hy, y, n, dt == DERF_BF16 ? 8e-3 : 2e-6);
+    compare(name, "dx+=", dt, "262144", hdi, din, n, dt == DERF_BF16 ? 8e-3 : 2e-6);
+    derf_cuda_free(gx); derf_cuda_free(gd); derf_cuda_free(gdi); derf_cuda_free(gy);
+    free(x); free(dout); free(din0); free(y); free(din); free(hy); free(hdi);
+}
+
+static void check_embed(derf_dtype dt) {
+    const int B = 4, T = 64, C = 96, V = 300;
+    const size_t n = (size_t)B * T * C;
+    int32_t *tok = malloc(sizeof(int32_t) * B * T);
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)derf_rng_below(&g_rng, i % 3 ? V : 8); /* repeats */
+    float *wte = hrand((size_t)V * C, -1.f, 1.f, DERF_F32), *wpe = hrand((size_t)T * C, -1.f, 1.f, DERF_F32);
+    float *dout = hrand(n, -1.f, 1.f, dt), *out = hnew(n);
+    float *dwte = hrand((size_t)V * C, -1.f, 1.f, DERF_F32), *dwpe = hrand((size_t)T * C, -1.f, 1.f, DERF_F32);
+    float *gdwte = dput(dwte, (size_t)V * C, DERF_F32), *gdwpe = dput(dwpe, (size_t)T * C, DERF_F32);
+    derf_embed_forward(out, tok, wte, wpe, B, T, C);
+    derf_embed_backward(dwte, dwpe, dout, tok, B, T, C);
+    round_if(out, n, dt);
+    int32_t *gtok = derf_cuda_malloc(sizeof(int32_t) * B * T);
+    derf_cuda_upload(gtok, tok, sizeof(int32_t) * B * T);
+    float *gwte = dput(wte, (size_t)V * C, DERF_F32), *gwpe = dput(wpe, (size_t)T * C, DERF_F32);
+    void *gout = derf_cuda_malloc(n * 4), *gdout = dput(dout, n, dt);
+    derf_cuda_embed_forward(gout, gtok, gwte, gwpe, B, T, C, dt);
+    derf_cuda_embed_backward(gdwte, gdwpe, gdout, tok, B, T, C, V, dt);
+    float *ho = dget(gout, n, dt), *hwte = dget(gdwte, (size_t)V * C, DERF_F32), *hwpe = dget(gdwpe, (size_t)T * C, DERF_F32);
+    compare("embed", "out", dt, "4x64x96 V300", ho, out, n, dt == DERF_BF16 ? 8e-3 : 1e-7);
+    compare("embed", "dwte+=", dt, "4x64x96 V300", hwte, dwte, (size_t)V * C, 2e-6);
+    compare("embed", "dwpe+=", dt, "4x64x96 V300", hwpe, dwpe, (size_t)T * C, 2e-6);
+    derf_cuda_free(gtok); derf_cuda_free(gwte); derf_cuda_free(gwpe); derf_cuda_free(gout); derf_cuda_free(gdout);
+    derf_cuda_free(gdwte); derf_cuda_free(gdwpe);
+    free(tok); free(wte); free(wpe); free(dout); free(out); free(dwte); free(dwpe); free(ho); free(hwte); free(hwpe);
+}
+
+static void check_xent(derf_dtype dt, float smoothing) {
+    const int N = 128, V = 8191;
+    const size_t n = (size_t)N * V;
+    int32_t *tgt = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) tgt[i] = i % 17 == 5 ? -1 : (int32_t)derf_rng_below(&g_rng, V);
+    float *logits = hrand(n, -8.f, 8.f, dt), *d0 = hrand(n, -1e-4f, 1e-4f, dt), *d = hnew(n);
+    memcpy(d, d0, n * sizeof(float));
+    float loss = derf_xent_forward_backward(d, logits, tgt, smoothing, 1.5f, N, V);
+    int32_t *gt = derf_cuda_malloc(sizeof(int32_t) * N);
+    derf_cuda_upload(gt, tgt, sizeof(int32_t) * N);
+    void *gl = dput(logits, n, dt), *gd = dput(d0, n, dt);
+    float gloss = derf_cuda_xent_forward_backward(gd, gl, gt, smoothing, 1.5f, N, V, dt);
+    float *hd = dget(gd, n, dt);
+    char name[64];
+    snprintf(name, sizeof name, "xent (smoothing %.1f)", smoothing);
+    compare(name, "loss", dt, "128x8191", &gloss, &loss, 1, 2e-6);
+    compare(name, "dlogits+=", dt, "128x8191", hd, d, n, dt == DERF_BF16 ? 1e-2 : 2e-5);
+    derf_cuda_free(gt); derf_cuda_free(gl); derf_cuda_free(gd);
+    free(tgt); free(logits); free(d0); free(d); free(hd);
+}
+
+/* ---- matrix products ------------------------------------------------------------------------ */
+static void check_linear(derf_dtype dt) {
+    const int N = 256, C = 192, OC = 384;
+    const size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
+    float *inp = hrand(ni, -1.f, 1.f, dt), *w = hrand(nw, -0.2f, 0.2f, dt), *b = hrand(OC, -1.f, 1.f, DERF_F32);
+    float *dout = hrand(no, -1.f, 1.f, dt), *out = hnew(no);
+    float *din0 = hrand(ni, -1.f, 1.f, dt), *dw0 = hrand(nw, -1.f, 1.f, DERF_F32), *db0 = hrand(OC, -1.f, 1.f, DERF_F32);
+    float *din = hnew(ni), *dw = hnew(nw), *db = hnew(OC);
+    memcpy(din, din0, ni * 4); memcpy(dw, dw0, nw * 4); memcpy(db, db0, OC * 4);
+    derf_linear_forward(out, inp, w, b, N, C, OC);
+    derf_linear_backward(din, dw, db, dout, inp, w, N, C, OC);
+    void *gi = dput(inp, ni, dt), *gw = dput(w, nw, dt), *gdo = dput(dout, no, dt), *go = derf_cuda_malloc(no * 4);
+    void *gdi = dput(din0, ni, dt);
+    float *gb = dput(b, OC, DERF_F32), *gdw = dput(dw0, nw, DERF_F32), *gdb = dput(db0, OC, DERF_F32);
+    derf_cuda_linear_forward(go, gi, gw, gb, N, C, OC, dt);
+    derf_cuda_linear_backward(gdi, gdw, gdb, gdo, gi, gw, N, C, OC, dt);
+    float *ho = dget(go, no, dt), *hdi = dget(gdi, ni, dt), *hdw = dget(gdw, nw, DERF_F32), *hdb = dget(gdb, OC, DERF_F32);
+    const double t = dt == DERF_BF16 ? 1e-2 : 2e-5;
+    compare("linear (cuBLASLt)", "out", dt, "256x192->384", ho, out, no, t);
+    compare("linear (cuBLASLt)", "dinp+=", dt, "256x192->384", hdi, din, ni, t);
+    compare("linear (cuBLASLt)", "dw+=", dt, "256x192->384", hdw, dw, nw, dt == DERF_BF16 ? 1e-3 : 2e-5);
+    compare("linear (cuBLASLt)", "db+=", dt, "256x192->384", hdb, db, OC, 2e-5);
+    derf_cuda_free(gi); derf_cuda_free(gw); derf_cuda_free(gdo); derf_cuda_free(go); derf_cuda_free(gdi);
+    derf_cuda_free(gb); derf_cuda_free(gdw); derf_cuda_free(gdb);
+    free(inp); free(w); free(b); free(dout); free(out); free(din0); free(dw0); free(db0); free(din); free(dw); free(db);
+    free(ho); free(hdi); free(hdw); free(hdb);
+}
+
+static void check_attention(derf_dtype dt, int causal) {
+    const int B = 2, T = 128, C = 128, NH = 4;
+    const size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, na = (size_t)B * NH * T * T;
+    float *qkv = hrand(nq, -1.f, 1.f, dt), *dout = hrand(no, -1.f, 1.f, dt), *dq0 = hrand(nq, -1.f, 1.f, dt);
+    float *out = hnew(no), *att = hnew(na), *scr = hnew(na), *dq = hnew(nq);
+    memcpy(dq, dq0, nq * 4);
+    derf_attention_forward(out, att, qkv, B, T, C, NH, causal);
+    derf_attention_backward(dq, scr, dout, qkv, att, B, T, C, NH, causal);
+    void *gq = dput(qkv, nq, dt), *gdo = dput(dout, no, dt), *gdq = dput(dq0, nq, dt);
+    void *go = derf_cuda_malloc(no * 4), *ga = derf_cuda_malloc(na * 4);
+    derf_cuda_attention_forward(go, ga, gq, B, T, C, NH, causal, dt);
+    derf_cuda_attention_backward(gdq, gdo, gq, ga, B, T, C, NH, causal, dt);
+    float *ho = dget(go, no, dt), *ha = dget(ga, na, dt), *hdq = dget(gdq, nq, dt);
+    const char *name = causal ? "attention causal (cuBLAS)" : "attention (cuBLAS)";
+    const double t = dt == DERF_BF16 ? 2e-2 : 2e-5;
+    compare(name, "att", dt, "2x128x128 h4", ha, att, na, t);
+    compare(name, "out", dt, "2x128x128 h4", ho, out, no, t);
+    compare(name, "dqkv+=", dt, "2x128x128 h4", hdq, dq, nq, t);
+    derf_cuda_free(gq); derf_cuda_free(gdo); derf_cuda_free(gdq); derf_cuda_free(go); derf_cuda_free(ga);
+    free(qkv); free(dout); free(dq0); free(out); free(att); free(scr); free(dq); free(ho); free(ha); free(hdq);
+}
+
+/* ---- optimizer -------------------------------------------------------------------------------- */
+static void check_adamw(void) {
+    derf_params p;
+    derf_params_init(&p);
+    int s1[2] = {64, 48}, s2[1] = {48}, s3[2] = {100, 7};
+    derf_params_add(&p, "a.weight", 2, s1, 1);
+    derf_params_add(&p, "a.bias", 1, s2, 0);
+    derf_params_add(&p, "b.weight", 2, s3, 1);
+    derf_params_alloc(&p);
+    const size_t n = p.total;
+    derf_rng_fill_uniform(&g_rng, p.params, n, -1.f, 1.f);
+    derf_rng_fill_uniform(&g_rng, p.grads, n, -1.f, 1.f);
+    derf_rng_fill_uniform(&g_rng, p.m, n, -0.1f, 0.1f);
+    derf_rng_fill_uniform(&g_rng, p.v, n, 0.f, 0.01f);
+    float *gw = dput(p.params, n, DERF_F32), *gg = dput(p.grads, n, DERF_F32);
+    float *gm = dput(p.m, n, DERF_F32), *gv = dput(p.v, n, DERF_F32);
+    derf_adamw_cfg cfg = {6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    derf_adamw_step(&p, &cfg, 3);
+    derf_cuda_adamw_step(&p, gw, gg, gm, gv, &cfg, 3);
+    float *hw = dget(gw, n, DERF_F32), *hm = dget(gm, n, DERF_F32), *hv = dget(gv, n, DERF_F32);
+    compare("adamw (step 3, mixed decay)", "params", DERF_F32, "4 tensors", hw, p.params, n, 1e-6);
+    compare("adamw (step 3, mixed decay)", "m", DERF_F32, "4 tensors", hm, p.m, n, 1e-6);
+    compare("adamw (step 3, mixed decay)", "v", DERF_F32, "4 tensors", hv, p.v, n, 1e-6);
+    /* clipping: norm and the scaled gradients */
+    float cn = derf_clip_grad_norm(&p, 1.0f), gn = derf_cuda_clip_grad_norm(gg, n, 1.0f);
+    float *hg = dget(gg, n, DERF_F32);
+    compare("clip_grad_norm (max 1)", "norm", DERF_F32, "4 tensors", &gn, &cn, 1, 1e-5);
+    compare("clip_grad_norm (max 1)", "grads", DERF_F32, "4 tensors", hg, p.grads, n, 1e-5);
+    derf_cuda_free(gw); derf_cuda_free(gg); derf_cuda_free(gm); derf_cuda_free(gv);
+    free(hw); free(hm); free(hv); free(hg);
+    derf_params_free(&p);
+}
+
+/* ---- GPT-2: one step's gradients and a short training curve, GPU vs CPU --------------------------- */
+static void random_batch(int32_t *tok, int32_t *tgt, int n, int V) {
+    for (int i = 0; i < n; i++) {
+        tok[i] = (int32_t)derf_rng_below(&g_rng, (uint32_t)V);
+        tgt[i] = (int32_t)derf_rng_below(&g_rng, (uint32_t)V);
+    }
+}
+
+static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
+    derf_gpt2_config cfg;
+    char err[512], name[96], what[160];
+    derf_gpt2_preset(&cfg, "mini", err, sizeof err);
+    if (derf_norm_parse(norm, &cfg.norm, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
+    const int B = 4, T = 64, V = cfg.vocab, n = B * T;
+    derf_gpt2 cpu, host;
+    if (derf_gpt2_build(&cpu, &cfg, B, T, err, sizeof err) || derf_gpt2_build(&host, &cfg, B, T, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        exit(2);
+    }
+    derf_gpt2_init(&cpu, 7);
+    derf_gpt2_init(&host, 7);
+    derf_gpt2_cuda *g = derf_gpt2_cuda_new(&host, dt, err, sizeof err);
+    if (!g) { fprintf(stderr, "%s\n", err); exit(2); }
+    int32_t *tok = malloc(sizeof(int32_t) * n), *tgt = malloc(sizeof(int32_t) * n);
+    const int bf = dt == DERF_BF16;
+    snprintf(name, sizeof name, "gpt2 mini %s", norm);
+    /* one forward + backward: loss and every parameter gradient */
+    random_batch(tok, tgt, n, V);
+    derf_params_zero_grad(&cpu.params);
+    derf_gpt2_cuda_zero_grad(g);
+    float lc = derf_gpt2_forward(&cpu, tok, tgt, B, T), lg = derf_gpt2_cuda_forward(g, tok, tgt, B, T);
+    derf_gpt2_backward(&cpu, 1.0f);
+    derf_gpt2_cuda_backward(g, 1.0f);
+    derf_gpt2_cuda_download(g);
+    compare(name, "loss", dt, "B4 T64", &lg, &lc, 1, bf ? 1e-2 : 1e-5);
+    double worst = 0;
+    int wt = 0;
+    for (int t = 0; t < cpu.params.n; t++) {
+        const derf_tensor *te = &cpu.params.t[t];
+        double mx = 0, d = 0;
+        for (size_t i = 0; i < te->numel; i++) {
+            mx = fmax(mx, fabs(cpu.params.grads[te->offset + i]));
+            d = fmax(d, fabs((double)host.params.grads[te->offset + i] - cpu.params.grads[te->offset + i]));
+        }
+        double e = d != d ? INFINITY : d / (mx > 1e-30 ? mx : 1.0);
+        if (e > worst || e != e) { worst = e; wt = t; }
+    }
+    snprintf(what, sizeof what, "grads (worst: %s)", cpu.params.t[wt].name);
+    {
+        const double tol = bf ? 1e-1 : 1e-3;
+        g_checks++;
+        if (!(worst <= tol)) g_fail++;
+        printf("%-34s %-8s %-5s %-16s err %9.2e  tol %7.1e  %s  %s\n", name, "grads", dtn(dt), "B4 T64", worst, tol,
+               worst <= tol ? "ok" : "MISMATCH", what);
+    }
+    /* a short training run from the same init on the same batches: the two loss curves */
+    derf_gpt2_init(&cpu, 7);
+    derf_gpt2_init(&host, 7);
+    memset(cpu.params.m, 0, cpu.params.total * 4); memset(cpu.params.v, 0, cpu.params.total * 4);
+    memset(host.params.m, 0, host.params.total * 4); memset(host.params.v, 0, host.params.total * 4);
+    derf_gpt2_cuda_upload(g);
+    derf_adamw_cfg acfg = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    double worst_rel = 0;
+    for (int s = 1; s <= steps; s++) {
+        random_batch(tok, tgt, n, V);
+        derf_params_zero_grad(&cpu.params);
+        derf_gpt2_cuda_zero_grad(g);
+        lc = derf_gpt2_forward(&cpu, tok, tgt, B, T);
+        lg = derf_gpt2_cuda_forward(g, tok, tgt, B, T);
+        derf_gpt2_backward(&cpu, 1.0f);
+        derf_gpt2_cuda_backward(g, 1.0f);
+        derf_clip_grad_norm(&cpu.params, 1.0f);
+        derf_gpt2_cuda_clip_grad_norm(g, 1.0f);
+        derf_adamw_step(&cpu.params, &acfg, s);
+        derf_gpt2_cuda_adamw_step(g, &acfg, s);
+        double rel = fabs((double)lg - lc) / fabs(lc);
+        worst_rel = rel > worst_rel || rel != rel ? rel : worst_rel;
+        printf("CURVE %s %s step %d cpu %.6f gpu %.6f\n", norm, dtn(dt), s, lc, lg);
+    }
+    {
+        const double tol = bf ? 3e-2 : 1e-3;
+        char detail[80];
+        snprintf(detail, sizeof detail, "%d AdamW steps: worst |gpu-cpu|/cpu loss %.2e (tol %.0e)", steps, worst_rel, tol);
+        verdict(name, "curve", worst_rel <= tol, detail);
+    }
+    derf_gpt2_cuda_free(g);
+    derf_gpt2_free(&cpu);
+    derf_gpt2_free(&host);
+    free(tok);
+    free(tgt);
+}
+
+typedef struct { derf_gpt2_cuda *g; const int32_t *tok, *tgt; int B, T, step; } gpt2_bench_ctx;
+static void gpt2_step_fn(void *vc) {
+    gpt2_bench_ctx *c = vc;
+    derf_adamw_cfg acfg = {6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    derf_gpt2_cuda_zero_grad(c->g);
+    derf_gpt2_cuda_forward(c->g, c->tok, c->tgt, c->B, c->T);
+    derf_gpt2_cuda_backward(c->g, 1.0f);
+    derf_gpt2_cuda_clip_grad_norm(c->g, 1.0f);
+    derf_gpt2_cuda_adamw_step(c->g, &acfg, ++c->step);
+}
+/* GPT-2 124M training step (bf16 activations), median ms */
+static void bench_gpt2(const char *norm, int B, int T) {
+    derf_gpt2_config cfg;
+    char err[512];
+    derf_gpt2_preset(&cfg, "124m", err, sizeof err);
+    derf_norm_parse(norm, &cfg.norm, err, sizeof err);
+    derf_gpt2 host;
+    if (derf_gpt2_build(&host, &cfg, B, T, err, sizeof err)) { fprintf(stderr, "%s\n", err); return; }
+    derf_gpt2_init(&host, 1);
+    derf_gpt2_cuda *g = derf_gpt2_cuda_new(&host, DERF_BF16, err, sizeof err);
+    if (!g) { fprintf(stderr, "%s\n", err); derf_gpt2_free(&host); return; }
+    int32_t *tok = malloc(sizeof(int32_t) * B * T), *tgt = malloc(sizeof(int32_t) * B * T);
+    random_batch(tok, tgt, B * T, 50257);
+    gpt2_bench_ctx c = {g, tok, tgt, B, T, 0};
+    float ms = derf_cuda_time_ms(gpt2_step_fn, &c, 2, 5);
+    printf("BENCH gpt2 %s B%d T%d step %.4f ms %.0f tokens/s\n", norm, B, T, ms, B * T / ms * 1e3);
+    derf_gpt2_cuda_free(g);
+    derf_gpt2_free(&host);
+    free(tok);
+    free(tgt);
+}
+
+/* ---- benchmark ---------------------------------------------------------------------------------- */
+typedef struct {
+    derf_norm_spec s;
+    void *x, *y, *dy, *dx;
+    float *p, *dp, *st;
+    int N, C, mode; /* 0 fwd, 1 bwd, 2 fwd+bwd */
+    derf_dtype dt;
+} bench_ctx;
+static void bench_fn(void *vc) {
+    bench_ctx *c = vc;
+    if (c->mode != 1) derf_cuda_norm_forward(&c->s, c->y, c->st, c->x, c->p, c->N, c->C, c->dt);
+    if (c->mode != 0) derf_cuda_norm_backward(&c->s, c->dx, c->dp, c->dy, c->x, c->p, c->st, c->N, c->C, c->dt, 0);
+}
+static void bench_norm(const char *spec, int N, int C, derf_dtype dt) {
+    bench_ctx c;
+    char err[256];
+    memset(&c, 0, sizeof c);
+    derf_norm_parse(spec, &c.s, err, sizeof err);
+    c.N = N; c.C = C; c.dt = dt;
+    const size_t n = (size_t)N * C, es = derf_dtype_size(dt), np = derf_norm_param_count(&c.s, C);
+    float *hx = hrand(n, -3.f, 3.f, DERF_F32), *hp = hnew(np);
+    derf_norm_init(&c.s, C, hp);
+    c.x = dput(hx, n, dt); c.dy = dput(hx, n, dt);
+    c.y = derf_cuda_malloc(n * es); c.dx = derf_cuda_malloc(n * es);
+    c.p = dput(hp, np, DERF_F32); c.dp = derf_cuda_malloc(np * sizeof(float));
+    c.st = derf_cuda_malloc((derf_norm_stats_count(&c.s, N) + 1) * sizeof(float));
+    const char *modes[3] = {"fwd", "bwd", "fwd+bwd"};
+    for (c.mode = 0; c.mode < 3; c.mode++) {
+        float ms = derf_cuda_time_ms(bench_fn, &c, 10, 50);
+        /* bytes moved: fwd reads x writes y; bwd reads x, dy writes dx */
+        double bytes = (double)n * es * (c.mode == 0 ? 2 : c.mode == 1 ? 3 : 5);
+        printf("BENCH norm %s %s %dx%d %s %.4f ms %.0f GB/s\n", spec, dtn(dt), N, C, modes[c.mode], ms, bytes / ms / 1e6);
+    }
+    derf_cuda_free(c.x); derf_cuda_free(c.dy); derf_cuda_free(c.y); derf_cuda_free(c.dx);
+    derf_cuda_free(c.p); derf_cuda_free(c.dp); derf_cuda_free(c.st);
+    free(hx); free(hp);
+}
+
+int main(int argc, char **argv) {
+    int bench = 0, check = 1, rows = 16384, cols = 768;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bench")) bench = 1;
+        else if (!strcmp(argv[i], "--no-check")) check = 0;
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C]\n");
+            return 2;
+        }
+    }
+    if (rows <= 0 || cols <= 0) { fprintf(stderr, "cuda_check: --rows and --cols must be positive\n"); return 2; }
+    char err[512];
+    if (derf_cuda_init(err, sizeof err)) {
+        printf("cuda_check: %s; GPU run pending\n", err);
+        return 77;
+    }
+    printf("cuda_check: %s\n", derf_cuda_device_name());
+    derf_rng_seed(&g_rng, tu_seed(), 11);
+    if (check) {
+        printf("%-34s %-8s %-5s %-16s %-9s %-7s\n", "kernel", "output", "dtype", "shape", "err/max|ref|", "tol");
+        for (int d = 0; d < 2; d++) {
+            derf_dtype dt = d ? DERF_BF16 : DERF_F32;
+            /* every base function of the registry, vectorised path */
+            for (int f = 0; f < DERF_FN_COUNT; f++) check_norm(derf_fn_get((derf_fn_id)f)->name, 256, 768, dt, 0);
+            /* options, transforms, generic path (C not a multiple of 8), accumulation into dx */
+            const char *specs[] = {"derf:shift=channel", "dyt", "erf:noaffine", "erf:nobias",
+                                   "erf+hshift=0.5+clip=0.8", "tanh+mix=0.3", "erf+flat=1:noshift",
+                                   "neg(erf)+vshift=0.2", "isru+flat=0.5+neg:shift=channel", "layernorm", "rmsnorm",
+                                   "rmsnorm:bias", "layernorm:noaffine"};
+            for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) check_norm(specs[i], 200, 384, dt, 0);
+            check_norm("derf", 300, 100, dt, 1);
+            check_norm("derf:shift=channel", 77, 36, dt, 1);
+            check_norm("layernorm", 300, 100, dt, 1);
+            check_norm("rmsnorm", 64, 1000, dt, 1);
+            check_norm_deterministic("derf", 4096, 768, dt);
+            check_norm_deterministic("layernorm", 4096, 768, dt);
+            check_gelu(DERF_GELU_TANH, dt);
+            check_gelu(DERF_GELU_ERF, dt);
+            check_embed(dt);
+            check_xent(dt, 0.0f);
+            check_xent(dt, 0.1f);
+            check_linear(dt);
+            check_attention(dt, 1);
+            check_attention(dt, 0);
+        }
+        check_adamw();
+        check_gpt2("derf", DERF_F32, 20);
+        check_gpt2("layernorm", DERF_F32, 20);
+        check_gpt2("derf", DERF_BF16, 20);
+        check_gpt2("layernorm", DERF_BF16, 20);
+        printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
+    }
+    if (bench) {
+        const char *specs[] = {"derf", "dyt", "layernorm", "rmsnorm"};
+        for (size_t i = 0; i < 4; i++) {
+            bench_norm(specs[i], rows, cols, DERF_BF16);
+            bench_norm(specs[i], rows, cols, DERF_F32);
+        }
+        bench_gpt2("derf", 16, 1024);
+        bench_gpt2("layernorm", 16, 1024);
+    }
+    return g_fail ? 1 : 0;
+}

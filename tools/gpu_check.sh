@@ -1,0 +1,115 @@
+#!/bin/sh
+# gpu_check.sh: THE GPU check of the CUDA backend, one command on an H100/H200 machine (docs/cuda.md):
+#   1. builds (`make CUDA=1`; where the image lacks derf's CPU libraries, with the prebuilt CPU
+#      objects and libraries of .gpubundle/, made on the development machine by tools/gpu_bundle.sh;
+#      the CUDA sources are always compiled here by nvcc);
+#   2. runs every GPU kernel against the CPU reference on fresh random inputs (build/cuda/cuda_check);
+#   3. GPT-2 on the GPU vs the CPU: one step's gradients and a 20-step loss curve of a small model from
+#      the same init on the same batches (part of cuda_check; `derf train-lm --device cuda` does not
+#      exist yet);
+#   4. benchmarks the norm kernels (16384x768, bf16 and fp32) and derf's GPT-2 124M step (B=16,
+#      T=1024, bf16), and runs the PyTorch peers on the same GPU (tools/bench_torch_gpu.py: eager and torch.compile, and the GPT-2 124M step, B=16 T=1024);
+#   5. prints one table. Logs go to $OUT (the device tool's folder) or build/gpu_check.
+# DERF_FORCE_BUNDLE=1 takes the .gpubundle path even where the headers exist (to test it).
+# Every stage has its own time limit; the whole run is meant to stay under 6 minutes.
+# Exit status: 0 when the build and every kernel check passed, 1 otherwise.
+set -u
+cd "$(dirname "$0")/.."
+LOG=${OUT:-build/gpu_check}
+mkdir -p "$LOG"
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+say() { echo "[gpu_check $(el)s] $*"; }
+JOBS=$(nproc 2>/dev/null || echo 8)
+
+# python with torch: the image's plain python3, else Debian's
+PY=python3
+python3 -c 'import torch' 2>/dev/null || PY=/usr/bin/python3
+
+# CUDA toolkit: $CUDA_HOME, else /usr/local/cuda, else the one whose nvcc is on PATH
+if [ -z "${CUDA_HOME:-}" ]; then
+  CUDA_HOME=/usr/local/cuda
+  [ -x "$CUDA_HOME/bin/nvcc" ] || { n=$(command -v nvcc 2>/dev/null) && CUDA_HOME=$(dirname "$(dirname "$n")"); }
+fi
+export CUDA_HOME
+say "CUDA toolkit: $CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version 2>/dev/null | tail -1))"
+
+# ---- 1. build -------------------------------------------------------------------------------------
+build=fail
+if [ "${DERF_FORCE_BUNDLE:-0}" != 1 ] && printf '#include <cblas.h>\n#include <cjson/cJSON.h>\n#include <pcre2.h>\n' | \
+     cc -DPCRE2_CODE_UNIT_WIDTH=8 -E -x c - >/dev/null 2>&1; then
+  say "building natively: make CUDA=1"
+  timeout 240 make CUDA=1 -j"$JOBS" > "$LOG/build.log" 2>&1 && build=native
+elif [ -f .gpubundle/obj.tar ]; then
+  say "no OpenBLAS/cJSON/PCRE2 headers here: CPU objects from .gpubundle, CUDA sources compiled here"
+  now=$(find src include tests -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+  [ "$now" = "$(cat .gpubundle/stamp 2>/dev/null)" ] || \
+    say "WARNING: .gpubundle was built from other C sources than these: rerun tools/gpu_bundle.sh before carrying it"
+  tar -xf .gpubundle/obj.tar
+  find build/src -name '*.o' ! -path 'build/src/cuda/*' -exec touch {} +
+  timeout 240 make CUDA=1 -j"$JOBS" BLAS_DIR="$(pwd)/.gpubundle/lib" build/cuda/cuda_check derf \
+    > "$LOG/build.log" 2>&1 && build=bundle
+else
+  say "no OpenBLAS/cJSON/PCRE2 headers and no .gpubundle (run tools/gpu_bundle.sh on the dev machine and carry it)"
+fi
+warn=$(grep -c -i 'warning' "$LOG/build.log" 2>/dev/null || true)
+say "build: $build ($warn warning lines; log $LOG/build.log)"
+[ "$build" = fail ] && tail -20 "$LOG/build.log" 2>/dev/null
+
+# ---- 2. kernels vs CPU ----------------------------------------------------------------------------
+check=skipped
+if [ "$build" != fail ]; then
+  say "kernels vs CPU reference"
+  timeout 120 ./build/cuda/cuda_check > "$LOG/check.log" 2>&1
+  rc=$?
+  case $rc in 0) check=pass ;; 77) check=no-gpu ;; 124) check=timeout ;; *) check="FAIL(rc=$rc)" ;; esac
+  grep -E 'MISMATCH|checks,|cuda_check:|SEED| curve ' "$LOG/check.log"
+fi
+
+# ---- 3. GPT-2 GPU vs CPU loss curve (run by cuda_check: mini model, 20 AdamW steps, same init and batches)
+gpt2_curve="not run"
+if [ -f "$LOG/check.log" ] && grep -q ' curve ' "$LOG/check.log"; then
+  ok=$(grep ' curve ' "$LOG/check.log" | grep -c ' ok$')
+  bad=$(grep ' curve ' "$LOG/check.log" | grep -c 'MISMATCH')
+  gpt2_curve="mini GPT-2, 20 steps, derf+layernorm x fp32+bf16: $ok agree, $bad differ (CURVE lines: $LOG/check.log)"
+fi
+
+# ---- 3b. derf train-lm --device cuda end to end: the same short run on the CPU and on the GPU, and a GPU
+# checkpoint resumed on the CPU (checkpoints are interchangeable); synthetic token shards, vocabulary 64
+lm_e2e="not run"
+if [ "$build" != fail ] && [ "$check" = pass ]; then
+  say "train-lm: CPU vs GPU vs GPU-then-CPU (mini preset, 40 steps)"
+  LM=$(mktemp -d /tmp/derf-lm.XXXXXX)
+  $PY tools/gpu_table.py --shards "$LM/data" 64
+  A="--preset mini --data $LM/data --steps 40 --warmup 5 --lr 2e-3 --batch 8 --seq 64 --eval-every 20 --eval-windows 16 --no-eval-train --seed 1 --log-every 10"
+  timeout 90 ./derf train-lm $A --device cpu --out "$LM/cpu" > "$LOG/lm.log" 2>&1
+  timeout 90 ./derf train-lm $A --device cuda --out "$LM/gpu" >> "$LOG/lm.log" 2>&1
+  timeout 90 ./derf train-lm $A --device cuda --out "$LM/mix" --max-steps 20 >> "$LOG/lm.log" 2>&1
+  timeout 90 ./derf train-lm --resume "$LM/mix" --device cpu >> "$LOG/lm.log" 2>&1
+  lm_e2e=$($PY tools/gpu_table.py --compare-runs "$LM/cpu" "$LM/gpu" "$LM/mix")
+  say "train-lm: $lm_e2e"
+  rm -rf "$LM"
+fi
+
+# ---- 4. benchmarks ----------------------------------------------------------------------------------
+if [ "$check" = pass ]; then
+  say "derf kernel benchmark"
+  timeout 75 ./build/cuda/cuda_check --no-check --bench > "$LOG/bench_derf.log" 2>&1 || say "derf bench: exit $?"
+fi
+say "PyTorch peers ($PY)"
+PYTHONUNBUFFERED=1 timeout 100 $PY tools/bench_torch_gpu.py norms > "$LOG/bench_torch_norms.log" 2> "$LOG/bench_torch_norms.err" \
+  || say "torch norms: exit $? (see $LOG/bench_torch_norms.err)"
+left=$(( 330 - $(el) ))
+if [ $left -gt 40 ]; then
+  PYTHONUNBUFFERED=1 timeout $left $PY tools/bench_torch_gpu.py gpt2 > "$LOG/bench_torch_gpt2.log" 2> "$LOG/bench_torch_gpt2.err" \
+    || say "torch gpt2: exit $? (see $LOG/bench_torch_gpt2.err)"
+else
+  say "torch gpt2: skipped (only ${left}s left of the 6-minute budget)"
+fi
+
+# ---- 5. one table -------------------------------------------------------------------------------------
+cat "$LOG"/bench_derf.log "$LOG"/bench_torch_norms.log "$LOG"/bench_torch_gpt2.log 2>/dev/null | \
+$PY tools/gpu_table.py "$build" "$check" "$gpt2_curve; train-lm: $lm_e2e" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
+  | tee "$LOG/table.txt"
+say "done in $(el)s; logs in $LOG"
+[ "$build" != fail ] && [ "$check" = pass ]

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""gpu_table.py: the closing table of tools/gpu_check.sh and its two small helpers. Standard library only.
+
+  gpu_table.py BUILD CHECK CURVE DEVICE < lines   the table: reads the 'BENCH' lines of build/cuda/cuda_check
+                                                  and the 'TORCH' / 'torch' lines of tools/bench_torch_gpu.py
+  gpu_table.py --shards DIR V                     writes DIR/train.bin and DIR/val.bin: synthetic derf token
+                                                  shards (docs: include/derf/textdata.h) of vocabulary V, a
+                                                  noisy deterministic successor rule, so a model can learn it
+  gpu_table.py --compare-runs CPU GPU MIX         one line comparing the final validation losses of three
+                                                  `derf train-lm` run folders (log.jsonl)
+"""
+import json
+import os
+import random
+import struct
+import sys
+
+
+def write_shards(d, V):
+    os.makedirs(d, exist_ok=True)
+    rng = random.Random(0)
+    for name, n in (("train.bin", 200000), ("val.bin", 20000)):
+        toks, t = [], 0
+        for _ in range(n):
+            t = (t * 7 + 3) % V if rng.random() < 0.8 else rng.randrange(V)
+            toks.append(t)
+        hdr = struct.pack("<256i", 20240520, 1, n, V, *([0] * 252))
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(hdr + struct.pack(f"<{n}H", *toks))
+
+
+def final_val(run):
+    try:
+        with open(os.path.join(run, "log.jsonl")) as f:
+            vals = [json.loads(line) for line in f if '"val_loss"' in line]
+        return next(r["val_loss"] for r in reversed(vals) if r.get("type") == "final")
+    except (OSError, StopIteration, ValueError, KeyError):
+        return None
+
+
+def compare_runs(cpu, gpu, mix):
+    c, g, m = final_val(cpu), final_val(gpu), final_val(mix)
+    if None in (c, g, m):
+        print(f"FAILED (final val loss cpu {c}, gpu {g}, gpu->cpu resume {m}; see lm.log)")
+        return
+    worst = max(abs(g - c), abs(m - c)) / c
+    verdict = "agree" if worst <= 5e-2 else "DIFFER"
+    print(f"final val loss cpu {c:.4f}, gpu {g:.4f}, gpu 20 steps + cpu resume {m:.4f}: {verdict} "
+          f"(worst rel diff {worst:.1e}, tol 5e-2)")
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--shards":
+        return write_shards(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--compare-runs":
+        return compare_runs(*sys.argv[2:5])
+    if len(sys.argv) != 5:
+        sys.exit("usage: gpu_table.py BUILD CHECK CURVE DEVICE < bench lines")
+    build, check, curve, dev = sys.argv[1:5]
+    derf, torch = {}, {}
+    tv = "-"
+    for line in sys.stdin:
+        w = line.split()
+        if len(w) >= 7 and w[0] == "BENCH":   # BENCH norm derf bf16 16384x768 fwd+bwd 0.0400 ms 1234 GB/s
+            derf[" ".join(w[1:6])] = float(w[6])
+        elif len(w) >= 4 and w[0] == "TORCH":  # TORCH norm derf bf16 16384x768 fwd+bwd compile 0.0612
+            torch[(" ".join(w[1:-2]), w[-2])] = float(w[-1])
+        elif w and w[0] == "torch":
+            tv = " ".join(w[1:])
+
+    def f(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    print()
+    print(f"== derf GPU check: {dev or 'no GPU seen'} | torch {tv} ==")
+    print(f"build (make CUDA=1)                 {build}")
+    print(f"kernels vs CPU reference            {check}")
+    print(f"GPT-2 GPU vs CPU loss curve         {curve}")
+    print()
+    head = "benchmark (median ms)"
+    print(f"{head:44s} {'derf':>9s} {'eager':>9s} {'compile':>9s} {'derf/compile':>12s}")
+    keys = list(derf) + [k for (k, _m) in torch if k not in derf]
+    seen = set()
+    for k in keys:
+        if k in seen:
+            continue
+        seen.add(k)
+        d, e, c = derf.get(k), torch.get((k, "eager")), torch.get((k, "compile"))
+        r = "-" if d is None or c is None else f"{d / c:.2f}"
+        print(f"{k:44s} {f(d):>9s} {f(e):>9s} {f(c):>9s} {r:>12s}")
+    print("(derf: build/cuda/cuda_check; eager / compile: PyTorch on the same GPU)")
+    d = derf.get("norm derf bf16 16384x768 fwd+bwd")
+    print()
+    print("targets (H200)")
+    verdict = "pending" if d is None else f"{d:.4f} ms " + ("MET" if d <= 0.05 else "NOT MET")
+    print(f"  Derf fwd+bwd 16384x768 bf16 <= 0.05 ms        : {verdict}")
+    for (k, m), v in torch.items():
+        if k.startswith("gpt2"):
+            w = k.split()
+            B, T = int(w[2][1:]), int(w[3][1:])
+            print(f"  PyTorch {m:7s} {k}: {v:.1f} ms/step = {B * T / v * 1e3:,.0f} tokens/s")
+    for norm in ("derf", "layernorm"):
+        v = derf.get(f"gpt2 {norm} B16 T1024 step")
+        tok = None if v is None else 16 * 1024 / v * 1e3
+        verdict = "pending" if tok is None else f"{tok:,.0f} tokens/s " + ("MET" if tok >= 520e3 else "NOT MET")
+        print(f"  derf GPT-2 124M ({norm}) B=16 T=1024 >= 520k tokens/s : {verdict}")
+
+
+if __name__ == "__main__":
+    main()
