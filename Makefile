@@ -7,7 +7,7 @@ CFLAGS  += -std=c11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Wno-unused-parameter 
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-errno -MMD -MP
 # OpenBLAS, the OpenMP build (shares OpenMP's thread pool instead of oversubscribing the cores).
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz -lm -fopenmp
+LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lfftw3f -lz -lm -fopenmp
 
 LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/cuda/*' | sort)
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))

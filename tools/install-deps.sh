@@ -2,7 +2,8 @@
 # Installs every package derf needs on a Debian machine (run as root). Does nothing when all are there.
 set -eu
 PKGS="build-essential pkg-config libopenblas-dev libopenblas0-openmp libcmocka-dev libcjson-dev \
-zlib1g-dev libpcre2-dev libstb-dev python3-torch python3-numpy dataset-fashion-mnist bible-kjv"
+zlib1g-dev libpcre2-dev libstb-dev libfftw3-dev python3-torch python3-numpy dataset-fashion-mnist bible-kjv \
+maffilter-examples ragout-examples"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

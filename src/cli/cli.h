@@ -38,6 +38,7 @@ int cmd_train(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_data_dna(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_train_lm(int argc, char **argv);
 int cmd_sample(int argc, char **argv);

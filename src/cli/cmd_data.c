@@ -1,4 +1,4 @@
-/* cmd_data.c: `derf data text`: builds the GPT-2 token shards of the English text corpus
+/* cmd_data.c: `derf data text` (`derf data dna` is in cmd_data_dna.c): builds the GPT-2 token shards of the English text corpus
  * (runs/data/text/train.bin and val.bin) from the sources `make deps` installs; `--verify` then
  * re-reads the shards and checks every document's tokens against the npm gpt-3-encoder JS encoder
  * (tools/gpt2_tokenize_ref.js, run with node). */
@@ -141,6 +141,7 @@ static int verify(const derf_text_opts *o, const char *ref, const derf_text_stat
 }
 
 int cmd_data(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "dna")) return cmd_data_dna(argc - 1, argv + 1);
     derf_text_opts o = {0};
     const char *ref = "tools/gpt2_tokenize_ref.js";
     int do_verify = 0;
@@ -154,7 +155,7 @@ int cmd_data(int argc, char **argv) {
         {0},
     };
     const cli_cmd cmd = {"data", "text [options]",
-        "Build datasets. 'derf data text': GPT-2 token shards of English prose for language modelling:\n"
+        "Build datasets ('derf data dna --help' for the DNA corpus and tasks). 'derf data text': GPT-2 token shards of English prose for language modelling:\n"
         "train = State of the Union + Jane Austen + Brown + King James Bible, val = Moby Dick.",
         "Shards are llm.c's format: 256 int32 header (magic 20240520, version 1, token count, vocab size), then\n"
         "uint16 tokens; every document starts with <|endoftext|>. Sources come from 'make deps'. See docs/text-data.md.",
@@ -163,7 +164,7 @@ int cmd_data(int argc, char **argv) {
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 1, &npos);
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1 || strcmp(pos[0], "text"))
-        return cli_fail("data", "expected the dataset name 'text' (derf data text [options]); see 'derf data --help'");
+        return cli_fail("data", "expected the dataset name 'text' or 'dna' (derf data text|dna [options]); see 'derf data --help'");
     derf_text_stat st[16];
     char err[DERF_ERRLEN];
     if (derf_text_build(&o, st, err, sizeof err)) return cli_fail("data", "%s", err);
