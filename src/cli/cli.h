@@ -42,5 +42,6 @@ int cmd_data_dna(int argc, char **argv);
 int cmd_study(int argc, char **argv);
 int cmd_train_lm(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_train_dna(int argc, char **argv);
 
 #endif

@@ -663,7 +663,6 @@ int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen) {
     char path[2048];
     if (mkdirs(out, err, errlen)) return -1;
     derf_dna_records rs = {0};
-    if (!o->quiet) fprintf(stderr, "dna: reading %s\n", o->maf ? o->maf : DERF_DNA_MAF_DEFAULT);
     if (derf_dna_read_maf(o->maf ? o->maf : DERF_DNA_MAF_DEFAULT, "Hsap.", &rs, err, errlen)) return -1;
     derf_dna_corpus c = {0};
     snprintf(c.name, sizeof c.name, "human_chr22");
