@@ -131,44 +131,26 @@ static void write_case(const char *dir, const pcase *pc, uint64_t *s) {
     assert_int_equal(derf_hyena_build(&m, &c, pc->B + 1, pc->T + 3, err, sizeof err), 0);
     derf_hyena_init(&m, 11);
     randomize(&m, s, 0.05);
-    const int B = pc->B, T = pc->T, n = B * T, V = c.vocab, nt = pc->classes ? B : n;
+    const int B = pc->B, T = pc->T, n = B * T, nt = pc->classes ? B : n;
     int32_t *tok = malloc((size_t)n * 4), *tgt = malloc((size_t)nt * 4);
-    float *tokf = malloc((size_t)n * 4), *tgtf = malloc((size_t)nt * 4);
-    for (int i = 0; i < n; i++) tokf[i] = (float)(tok[i] = 7 + (int)(tu_uniform(s) * 5));
-    for (int i = 0; i < nt; i++) {
+    for (int i = 0; i < n; i++) tok[i] = 7 + (int)(tu_uniform(s) * 5);
+    for (int i = 0; i < nt; i++)
         tgt[i] = pc->classes ? (int)(tu_uniform(s) * pc->classes) : (i % 5 == 4 ? -1 : 7 + (int)(tu_uniform(s) * 5));
-        tgtf[i] = (float)tgt[i];
-    }
     float loss = derf_hyena_forward(&m, tok, tgt, B, T);
     derf_params_zero_grad(&m.params);
     derf_hyena_backward(&m, 1.0f);
-    char keys[16][32], vals[16][128], path[600];
+    char keys[16][32], vals[16][128];
     int nk = derf_hyena_config_to_meta(&m.cfg, keys, vals, 16);
     assert_true(nk > 0);
-    derf_st_meta meta[16];
-    for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
-    snprintf(path, sizeof path, "%s/params.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.params, meta, nk), 0);
-    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.grads, NULL, 0), 0);
-    int64_t sh_bt[2] = {B, T}, sh_b[1] = {B}, sh_log[3] = {B, T, V}, sh_cls[2] = {B, pc->classes}, sh_1[1] = {1};
-    derf_st_tensor_in bt[4] = {{"tokens", 2, sh_bt, tokf}, {"targets", pc->classes ? 1 : 2, pc->classes ? sh_b : sh_bt, tgtf},
-                               {"logits", pc->classes ? 2 : 3, pc->classes ? sh_cls : sh_log, m.logits}, {"loss", 1, sh_1, &loss}};
-    snprintf(path, sizeof path, "%s/batch.safetensors", dir);
-    if (derf_safetensors_write(path, bt, 4, NULL, 0, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(parity_write_seq_case(dir, &m.params, keys, vals, nk, tok, tgt, m.logits, loss, B, T, c.vocab, pc->classes), 0);
     print_message("%-12s classes %d B %d T %d: loss %.5f\n", pc->norm, pc->classes, B, T, (double)loss);
-    free(tok); free(tgt); free(tokf); free(tgtf);
+    free(tok); free(tgt);
     derf_hyena_free(&m);
 }
 
 static void test_torch_parity(void **st) {
     (void)st;
-    if (!parity_have_torch()) {
-        const char *ci = getenv("CI");
-        if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python());
-        print_message("SKIP: %s cannot import torch and numpy\n", parity_python());
-        skip();
-    }
+    PARITY_NEED_TORCH();
     const pcase cases[] = {
         {"layernorm", 0, 2, 64}, {"derf", 0, 2, 37}, {"dyt", 0, 3, 20}, {"rmsnorm", 0, 2, 16},
         {"layernorm", 3, 3, 30}, {"derf", 2, 4, 25},

@@ -36,6 +36,7 @@ typedef struct {
     int eval_every;             /* pretraining: steps between validations (0: only at the end) */
     int eval_windows;           /* pretraining: windows per validation / train-loss evaluation (0: all of the grid) */
     int train_limit;            /* fine-tuning: use at most this many training sequences (0: all) */
+    int eval_limit;             /* fine-tuning: at most this many val and test sequences, evenly spaced (0: all) */
     uint64_t seed;
     int log_every, quiet;
     const char *out;            /* run folder (created); NULL: write nothing */

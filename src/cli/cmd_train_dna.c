@@ -38,6 +38,7 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
         {"epochs", CLI_INT, &a->o.epochs, "fine-tuning epochs", 1, 100000},
         {"ft-lr", CLI_FLOAT, &a->ft_lr, "fine-tuning peak learning rate (cosine to 0.1x)", 0, 10},
         {"train-limit", CLI_INT, &a->o.train_limit, "fine-tuning: use at most this many training sequences (0: all)", 0, 100000000},
+        {"eval-limit", CLI_INT, &a->o.eval_limit, "fine-tuning: at most this many val and test sequences, evenly spaced (0: all)", 0, 100000000},
         {"seed", CLI_INT, &a->seed, "random seed (init, batches, augmentation)", 0, 2147483647},
         {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "derf/hyena.h"
 #include "derf/io.h"
+#include "derf/modelutil.h"
 #include "derf/ops.h"
 #include "derf/rng.h"
 
@@ -79,24 +80,9 @@ struct derf_hyena_acts {
     int32_t *tokens, *targets;
 };
 
-static size_t reg(derf_params *p, const char *name, int ndim, int d0, int d1, int d2, int decay) {
-    int shape[4] = {d0, d1, d2, 0};
-    return derf_params_add(p, name, ndim, shape, decay);
-}
-
-/* a norm layer's tensors (consecutive); returns the offset of the first, i.e. the norm's parameter block */
-static size_t reg_norm(derf_params *p, const derf_norm_spec *spec, int C, const char *prefix) {
-    derf_norm_param np[4];
-    int k = derf_norm_params(spec, C, np);
-    size_t first = p->total;
-    char name[DERF_NAME_MAX + 16];
-    for (int i = 0; i < k; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, np[i].name);
-        size_t off = reg(p, name, 1, (int)np[i].numel, 0, 0, 0);
-        if (i == 0) first = off;
-    }
-    return first;
-}
+#define reg derf_model_reg
+#define reg_norm derf_model_reg_norm
+#define falloc derf_model_falloc
 
 /* Weight decay: in_proj, short_filter, out_proj, fc1, fc2 and head weights; not the embedding (upstream's
  * blacklist), the implicit-filter MLP and its Sin (upstream's _optim hook), biases or norms. */
@@ -149,11 +135,6 @@ static void layer_weights(const derf_hyena *m, float *s, int l, layer_w *w) {
 
 /* ------------------------------------------------------------------------------- build / free */
 
-static float *falloc(size_t n, int *fail) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) *fail = 1;
-    return p;
-}
 
 int derf_hyena_build(derf_hyena *m, const derf_hyena_config *cfg, int max_B, int max_T, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);

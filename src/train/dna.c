@@ -311,10 +311,16 @@ static int load_backbone(derf_hyena *m, const char *init, char *err, size_t errl
     return rc;
 }
 
+/* the sequences of one split; with limit > 0 at most limit of them, evenly spaced over the split (tasks are
+ * stored class by class, so the first N would not be a fair sample) */
 static int *split_index(const derf_dna_task *t, int split, int limit, int *n) {
     int *v = malloc(sizeof(int) * (size_t)(t->n ? t->n : 1)), k = 0;
     for (int i = 0; i < t->n; i++)
-        if (t->split[i] == split && (limit <= 0 || k < limit)) v[k++] = i;
+        if (t->split[i] == split) v[k++] = i;
+    if (limit > 0 && limit < k) {
+        for (int i = 0; i < limit; i++) v[i] = v[(size_t)i * (size_t)k / (size_t)limit];
+        k = limit;
+    }
     *n = k;
     return v;
 }
@@ -327,8 +333,8 @@ int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     derf_dna_task t;
     if (derf_dna_task_read(o->task, &t, err, errlen)) return -1;
     int ntr, nva, nte;
-    int *itr = split_index(&t, DERF_DNA_TRAIN, o->train_limit, &ntr), *iva = split_index(&t, DERF_DNA_VAL, 0, &nva),
-        *ite = split_index(&t, DERF_DNA_TEST, 0, &nte);
+    int *itr = split_index(&t, DERF_DNA_TRAIN, o->train_limit, &ntr), *iva = split_index(&t, DERF_DNA_VAL, o->eval_limit, &nva),
+        *ite = split_index(&t, DERF_DNA_TEST, o->eval_limit, &nte);
     const int B = o->batch, L = t.len;
     int rc = -1;
     FILE *log = NULL;
