@@ -168,11 +168,51 @@ static void test_pretrain_then_finetune(void **st) {
     if (!strstr(err, "--seq")) fail_msg("unexpected error: %s", err);
 }
 
+/* Caduceus-PS: masked LM on the periodic corpus (a masked base follows from its neighbours), then the GC task;
+ * the classifier of Caduceus-PS is reverse-complement invariant, so rc_aug does not matter */
+static void test_caduceus_mlm_then_finetune(void **st) {
+    (void)st;
+    uint64_t s = tu_seed() ^ 0xCAD;
+    char err[DERF_ERRLEN], cpath[512], pre[512];
+    snprintf(cpath, sizeof cpath, "%s", tp("pc.dnac"));
+    snprintf(pre, sizeof pre, "%s", tp("cpre"));
+    write_periodic_corpus(cpath, &s);
+    derf_dna_train_opts o;
+    small_opts(&o);
+    o.arch = DERF_DNA_ARCH_CADUCEUS;
+    assert_int_equal(derf_caduceus_preset(&o.cmodel, "test", err, sizeof err), 0);
+    o.corpus = cpath;
+    o.steps = 100;
+    o.lr = 8e-3f;
+    o.out = pre;
+    derf_dna_train_result r;
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+    print_message("caduceus MLM, periodic corpus: val loss %.4f (ln 4 = 1.386), eval-mode train loss %.4f\n", (double)r.val_loss,
+                  (double)r.train_loss_eval);
+    assert_false(r.diverged);
+    assert_true(r.val_loss < 0.9f);
+    write_task(tp("cgc.dnat"), 0, 400, 64, &s);
+    derf_dna_train_opts f = o;
+    f.task = tp("cgc.dnat");
+    f.init = pre;
+    f.epochs = 3;
+    f.lr = 2e-3f;
+    f.min_lr = 2e-4f;
+    f.out = NULL;
+    assert_int_equal(derf_dna_finetune(&f, &r, err, sizeof err), 0);
+    print_message("caduceus GC task from the pretrained backbone: test acc %.3f\n", (double)r.test_acc);
+    assert_true(r.test_acc > 0.9f);
+    /* a HyenaDNA checkpoint cannot initialise a Caduceus backbone */
+    f.init = tp("pre");
+    assert_int_equal(derf_dna_finetune(&f, &r, err, sizeof err), -1);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kmer_baseline),
         cmocka_unit_test(test_pretrain_then_finetune),
+        cmocka_unit_test(test_caduceus_mlm_then_finetune),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[600];

@@ -19,12 +19,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vit_torch_parity import compare_all, make_norm, parse_norm, read_safetensors, run_main  # noqa: E402
+from hyena_torch_parity import Embeddings, check_seq_dir  # noqa: E402
+from vit_torch_parity import make_norm, run_main  # noqa: E402
 
 COMP = [0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15]  # A7<->T10, C8<->G9, the rest fixed
 
@@ -76,12 +76,6 @@ class Layer(nn.Module):
         self.mixer = BiMamba(d, cfg["expand"] * d, cfg["d_state"], cfg["dt_rank"], cfg["d_conv"])
 
 
-class Embeddings(nn.Module):
-    def __init__(self, V, d):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(V, d)
-
-
 class Backbone(nn.Module):
     def __init__(self, cfg, spec):
         super().__init__()
@@ -121,33 +115,8 @@ class Caduceus(nn.Module):
 
 
 def check_dir(d, dtype):
-    params, meta = read_safetensors(f"{d}/params.safetensors")
-    grads, _ = read_safetensors(f"{d}/grads.safetensors")
-    batch, _ = read_safetensors(f"{d}/batch.safetensors")
-    if meta.get("model") != "caduceus":
-        print(f"FAIL {d}: not a Caduceus parameter file")
-        return False, 0.0
-    cfg = {k: int(meta[k]) for k in ("vocab", "d_model", "n_layer", "d_state", "expand", "dt_rank", "d_conv", "n_classes")}
-    spec = parse_norm(meta["norm"])
-    B, T = batch["tokens"].shape
-    print(f"== {d}: norm {meta['norm']} d {cfg['d_model']} L {cfg['n_layer']} N {cfg['d_state']} classes {cfg['n_classes']} "
-          f"B {B} T {T} ({dtype})")
-    model = Caduceus(cfg, spec).to(dtype)
-    named = dict(model.named_parameters())
-    if set(params) != set(named):
-        print(f"FAIL params.safetensors names differ: {sorted(set(params) ^ set(named))}")
-        return False, 0.0
-    with torch.no_grad():
-        for name, p in named.items():
-            if tuple(params[name].shape) != tuple(p.shape):
-                print(f"FAIL {name}: shape {list(params[name].shape)} vs torch {list(p.shape)}")
-                return False, 0.0
-            p.copy_(torch.from_numpy(np.asarray(params[name])).to(dtype))
-    ids = torch.from_numpy(np.asarray(batch["tokens"]).astype(np.int64))
-    targets = torch.from_numpy(np.asarray(batch["targets"]).astype(np.int64))
-    logits, loss = model(ids, targets)
-    loss.backward()
-    return compare_all(batch, logits, loss, model, grads)
+    return check_seq_dir(d, dtype, "caduceus",
+                         ("vocab", "d_model", "n_layer", "d_state", "expand", "dt_rank", "d_conv", "n_classes"), Caduceus)
 
 
 def main():

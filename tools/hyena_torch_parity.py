@@ -150,40 +150,54 @@ class Hyena(nn.Module):
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
 
 
-def check_dir(d, dtype):
-    params, meta = read_safetensors(f"{d}/params.safetensors")
-    grads, _ = read_safetensors(f"{d}/grads.safetensors")
-    batch, _ = read_safetensors(f"{d}/batch.safetensors")
-    if meta.get("model") != "hyena":
-        print(f"FAIL {d}: not a HyenaDNA parameter file")
-        return False, 0.0
-    cfg = {k: int(meta[k]) for k in ("vocab", "d_model", "n_layer", "d_inner", "filter_order", "l_max", "n_classes")}
-    cfg["sin_w"] = float(meta["sin_w"])
-    spec = parse_norm(meta["norm"])
-    B, T = batch["tokens"].shape
-    print(f"== {d}: norm {meta['norm']} d {cfg['d_model']} L {cfg['n_layer']} O {cfg['filter_order']} l_max {cfg['l_max']} "
-          f"classes {cfg['n_classes']} B {B} T {T} ({dtype})")
-    model = Hyena(cfg, spec).to(dtype)
+def load_params(model, params, dtype):
+    """Copies derf's tensors into the model; False (with a FAIL line) when names or shapes differ."""
     named = dict(model.named_parameters())
-    ok, worst = True, 0.0
-    with torch.no_grad():
-        for name, p in named.items():
-            if name not in params:
-                print(f"FAIL {name}: missing in params.safetensors")
-                return False, 0.0
-            if tuple(params[name].shape) != tuple(p.shape):
-                print(f"FAIL {name}: shape {list(params[name].shape)} vs torch {list(p.shape)}")
-                return False, 0.0
-            p.copy_(torch.from_numpy(np.asarray(params[name])).to(dtype))
     if set(params) != set(named):
         print(f"FAIL params.safetensors names differ: {sorted(set(params) ^ set(named))}")
-        return False, 0.0
+        return False
+    with torch.no_grad():
+        for name, p in named.items():
+            if tuple(params[name].shape) != tuple(p.shape):
+                print(f"FAIL {name}: shape {list(params[name].shape)} vs torch {list(p.shape)}")
+                return False
+            p.copy_(torch.from_numpy(np.asarray(params[name])).to(dtype))
+    return True
+
+
+def run_batch(model, batch, grads):
+    """forward + backward on the batch's tokens and targets, then every comparison"""
     ids = torch.from_numpy(np.asarray(batch["tokens"]).astype(np.int64))
     targets = torch.from_numpy(np.asarray(batch["targets"]).astype(np.int64))
     logits, loss = model(ids, targets)
     loss.backward()
-    good, w = compare_all(batch, logits, loss, model, grads)
-    return ok and good, max(worst, w)
+    return compare_all(batch, logits, loss, model, grads)
+
+
+def check_seq_dir(d, dtype, kind, int_keys, build):
+    """The DNA models' case folder: params/grads/batch safetensors; the config from the metadata (model=kind, the
+    integer int_keys, sin_w when present); build(cfg, spec) makes the torch model; returns (ok, worst)."""
+    params, meta = read_safetensors(f"{d}/params.safetensors")
+    grads, _ = read_safetensors(f"{d}/grads.safetensors")
+    batch, _ = read_safetensors(f"{d}/batch.safetensors")
+    if meta.get("model") != kind:
+        print(f"FAIL {d}: not a {kind} parameter file")
+        return False, 0.0
+    cfg = {k: int(meta[k]) for k in int_keys}
+    if "sin_w" in meta:
+        cfg["sin_w"] = float(meta["sin_w"])
+    spec = parse_norm(meta["norm"])
+    B, T = batch["tokens"].shape
+    print(f"== {d}: {kind} norm {meta['norm']} {' '.join(f'{k} {v}' for k, v in cfg.items())} B {B} T {T} ({dtype})")
+    model = build(cfg, spec).to(dtype)
+    if not load_params(model, params, dtype):
+        return False, 0.0
+    return run_batch(model, batch, grads)
+
+
+def check_dir(d, dtype):
+    return check_seq_dir(d, dtype, "hyena", ("vocab", "d_model", "n_layer", "d_inner", "filter_order", "l_max", "n_classes"),
+                         Hyena)
 
 
 def main():

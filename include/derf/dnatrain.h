@@ -1,6 +1,7 @@
-/* derf/dnatrain.h: HyenaDNA training on the DNA data of `derf data dna` (docs/dna.md):
+/* derf/dnatrain.h: HyenaDNA and Caduceus-PS training on the DNA data of `derf data dna` (docs/dna.md):
  *
- * Pretraining (derf_dna_pretrain): next-token cross-entropy on random windows of seq+1 bases drawn inside
+ * Pretraining (derf_dna_pretrain): HyenaDNA next-token cross-entropy (Caduceus-PS: masked-LM cross-entropy over the
+ * masked positions, derf_mlm_mask; validation masks from a fixed seed) on random windows of seq+1 bases drawn inside
  * the training segments of a .dnac corpus (a window never spans two segments), each reverse-complemented
  * with probability 1/2 when rc_aug is on; AdamW (beta1, beta2), weight decay on the tensors hyena.h lists,
  * linear warmup then cosine to min_lr, global-norm clipping. Validation: mean CE (nats/base; bits = nats /
@@ -20,11 +21,17 @@
 #define DERF_DNATRAIN_H
 
 #include <stdint.h>
+#include "derf/caduceus.h"
 #include "derf/hyena.h"
 #include "derf/safetensors.h"
 
+enum { DERF_DNA_ARCH_HYENA = 0, DERF_DNA_ARCH_CADUCEUS = 1 };
+
 typedef struct {
-    derf_hyena_config model;    /* n_classes is set from the task when fine-tuning; l_max from seq */
+    int arch;                   /* DERF_DNA_ARCH_HYENA (next-token pretraining) or _CADUCEUS (Caduceus-PS, masked LM) */
+    derf_hyena_config model;    /* HyenaDNA; n_classes is set from the task when fine-tuning; l_max from seq */
+    derf_caduceus_config cmodel;/* Caduceus-PS */
+    float mlm_prob;             /* Caduceus masked-LM probability (0.15) */
     const char *corpus;         /* pretraining corpus (.dnac) */
     const char *task;           /* fine-tuning task (.dnat) */
     const char *init;           /* fine-tuning: model.safetensors of a pretraining run, or its folder; NULL: random */

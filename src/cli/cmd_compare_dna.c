@@ -33,21 +33,22 @@ int cmd_compare_dna(int argc, char **argv) {
     static dna_args a;
     static dna_run runs[MAX_NORMS], rnd; /* rnd: the randomly initialised baseline (first norm) */
     dna_args_init(&a);
-    const char *norms = "layernorm,dyt,derf", *out = "runs/compare-dna", *model = "hyena",
+    const char *norms = NULL, *out = NULL, *model = "hyena",
                *tasks = "human_repeat_500,bact_species_200", *data = "runs/data/dna";
     int seeds = 1, smoke = 0, kmer_k[2] = {1, 4};
     cli_opt opts[64];
     int n = dna_opts_table(&a, opts, 50);
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "hyena here (vit, gpt2: see 'derf compare --help')", 0, -1};
-    opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own pretraining learning rate", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "hyena or caduceus here (vit, gpt2: see 'derf compare --help')", 0, -1};
+    opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own pretraining learning rate "
+                                                    "(default layernorm,dyt,derf for hyena, rmsnorm,dyt,derf for caduceus)", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
     opts[n++] = (cli_opt){"tasks", CLI_STR, &tasks, "comma-separated task names (DATA/NAME.dnat)", 0, -1};
     opts[n++] = (cli_opt){"data", CLI_STR, &data, "folder of 'derf data dna' (the corpus is DATA/human_chr22.dnac unless --corpus)", 0, -1};
     opts[n++] = (cli_opt){"smoke", CLI_FLAG, &smoke, "a seconds-long check of the whole pipeline (test preset, a few steps)", 0, -1};
-    opts[n++] = (cli_opt){"out", CLI_STR, &out, "folder for the runs and report.md", 0, -1};
+    opts[n++] = (cli_opt){"out", CLI_STR, &out, "folder for the runs and report.md (default runs/compare-MODEL)", 0, -1};
     opts[n] = (cli_opt){0};
-    const cli_cmd cmd = {"compare", "--model hyena [options]",
-        "HyenaDNA with several norms and seeds: pretraining on human chr22 (validation loss on held-out bins,\n"
+    const cli_cmd cmd = {"compare", "--model hyena|caduceus [options]",
+        "HyenaDNA or Caduceus-PS with several norms and seeds: pretraining on human chr22 (validation loss on held-out bins,\n"
         "evaluation-mode training loss), then fine-tuning on each task (test accuracy, average over tasks as in the\n"
         "paper's Table 11), beside k-mer logistic regression (k = 1, 4) and a randomly initialised backbone.",
         "Every option of 'derf train-dna' applies to all runs. Runs go to OUT/<norm>-s<seed>/{pretrain,<task>}/, the\n"
@@ -55,7 +56,13 @@ int cmd_compare_dna(int argc, char **argv) {
     char *pos[1];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;
-    if (strcmp(model, "hyena")) return cli_fail("compare", "--model must be vit, gpt2 or hyena, not '%s'", model);
+    if (strcmp(model, "hyena") && strcmp(model, "caduceus"))
+        return cli_fail("compare", "--model must be vit, gpt2, hyena or caduceus, not '%s'", model);
+    const int cad = !strcmp(model, "caduceus");
+    a.arch = model;
+    if (!norms) norms = cad ? "rmsnorm,dyt,derf" : "layernorm,dyt,derf";
+    char outbuf[64];
+    if (!out) { snprintf(outbuf, sizeof outbuf, "runs/compare-%s", model); out = outbuf; }
     char corpus[1100];
     if (!strcmp(a.o.corpus, "runs/data/dna/human_chr22.dnac")) {
         snprintf(corpus, sizeof corpus, "%s/human_chr22.dnac", data);
@@ -63,11 +70,13 @@ int cmd_compare_dna(int argc, char **argv) {
     }
     if (smoke) {
         a.preset = "test";
+        a.norm = NULL;
         a.o.steps = 4;
         a.o.batch = 4;
         a.o.seq = 128;
         a.o.epochs = 1;
         a.o.train_limit = 32;
+        a.o.eval_limit = 48;
         a.o.eval_windows = 8;
         a.o.log_every = 1000;
     }
@@ -143,17 +152,24 @@ int cmd_compare_dna(int argc, char **argv) {
         }
     }
 
-    const derf_hyena_config *c = &a.o.model;
     derf_strbuf md = {0};
-    derf_sb_printf(&md, "# derf compare --model hyena\n\nHyenaDNA preset `%s` (d %d, %d layers, MLP %d, filter order %d, %lld "
-                        "parameters with `%s`). Pretraining on `%s`: %d steps of %d x %d bases, AdamW (%g, %g) lr %g -> %g "
-                        "(warmup %.0f%%, cosine), wd %g, clip %g, rc_aug %d. Fine-tuning: %d epoch(s), batch %d, lr %g -> %g, "
-                        "mean pooling + linear head, rc_aug %d%s; test accuracy at the best validation epoch. Seeds %d..%d.%s\n\n",
-                   a.preset, c->d_model, c->n_layer, c->d_inner, c->filter_order, runs[0].pre[0].params, runs[0].spec,
-                   a.o.corpus, a.o.steps, a.o.batch, a.o.seq, (double)a.o.beta1, (double)a.o.beta2, (double)a.o.lr,
-                   (double)a.o.min_lr, 100 * a.o.warmup_frac, (double)a.o.weight_decay, (double)a.o.clip, a.o.rc_aug,
-                   a.o.epochs, a.o.batch, (double)a.ft_lr, 0.1 * a.ft_lr, a.o.rc_aug,
-                   a.o.train_limit ? ", at most --train-limit training sequences" : "", a.seed, a.seed + seeds - 1,
+    char arch[200];
+    if (cad)
+        snprintf(arch, sizeof arch, "Caduceus-PS preset `%s` (d %d per strand, %d layers, d_state %d, expand %d; masked LM p %g)",
+                 a.preset ? a.preset : "ct", a.o.cmodel.d_model, a.o.cmodel.n_layer, a.o.cmodel.d_state, a.o.cmodel.expand,
+                 (double)a.o.mlm_prob);
+    else
+        snprintf(arch, sizeof arch, "HyenaDNA preset `%s` (d %d, %d layers, MLP %d, filter order %d; next-token)",
+                 a.preset ? a.preset : "tiny", a.o.model.d_model, a.o.model.n_layer, a.o.model.d_inner, a.o.model.filter_order);
+    derf_sb_printf(&md, "# derf compare --model %s\n\n%s, %lld parameters with `%s`. Pretraining on `%s`: %d steps of %d x %d "
+                        "bases, AdamW (%g, %g) lr %g -> %g (warmup %.0f%%, cosine), wd %g, clip %g, rc_aug %d. Fine-tuning: %d "
+                        "epoch(s), batch %d, lr %g -> %g, mean pooling + linear head, rc_aug %d%s%s; test accuracy at the best "
+                        "validation epoch. Seeds %d..%d.%s\n\n",
+                   model, arch, runs[0].pre[0].params, runs[0].spec, a.o.corpus, a.o.steps, a.o.batch, a.o.seq,
+                   (double)a.o.beta1, (double)a.o.beta2, (double)a.o.lr, (double)a.o.min_lr, 100 * a.o.warmup_frac,
+                   (double)a.o.weight_decay, (double)a.o.clip, a.o.rc_aug, a.o.epochs, a.o.batch, (double)a.ft_lr, 0.1 * a.ft_lr,
+                   a.o.rc_aug, a.o.train_limit ? ", at most --train-limit training sequences" : "",
+                   a.o.eval_limit ? ", at most --eval-limit val/test sequences" : "", a.seed, a.seed + seeds - 1,
                    smoke ? " **Smoke run: the numbers mean nothing.**" : "");
     derf_sb_printf(&md, "| norm | val loss (nats/base) | val bits/base | eval-mode train loss |");
     printf("\n%-22s %-17s %-17s %-17s", "norm", "val loss", "bits/base", "eval train loss");
@@ -206,11 +222,12 @@ int cmd_compare_dna(int argc, char **argv) {
         printf(" %s\n", ca);
         derf_sb_printf(&md, " %s |\n", ca);
     }
-    derf_sb_printf(&md, "\nValidation loss: next-token cross-entropy over %s non-overlapping windows of the held-out 1-Mbp bins "
+    derf_sb_printf(&md, "\nValidation loss: %s cross-entropy over %s non-overlapping windows of the held-out 1-Mbp bins "
                         "(no augmentation); the evaluation-mode training loss is the same measure on training windows (paper "
                         "Appendix E). Accuracies: test split (held-out bins for the human task, held-out strains for the bacterial "
                         "one). Paper (Derf Table 11, GenomicBenchmarks average): HyenaDNA Norm 85.2 / DyT 85.2 / Derf 85.7; "
-                        "Caduceus Norm 86.9 / DyT 86.9 / Derf 87.3.\n", a.o.eval_windows ? "fixed, evenly spaced" : "all");
+                        "Caduceus Norm 86.9 / DyT 86.9 / Derf 87.3.\n", cad ? "masked-LM (masks from a fixed seed)" : "next-token",
+                   a.o.eval_windows ? "fixed, evenly spaced" : "all");
     char path[1200];
     snprintf(path, sizeof path, "%s/report.md", out);
     rc = derf_io_write_file(path, md.s, md.len, err, sizeof err);

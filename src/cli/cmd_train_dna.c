@@ -1,4 +1,4 @@
-/* cmd_train_dna.c: `derf train-dna`: HyenaDNA pretraining on the chr22 corpus, fine-tuning on a DNA task
+/* cmd_train_dna.c: `derf train-dna`: HyenaDNA / Caduceus-PS pretraining on the chr22 corpus, fine-tuning on a DNA task
  * (--task), or the k-mer logistic-regression baseline (--kmer K); the options shared with
  * `derf compare --model hyena` (dna_opts.h). */
 #include <omp.h>
@@ -12,22 +12,26 @@
 void dna_args_init(dna_args *a) {
     memset(a, 0, sizeof *a);
     derf_dna_train_opts_default(&a->o);
-    a->norm = "layernorm";
-    a->preset = "tiny";
+    a->arch = "hyena";
+    a->o.lr = 0;        /* per architecture: 6e-4 (HyenaDNA), 8e-3 (Caduceus, pretraining) */
     a->threads = 0;
 }
 
 int dna_opts_table(dna_args *a, cli_opt *t, int max) {
     const cli_opt opts[] = {
-        {"norm", CLI_STR, &a->norm, "norm spec of every norm layer (layernorm as upstream, dyt, derf, ...; docs/norm-spec.md)", 0, -1},
-        {"preset", CLI_STR, &a->preset, "model size: tiny (hyenadna-tiny-1k, d128 L2), small (d128 L4), test (d16 L2)", 0, -1},
+        {"arch", CLI_STR, &a->arch, "hyena (HyenaDNA, next-token) or caduceus (Caduceus-PS, masked LM)", 0, -1},
+        {"norm", CLI_STR, &a->norm, "norm spec of every norm layer (default as upstream: layernorm for hyena, rmsnorm for "
+                                    "caduceus; dyt, derf, ...: docs/norm-spec.md)", 0, -1},
+        {"preset", CLI_STR, &a->preset, "hyena: tiny (hyenadna-tiny-1k, d128 L2; default), small (d128 L4), test (d16 L2); "
+                                        "caduceus: ct (d64 L4; default), gb (d118 L4), test", 0, -1},
         {"dim", CLI_INT, &a->dim, "override the preset's width d (MLP 4d)", 0, 8192},
         {"layers", CLI_INT, &a->layers, "override the preset's number of blocks", 0, 256},
         {"corpus", CLI_STR, &a->o.corpus, "pretraining corpus (.dnac from 'derf data dna')", 0, -1},
         {"steps", CLI_INT, &a->o.steps, "pretraining optimizer steps", 1, 100000000},
         {"batch", CLI_INT, &a->o.batch, "sequences per step", 1, 65536},
         {"seq", CLI_INT, &a->o.seq, "bases per pretraining window", 2, 1 << 20},
-        {"lr", CLI_FLOAT, &a->o.lr, "peak learning rate (AdamW) of pretraining", 0, 10},
+        {"lr", CLI_FLOAT, &a->o.lr, "peak learning rate (AdamW) of pretraining (0: 6e-4 hyena, 8e-3 caduceus)", 0, 10},
+        {"mlm-prob", CLI_FLOAT, &a->o.mlm_prob, "caduceus: masked-LM probability", 0.001, 1},
         {"min-lr", CLI_FLOAT, &a->o.min_lr, "final learning rate of the pretraining cosine decay", 0, 10},
         {"warmup", CLI_FLOAT, &a->o.warmup_frac, "linear warmup as a fraction of the steps (fine-tuning: 0.01)", 0, 1},
         {"wd", CLI_FLOAT, &a->o.weight_decay, "weight decay (Linear/conv weights and the head only)", 0, 10},
@@ -36,7 +40,7 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
         {"eval-every", CLI_INT, &a->o.eval_every, "pretraining steps between validations and checkpoints (0: only at the end)", 0, 100000000},
         {"eval-windows", CLI_INT, &a->o.eval_windows, "fixed windows per validation (0: every window of the val bins)", 0, 100000000},
         {"epochs", CLI_INT, &a->o.epochs, "fine-tuning epochs", 1, 100000},
-        {"ft-lr", CLI_FLOAT, &a->ft_lr, "fine-tuning peak learning rate (cosine to 0.1x)", 0, 10},
+        {"ft-lr", CLI_FLOAT, &a->ft_lr, "fine-tuning peak learning rate, cosine to 0.1x (0: 6e-4 hyena, 2e-3 caduceus)", 0, 10},
         {"train-limit", CLI_INT, &a->o.train_limit, "fine-tuning: use at most this many training sequences (0: all)", 0, 100000000},
         {"eval-limit", CLI_INT, &a->o.eval_limit, "fine-tuning: at most this many val and test sequences, evenly spaced (0: all)", 0, 100000000},
         {"seed", CLI_INT, &a->seed, "random seed (init, batches, augmentation)", 0, 2147483647},
@@ -52,15 +56,31 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
 
 int dna_args_finish(dna_args *a, const char *cmd) {
     char err[DERF_ERRLEN];
-    if (derf_hyena_preset(&a->o.model, a->preset, a->o.seq + 2, err, sizeof err)) return cli_fail(cmd, "%s", err);
-    if (a->dim) { a->o.model.d_model = a->dim; a->o.model.d_inner = 4 * a->dim; }
-    if (a->layers) a->o.model.n_layer = a->layers;
-    if (derf_norm_parse(a->norm, &a->o.model.norm, err, sizeof err)) return cli_fail(cmd, "--norm: %s", err);
-    if (derf_hyena_check(&a->o.model, err, sizeof err)) return cli_fail(cmd, "%s", err);
+    derf_norm_spec *ns;
+    if (!strcmp(a->arch, "hyena")) {
+        a->o.arch = DERF_DNA_ARCH_HYENA;
+        if (derf_hyena_preset(&a->o.model, a->preset ? a->preset : "tiny", a->o.seq + 2, err, sizeof err)) return cli_fail(cmd, "%s", err);
+        if (a->dim) { a->o.model.d_model = a->dim; a->o.model.d_inner = 4 * a->dim; }
+        if (a->layers) a->o.model.n_layer = a->layers;
+        ns = &a->o.model.norm;
+    } else if (!strcmp(a->arch, "caduceus")) {
+        a->o.arch = DERF_DNA_ARCH_CADUCEUS;
+        if (derf_caduceus_preset(&a->o.cmodel, a->preset ? a->preset : "ct", err, sizeof err)) return cli_fail(cmd, "%s", err);
+        if (a->dim) { a->o.cmodel.d_model = a->dim; a->o.cmodel.dt_rank = (a->dim + 15) / 16; }
+        if (a->layers) a->o.cmodel.n_layer = a->layers;
+        ns = &a->o.cmodel.norm;
+    } else {
+        return cli_fail(cmd, "--arch must be hyena or caduceus, not '%s'", a->arch);
+    }
+    const char *norm = a->norm ? a->norm : a->o.arch ? "rmsnorm" : "layernorm";
+    if (derf_norm_parse(norm, ns, err, sizeof err)) return cli_fail(cmd, "--norm: %s", err);
+    if (a->o.arch ? derf_caduceus_check(&a->o.cmodel, err, sizeof err) : derf_hyena_check(&a->o.model, err, sizeof err))
+        return cli_fail(cmd, "%s", err);
     a->o.rc_aug = !a->no_rc_aug;
     a->o.seed = (uint64_t)a->seed;
     if (a->threads > 0) omp_set_num_threads(a->threads);
-    if (a->ft_lr <= 0) a->ft_lr = a->o.lr;
+    if (a->o.lr <= 0) a->o.lr = a->o.arch ? 8e-3f : 6e-4f;   /* speech-dna.md 2.1 / 3.1 */
+    if (a->ft_lr <= 0) a->ft_lr = a->o.arch ? 2e-3f : 6e-4f;
     return 0;
 }
 
@@ -78,9 +98,10 @@ int cmd_train_dna(int argc, char **argv) {
     opts[n++] = (cli_opt){"out", CLI_STR, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", 0, -1};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-dna", "[options]",
-        "HyenaDNA on real DNA ('derf data dna' first): next-token pretraining on human chr22 with reverse-complement\n"
-        "augmentation (default), or fine-tuning on a classification task with mean pooling + a linear head (--task),\n"
-        "or the k-mer logistic-regression baseline (--task T --kmer K).",
+        "HyenaDNA or Caduceus-PS (--arch caduceus) on real DNA ('derf data dna' first): pretraining on human chr22\n"
+        "(HyenaDNA: next-token with reverse-complement augmentation; Caduceus-PS: masked LM), or fine-tuning on a\n"
+        "classification task with mean pooling + a linear head (--task), or the k-mer logistic-regression baseline\n"
+        "(--task T --kmer K).",
         "Pretraining reports the validation loss (nats and bits per base, fixed windows of the held-out bins) and the\n"
         "evaluation-mode training loss. Fine-tuning reports the test accuracy at the best validation epoch. See docs/dna.md.",
         opts};

@@ -1,4 +1,4 @@
-/* dna_opts.h: the HyenaDNA training options shared by `derf train-dna` and `derf compare --model hyena`
+/* dna_opts.h: the HyenaDNA / Caduceus-PS training options shared by `derf train-dna` and `derf compare --model hyena`
  * (cmd_train_dna.c, cmd_compare_dna.c). */
 #ifndef DERF_CLI_DNA_OPTS_H
 #define DERF_CLI_DNA_OPTS_H
@@ -8,7 +8,7 @@
 
 typedef struct {
     derf_dna_train_opts o;
-    const char *norm, *preset;
+    const char *norm, *preset, *arch;   /* norm / preset NULL: the architecture's default */
     int dim, layers, seed, threads, no_rc_aug;
     float ft_lr;
 } dna_args;

@@ -408,15 +408,7 @@ float derf_caduceus_forward(derf_caduceus *m, const int32_t *tokens, const int32
     derf_caduceus_acts *a = m->a;
     const derf_norm_spec *ns = &c->norm;
     const int d = c->d_model, E = c->expand * d, V = c->vocab, NB = 2 * B, NT = NB * T;
-    if (B <= 0 || B > m->max_B || T <= 0 || T > m->max_T) {
-        fprintf(stderr, "derf: Caduceus forward with batch %d x %d tokens, built for 1..%d x 1..%d\n", B, T, m->max_B, m->max_T);
-        abort();
-    }
-    for (int i = 0; i < B * T; i++)
-        if (tokens[i] < 0 || tokens[i] >= V) {
-            fprintf(stderr, "derf: Caduceus token %d out of range [0, %d) at position %d\n", (int)tokens[i], V, i);
-            abort();
-        }
+    derf_model_check_batch("Caduceus", tokens, B, T, m->max_B, m->max_T, V);
     m->B = B;
     m->T = T;
     m->has_targets = targets != NULL;
@@ -578,7 +570,7 @@ void derf_mlm_mask(int32_t *tokens, int32_t *targets, int n, float p, derf_rng *
 
 int derf_caduceus_config_to_meta(const derf_caduceus_config *c, char keys[][32], char vals[][128], int max) {
     int n = 0;
-#define PUT(k, ...) do { if (n >= max) return -1; snprintf(keys[n], 32, "%s", k); snprintf(vals[n], 128, __VA_ARGS__); n++; } while (0)
+#define PUT(k, ...) do { if (derf_model_meta_put(keys, vals, &n, max, k, __VA_ARGS__)) return -1; } while (0)
     PUT("model", "caduceus");
     PUT("vocab", "%d", c->vocab);
     PUT("d_model", "%d", c->d_model);
@@ -588,10 +580,9 @@ int derf_caduceus_config_to_meta(const derf_caduceus_config *c, char keys[][32],
     PUT("dt_rank", "%d", c->dt_rank);
     PUT("d_conv", "%d", c->d_conv);
     PUT("n_classes", "%d", c->n_classes);
-    if (n >= max) return -1;
-    snprintf(keys[n], 32, "norm");
-    derf_norm_format(&c->norm, vals[n], 128);
-    n++;
+    char spec[128];
+    derf_norm_format(&c->norm, spec, sizeof spec);
+    PUT("norm", "%s", spec);
 #undef PUT
     return n;
 }

@@ -386,15 +386,7 @@ float derf_hyena_forward(derf_hyena *m, const int32_t *tokens, const int32_t *ta
     derf_hyena_acts *a = m->a;
     const derf_norm_spec *ns = &c->norm;
     const int d = c->d_model, H = c->d_inner, V = c->vocab, BT = B * T;
-    if (B <= 0 || B > m->max_B || T <= 0 || T > m->max_T) {
-        fprintf(stderr, "derf: HyenaDNA forward with batch %d x %d tokens, built for 1..%d x 1..%d\n", B, T, m->max_B, m->max_T);
-        abort();
-    }
-    for (int i = 0; i < BT; i++)
-        if (tokens[i] < 0 || tokens[i] >= V) {
-            fprintf(stderr, "derf: HyenaDNA token %d out of range [0, %d) at position %d\n", (int)tokens[i], V, i);
-            abort();
-        }
+    derf_model_check_batch("HyenaDNA", tokens, B, T, m->max_B, m->max_T, V);
     m->B = B;
     m->T = T;
     m->has_targets = targets != NULL;
@@ -516,7 +508,7 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
 
 int derf_hyena_config_to_meta(const derf_hyena_config *c, char keys[][32], char vals[][128], int max) {
     int n = 0;
-#define PUT(k, ...) do { if (n >= max) return -1; snprintf(keys[n], 32, "%s", k); snprintf(vals[n], 128, __VA_ARGS__); n++; } while (0)
+#define PUT(k, ...) do { if (derf_model_meta_put(keys, vals, &n, max, k, __VA_ARGS__)) return -1; } while (0)
     PUT("model", "hyena");
     PUT("vocab", "%d", c->vocab);
     PUT("d_model", "%d", c->d_model);
@@ -526,10 +518,9 @@ int derf_hyena_config_to_meta(const derf_hyena_config *c, char keys[][32], char 
     PUT("l_max", "%d", c->l_max);
     PUT("sin_w", "%.9g", (double)c->sin_w);
     PUT("n_classes", "%d", c->n_classes);
-    if (n >= max) return -1;
-    snprintf(keys[n], 32, "norm");
-    derf_norm_format(&c->norm, vals[n], 128);
-    n++;
+    char spec[128];
+    derf_norm_format(&c->norm, spec, sizeof spec);
+    PUT("norm", "%s", spec);
 #undef PUT
     return n;
 }

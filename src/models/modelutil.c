@@ -1,4 +1,5 @@
 /* modelutil.c: tensor registration and buffer helpers shared by the DNA models (see derf/modelutil.h). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "derf/modelutil.h"
@@ -25,4 +26,27 @@ float *derf_model_falloc(size_t n, int *fail) {
     float *p = calloc(n ? n : 1, sizeof(float));
     if (!p) *fail = 1;
     return p;
+}
+
+void derf_model_check_batch(const char *model, const int32_t *tokens, int B, int T, int maxB, int maxT, int V) {
+    if (B <= 0 || B > maxB || T <= 0 || T > maxT) {
+        fprintf(stderr, "derf: %s forward with batch %d x %d tokens, built for 1..%d x 1..%d\n", model, B, T, maxB, maxT);
+        abort();
+    }
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) {
+            fprintf(stderr, "derf: %s token %d out of range [0, %d) at position %zu\n", model, (int)tokens[i], V, i);
+            abort();
+        }
+}
+
+int derf_model_meta_put(char keys[][32], char vals[][128], int *n, int max, const char *key, const char *fmt, ...) {
+    if (*n >= max) return -1;
+    snprintf(keys[*n], 32, "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(vals[*n], 128, fmt, ap);
+    va_end(ap);
+    (*n)++;
+    return 0;
 }

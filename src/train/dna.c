@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "derf/caduceus.h"
 #include "derf/dna.h"
 #include "derf/dnatrain.h"
 #include "derf/io.h"
@@ -15,6 +16,8 @@
 void derf_dna_train_opts_default(derf_dna_train_opts *o) {
     memset(o, 0, sizeof *o);
     derf_hyena_preset(&o->model, "tiny", 1026, NULL, 0);
+    derf_caduceus_preset(&o->cmodel, "ct", NULL, 0);
+    o->mlm_prob = 0.15f;
     o->corpus = "runs/data/dna/human_chr22.dnac";
     o->steps = 500;
     o->epochs = 3;
@@ -31,6 +34,66 @@ void derf_dna_train_opts_default(derf_dna_train_opts *o) {
     o->eval_every = 0;
     o->eval_windows = 64;
     o->log_every = 10;
+}
+
+/* ------------------------------------------------------------------------------- the model */
+
+/* HyenaDNA or Caduceus-PS behind one interface (both: tokens [B,T]; per-token targets or class targets) */
+typedef struct {
+    int arch;
+    derf_hyena h;
+    derf_caduceus c;
+    derf_params *params;
+    int max_B;
+} dmodel;
+
+static int dm_build(dmodel *m, const derf_dna_train_opts *o, int ncls, int B, int T, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    m->arch = o->arch;
+    m->max_B = B;
+    if (o->arch == DERF_DNA_ARCH_CADUCEUS) {
+        derf_caduceus_config c = o->cmodel;
+        c.n_classes = ncls;
+        if (derf_caduceus_build(&m->c, &c, B, T, err, errlen)) return -1;
+        derf_caduceus_init(&m->c, o->seed);
+        m->params = &m->c.params;
+    } else {
+        derf_hyena_config c = o->model;
+        c.n_classes = ncls;
+        if (c.l_max < T) c.l_max = T + 2;
+        if (derf_hyena_build(&m->h, &c, B, T, err, errlen)) return -1;
+        derf_hyena_init(&m->h, o->seed);
+        m->params = &m->h.params;
+    }
+    return 0;
+}
+static float dm_forward(dmodel *m, const int32_t *tok, const int32_t *tgt, int B, int T) {
+    return m->arch ? derf_caduceus_forward(&m->c, tok, tgt, B, T) : derf_hyena_forward(&m->h, tok, tgt, B, T);
+}
+static void dm_backward(dmodel *m, float scale) {
+    if (m->arch) derf_caduceus_backward(&m->c, scale);
+    else derf_hyena_backward(&m->h, scale);
+}
+static const float *dm_logits(const dmodel *m) { return m->arch ? m->c.logits : m->h.logits; }
+static int dm_meta(const dmodel *m, char keys[][32], char vals[][128], int max) {
+    return m->arch ? derf_caduceus_config_to_meta(&m->c.cfg, keys, vals, max) : derf_hyena_config_to_meta(&m->h.cfg, keys, vals, max);
+}
+static void dm_free(dmodel *m) {
+    if (m->arch) derf_caduceus_free(&m->c);
+    else derf_hyena_free(&m->h);
+    m->params = NULL;
+}
+static void dm_describe(const dmodel *m, char *buf, size_t n) {
+    char spec[200];
+    if (m->arch) {
+        derf_norm_format(&m->c.cfg.norm, spec, sizeof spec);
+        snprintf(buf, n, "caduceus-ps d%d L%d N%d, %zu params, norm %s", m->c.cfg.d_model, m->c.cfg.n_layer, m->c.cfg.d_state,
+                 m->params->total, spec);
+    } else {
+        derf_norm_format(&m->h.cfg.norm, spec, sizeof spec);
+        snprintf(buf, n, "hyena d%d L%d O%d, %zu params, norm %s", m->h.cfg.d_model, m->h.cfg.n_layer, m->h.cfg.filter_order,
+                 m->params->total, spec);
+    }
 }
 
 /* ------------------------------------------------------------------------------- shared pieces */
@@ -54,26 +117,26 @@ static FILE *open_log(const char *out, char *err, size_t errlen) {
     return f;
 }
 
-static int save_run(const derf_dna_train_opts *o, derf_hyena *m, int step, derf_rng rng, char *err, size_t errlen) {
+static int save_run(const derf_dna_train_opts *o, dmodel *m, int step, derf_rng rng, char *err, size_t errlen) {
     if (!o->out) return 0;
     char keys[16][32], vals[16][128];
-    int nk = derf_hyena_config_to_meta(&m->cfg, keys, vals, 16);
+    int nk = dm_meta(m, keys, vals, 16);
     derf_st_meta meta[48];
     int n = 0;
     for (int i = 0; i < nk; i++) meta[n++] = (derf_st_meta){keys[i], vals[i]};
     for (int i = 0; i < o->nmeta && n < 48; i++) meta[n++] = o->meta[i];
-    derf_run_state s = {&m->params, NULL, step, rng, "derf-dna-1", meta, n};
+    derf_run_state s = {m->params, NULL, step, rng, "derf-dna-1", meta, n};
     return derf_run_save(o->out, &s, err, errlen);
 }
 
 /* the end of a run: the checkpoint (not after a divergence), the time, the log and the model freed.
  * Returns 0, or -1 when the checkpoint cannot be written. */
-static int finish_run(const derf_dna_train_opts *o, FILE *log, derf_hyena *m, int step, derf_rng rng,
+static int finish_run(const derf_dna_train_opts *o, FILE *log, dmodel *m, int step, derf_rng rng,
                       derf_dna_train_result *res, double t0, char *err, size_t errlen) {
     int rc = res->diverged ? 0 : save_run(o, m, step, rng, err, errlen);
     res->seconds = derf_now_s() - t0;
     if (log) fclose(log);
-    derf_hyena_free(m);
+    dm_free(m);
     return rc;
 }
 
@@ -93,16 +156,16 @@ static void progress(const derf_dna_train_opts *o, FILE *log, int step, int tota
 }
 
 /* one optimizer step on the batch in tok/tgt; returns the loss, sets *gn; NAN loss or gn: diverged */
-static float train_step(derf_hyena *m, const int32_t *tok, const int32_t *tgt, int B, int T, derf_adamw_cfg *ac, float lr,
+static float train_step(dmodel *m, const int32_t *tok, const int32_t *tgt, int B, int T, derf_adamw_cfg *ac, float lr,
                         float clip, int step, float *gn) {
-    derf_params_zero_grad(&m->params);
-    float l = derf_hyena_forward(m, tok, tgt, B, T);
+    derf_params_zero_grad(m->params);
+    float l = dm_forward(m, tok, tgt, B, T);
     if (bad(l)) return l;
-    derf_hyena_backward(m, 1.0f);
-    *gn = derf_clip_grad_norm(&m->params, clip);
+    dm_backward(m, 1.0f);
+    *gn = derf_clip_grad_norm(m->params, clip);
     if (!isfinite(*gn)) return l;
     ac->lr = lr;
-    derf_adamw_step(&m->params, ac, step + 1);
+    derf_adamw_step(m->params, ac, step + 1);
     return l;
 }
 
@@ -133,16 +196,28 @@ static grid make_grid(const derf_dna_corpus *c, int split, int W, int limit) {
     return g;
 }
 
-static float eval_grid(derf_hyena *m, const derf_dna_corpus *c, const grid *g, int T, int32_t *tok, int32_t *tgt) {
+/* a window of T+1 bases as a training example: next-token (inputs [0,T), targets [1,T]) for HyenaDNA, masked LM
+ * over [0,T) for Caduceus (masks from r) */
+static void make_example(const dmodel *m, const uint8_t *src, int T, float mlm_prob, derf_rng *r, int32_t *tok, int32_t *tgt) {
+    if (m->arch) {
+        for (int t = 0; t < T; t++) tok[t] = src[t];
+        derf_mlm_mask(tok, tgt, T, mlm_prob, r);
+    } else {
+        for (int t = 0; t < T; t++) { tok[t] = src[t]; tgt[t] = src[t + 1]; }
+    }
+}
+
+/* mean loss over a fixed grid of windows; MLM masks come from a fixed seed, so every evaluation (and every norm)
+ * sees the same masks */
+static float eval_grid(dmodel *m, const derf_dna_corpus *c, const grid *g, int T, float mlm_prob, int32_t *tok, int32_t *tgt) {
     const int B = m->max_B;
+    derf_rng r;
+    derf_rng_seed(&r, 0x5EED, 7);
     double tot = 0;
     for (size_t w0 = 0; w0 < g->n; w0 += (size_t)B) {
         int b = g->n - w0 < (size_t)B ? (int)(g->n - w0) : B;
-        for (int i = 0; i < b; i++) {
-            const uint8_t *src = c->tok + g->pos[w0 + (size_t)i];
-            for (int t = 0; t < T; t++) { tok[(size_t)i * T + t] = src[t]; tgt[(size_t)i * T + t] = src[t + 1]; }
-        }
-        tot += (double)derf_hyena_forward(m, tok, tgt, b, T) * b;
+        for (int i = 0; i < b; i++) make_example(m, c->tok + g->pos[w0 + (size_t)i], T, mlm_prob, &r, tok + (size_t)i * T, tgt + (size_t)i * T);
+        tot += (double)dm_forward(m, tok, tgt, b, T) * b;
     }
     return g->n ? (float)(tot / (double)g->n) : NAN;
 }
@@ -168,7 +243,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     grid gv = make_grid(&c, DERF_DNA_VAL, W, o->eval_windows), gt = make_grid(&c, DERF_DNA_TRAIN, W, o->eval_windows);
     int rc = -1;
     FILE *log = NULL;
-    derf_hyena m = {0};
+    dmodel m = {0};
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
     uint8_t *win = malloc((size_t)W);
     if (!nseg || !gv.n) {
@@ -176,25 +251,20 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
                      "'derf data dna'? try a shorter --seq)", o->corpus, W);
         goto done;
     }
-    derf_hyena_config cfg = o->model;
-    cfg.n_classes = 0;
-    if (cfg.l_max < T) cfg.l_max = T + 2;
-    if (derf_hyena_build(&m, &cfg, B, T, err, errlen)) goto done;
-    derf_hyena_init(&m, o->seed);
-    res->params = (long long)m.params.total;
+    if (dm_build(&m, o, 0, B, T, err, errlen)) goto done;
+    res->params = (long long)m.params->total;
     if (o->out && !(log = open_log(o->out, err, errlen))) goto done;
     derf_rng rng;
     derf_rng_seed(&rng, o->seed, 0xD7A);
-    char spec[256];
-    derf_norm_format(&cfg.norm, spec, sizeof spec);
+    char desc[300];
+    dm_describe(&m, desc, sizeof desc);
     const int warm = (int)(o->warmup_frac * o->steps);
     if (!o->quiet)
-        fprintf(stderr, "[derf] hyena d%d L%d O%d, %lld params, norm %s | %s: %llu train windows starts, %zu val windows | "
-                        "%d x %d tokens/step, %d steps, rc_aug %d\n", cfg.d_model, cfg.n_layer, cfg.filter_order, res->params,
-                spec, o->corpus, (unsigned long long)cum[nseg], gv.n, B, T, o->steps, o->rc_aug);
+        fprintf(stderr, "[derf] %s | %s: %s, %llu train window starts, %zu val windows | %d x %d tokens/step, %d steps, "
+                        "rc_aug %d\n", desc, o->corpus, m.arch ? "masked LM" : "next-token", (unsigned long long)cum[nseg], gv.n, B,
+                T, o->steps, o->rc_aug);
     if (log)
-        fprintf(log, "{\"type\":\"start\",\"params\":%lld,\"norm\":\"%s\",\"tokens_per_step\":%d,\"steps\":%d}\n", res->params,
-                spec, B * T, o->steps);
+        fprintf(log, "{\"type\":\"start\",\"model\":\"%s\",\"tokens_per_step\":%d,\"steps\":%d}\n", desc, B * T, o->steps);
     derf_adamw_cfg ac = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = derf_now_s(), ttrain = 0, lsum = 0;
     int ln = 0, step = 0;
@@ -207,7 +277,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
             while (hi - lo > 1) { size_t mid = (lo + hi) / 2; if (cum[mid] <= r) lo = mid; else hi = mid; }
             memcpy(win, c.tok + c.seg[seg[lo]].offset + (r - cum[lo]), (size_t)W);
             if (o->rc_aug && (derf_rng_u32(&rng) & 1)) derf_dna_revcomp(win, win, (size_t)W);
-            for (int t = 0; t < T; t++) { tok[(size_t)b * T + t] = win[t]; tgt[(size_t)b * T + t] = win[t + 1]; }
+            make_example(&m, win, T, o->mlm_prob, &rng, tok + (size_t)b * T, tgt + (size_t)b * T);
         }
         lr = derf_lr_at(step, warm, o->steps, o->lr, o->min_lr);
         float gn = 0, l = train_step(&m, tok, tgt, B, T, &ac, lr, o->clip, step, &gn);
@@ -225,7 +295,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
             ln = 0;
         }
         if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < o->steps) {
-            float vl = eval_grid(&m, &c, &gv, T, tok, tgt);
+            float vl = eval_grid(&m, &c, &gv, T, o->mlm_prob, tok, tgt);
             if (!o->quiet) fprintf(stderr, "[derf] step %d: val loss %.4f nats/base (%.4f bits)\n", step + 1, (double)vl, vl / M_LN2);
             if (log) fprintf(log, "{\"type\":\"val\",\"step\":%d,\"val_loss\":%.6g}\n", step + 1, (double)vl);
             if (bad(vl)) { diverge(res, log, o->quiet, step + 1, "validation loss", vl); break; }
@@ -236,11 +306,11 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     res->tokens_per_s = ttrain > 0 ? step * (double)B * T / ttrain : 0;
     if (ln) res->final_loss = (float)(lsum / ln);
     if (!res->diverged) {
-        res->val_loss = eval_grid(&m, &c, &gv, T, tok, tgt);
+        res->val_loss = eval_grid(&m, &c, &gv, T, o->mlm_prob, tok, tgt);
         if (bad(res->val_loss)) diverge(res, log, o->quiet, step, "validation loss", res->val_loss);
     }
     if (!res->diverged) {
-        res->train_loss_eval = eval_grid(&m, &c, &gt, T, tok, tgt);
+        res->train_loss_eval = eval_grid(&m, &c, &gt, T, o->mlm_prob, tok, tgt);
         res->seconds = derf_now_s() - t0;
         if (!o->quiet)
             fprintf(stderr, "[derf] done: val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %.0f tok/s, %.0f s\n",
@@ -254,7 +324,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     log = NULL;
 done:
     if (log) fclose(log);
-    derf_hyena_free(&m);
+    dm_free(&m);
     derf_dna_corpus_free(&c);
     free(seg); free(cum); free(gv.pos); free(gt.pos); free(tok); free(tgt); free(win);
     return rc;
@@ -263,7 +333,7 @@ done:
 /* ------------------------------------------------------------------------------- fine-tuning */
 
 /* accuracy (and mean loss) of the classifier on the sequences idx[0..n) */
-static float eval_cls(derf_hyena *m, const derf_dna_task *t, const int *idx, int n, int32_t *tok, int32_t *lab, float *loss) {
+static float eval_cls(dmodel *m, const derf_dna_task *t, const int *idx, int n, int32_t *tok, int32_t *lab, float *loss) {
     const int B = m->max_B, L = t->len, K = t->nclass;
     int right = 0;
     double ls = 0;
@@ -274,11 +344,12 @@ static float eval_cls(derf_hyena *m, const derf_dna_task *t, const int *idx, int
             for (int q = 0; q < L; q++) tok[(size_t)i * L + q] = src[q];
             lab[i] = t->label[idx[i0 + i]];
         }
-        ls += (double)derf_hyena_forward(m, tok, lab, b, L) * b;
+        ls += (double)dm_forward(m, tok, lab, b, L) * b;
+        const float *lg = dm_logits(m);
         for (int i = 0; i < b; i++) {
             int best = 0;
             for (int k = 1; k < K; k++)
-                if (m->logits[(size_t)i * K + k] > m->logits[(size_t)i * K + best]) best = k;
+                if (lg[(size_t)i * K + k] > lg[(size_t)i * K + best]) best = k;
             right += best == lab[i];
         }
     }
@@ -287,7 +358,7 @@ static float eval_cls(derf_hyena *m, const derf_dna_task *t, const int *idx, int
 }
 
 /* copies every backbone tensor (all but head.*) of a pretraining checkpoint into m */
-static int load_backbone(derf_hyena *m, const char *init, char *err, size_t errlen) {
+static int load_backbone(dmodel *m, const char *init, char *err, size_t errlen) {
     char path[1200];
     struct stat st;
     if (!stat(init, &st) && S_ISDIR(st.st_mode)) snprintf(path, sizeof path, "%s/model.safetensors", init);
@@ -295,16 +366,16 @@ static int load_backbone(derf_hyena *m, const char *init, char *err, size_t errl
     derf_safetensors f;
     if (derf_safetensors_read(&f, path, (size_t)1 << 32, err, errlen)) return -1;
     int rc = 0;
-    for (int i = 0; i < m->params.n && !rc; i++) {
-        const derf_tensor *d = &m->params.t[i];
+    for (int i = 0; i < m->params->n && !rc; i++) {
+        const derf_tensor *d = &m->params->t[i];
         if (!strncmp(d->name, "head.", 5)) continue;
         const derf_st_tensor *t = derf_safetensors_find(&f, d->name);
         if (!t || t->numel != d->numel) {
-            derf_io_errf(err, errlen, "%s: tensor '%s' %s (a HyenaDNA checkpoint with the same size and --norm?)", path, d->name,
+            derf_io_errf(err, errlen, "%s: tensor '%s' %s (a pretraining checkpoint of the same model, size and --norm?)", path, d->name,
                          t ? "has another shape" : "is missing");
             rc = -1;
         } else {
-            memcpy(m->params.params + d->offset, t->data, d->numel * sizeof(float));
+            memcpy(m->params->params + d->offset, t->data, d->numel * sizeof(float));
         }
     }
     derf_safetensors_free(&f);
@@ -338,30 +409,25 @@ int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     const int B = o->batch, L = t.len;
     int rc = -1;
     FILE *log = NULL;
-    derf_hyena m = {0};
+    dmodel m = {0};
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * L), *lab = malloc(sizeof(int32_t) * (size_t)B);
     uint8_t *win = malloc((size_t)L);
     if (!ntr || !nva || !nte) { derf_io_errf(err, errlen, "%s: a split is empty (train %d, val %d, test %d)", o->task, ntr, nva, nte); goto done; }
-    derf_hyena_config cfg = o->model;
-    cfg.n_classes = t.nclass;
-    if (cfg.l_max < L) cfg.l_max = L + 2;
-    if (derf_hyena_build(&m, &cfg, B, L, err, errlen)) goto done;
-    derf_hyena_init(&m, o->seed);
+    if (dm_build(&m, o, t.nclass, B, L, err, errlen)) goto done;
     if (o->init && load_backbone(&m, o->init, err, errlen)) goto done;
-    res->params = (long long)m.params.total;
+    res->params = (long long)m.params->total;
     if (o->out && !(log = open_log(o->out, err, errlen))) goto done;
     derf_rng rng;
     derf_rng_seed(&rng, o->seed, 0xF17E);
     const int spe = (ntr + B - 1) / B, total = spe * o->epochs, warm = (int)(o->warmup_frac * total);
-    char spec[256];
-    derf_norm_format(&cfg.norm, spec, sizeof spec);
+    char desc[300];
+    dm_describe(&m, desc, sizeof desc);
     if (!o->quiet)
-        fprintf(stderr, "[derf] fine-tune %s (%d classes, %d bp; train %d / val %d / test %d) from %s | hyena d%d L%d norm %s | "
-                        "%d epochs x %d steps, batch %d\n", t.name, t.nclass, L, ntr, nva, nte, o->init ? o->init : "random init",
-                cfg.d_model, cfg.n_layer, spec, o->epochs, spe, B);
+        fprintf(stderr, "[derf] fine-tune %s (%d classes, %d bp; train %d / val %d / test %d) from %s | %s | %d epochs x %d steps, "
+                        "batch %d\n", t.name, t.nclass, L, ntr, nva, nte, o->init ? o->init : "random init", desc, o->epochs, spe, B);
     if (log)
-        fprintf(log, "{\"type\":\"start\",\"task\":\"%s\",\"params\":%lld,\"norm\":\"%s\",\"init\":\"%s\",\"steps\":%d}\n", t.name,
-                res->params, spec, o->init ? "pretrained" : "random", total);
+        fprintf(log, "{\"type\":\"start\",\"task\":\"%s\",\"model\":\"%s\",\"init\":\"%s\",\"steps\":%d}\n", t.name, desc,
+                o->init ? "pretrained" : "random", total);
     derf_adamw_cfg ac = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = derf_now_s(), ttrain = 0, lsum = 0;
     int step = 0, ln = 0;
@@ -417,7 +483,7 @@ int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     log = NULL;
 done:
     if (log) fclose(log);
-    derf_hyena_free(&m);
+    dm_free(&m);
     derf_dna_task_free(&t);
     free(itr); free(iva); free(ite); free(tok); free(lab); free(win);
     return rc;
