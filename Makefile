@@ -9,7 +9,7 @@ CFLAGS  += -std=c11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Wno-unused-parameter 
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-errno -MMD -MP
 # OpenBLAS, the OpenMP build (shares OpenMP's thread pool instead of oversubscribing the cores).
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz -lsndfile -lsamplerate -lm -fopenmp
+LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz -lfftw3f -lsndfile -lsamplerate -lm -fopenmp
 
 # MPI (data-parallel training under mpirun, src/core/dist.c): on when pkg-config finds Open MPI
 # (libopenmpi-dev) or MPICH; `make MPI=0` builds without it (then derf runs as one process only).

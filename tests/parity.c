@@ -40,6 +40,25 @@ int parity_write_model(const char *dir, const derf_params *p, char keys[][32], c
     return parity_write_slab(path, p, p->grads, NULL, 0);
 }
 
+int parity_write_seq_case(const char *dir, const derf_params *p, char keys[][32], char vals[][128], int nk,
+                          const int32_t *tok, const int32_t *tgt, const float *logits, float loss, int B, int T, int V, int ncls) {
+    char path[4200], err[512];
+    if (parity_write_model(dir, p, keys, vals, nk)) return -1;
+    const int nt = ncls ? B : B * T;
+    float *tokf = malloc(sizeof(float) * (size_t)B * T), *tgtf = malloc(sizeof(float) * (size_t)nt);
+    for (int i = 0; i < B * T; i++) tokf[i] = (float)tok[i];
+    for (int i = 0; i < nt; i++) tgtf[i] = (float)tgt[i];
+    int64_t sh_bt[2] = {B, T}, sh_b[1] = {B}, sh_log[3] = {B, T, V}, sh_cls[2] = {B, ncls}, sh_1[1] = {1};
+    derf_st_tensor_in bt[4] = {{"tokens", 2, sh_bt, tokf}, {"targets", ncls ? 1 : 2, ncls ? sh_b : sh_bt, tgtf},
+                               {"logits", ncls ? 2 : 3, ncls ? sh_cls : sh_log, logits}, {"loss", 1, sh_1, &loss}};
+    snprintf(path, sizeof path, "%s/batch.safetensors", dir);
+    int rc = derf_safetensors_write(path, bt, 4, NULL, 0, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    free(tokf);
+    free(tgtf);
+    return rc;
+}
+
 int parity_run(const char *script, const char *root, int ncases) {
     char cmd[8192], show[700];
     int n = snprintf(cmd, sizeof cmd, "%s %s", parity_python(), script);

@@ -56,6 +56,28 @@ static void test_bad_specs(void **state) {
     expect_error("train --norm bogus", "unknown norm 'bogus'");
     expect_error("compare --norms layernorm,nope", "unknown norm 'nope'");
     expect_error("compare --norms derf@fast", "bad learning rate");
+    expect_error("train-dna --norm bogus", "unknown norm 'bogus'");
+    expect_error("compare --model hyena --norms layernorm,nope", "unknown norm 'nope'");
+    expect_error("compare --model dna", "--model must be vit, gpt2, hyena or caduceus");
+    expect_error("train-dna --arch mamba", "--arch must be hyena or caduceus");
+    expect_error("train-dna --arch caduceus --preset tiny", "unknown Caduceus preset");
+}
+
+/* the DNA commands: bad options and hostile files */
+static void test_dna_cli(void **state) {
+    (void)state;
+    expect_error("train-dna --preset huge", "unknown HyenaDNA preset 'huge'");
+    expect_error("train-dna --kmer 4", "need --task");
+    expect_error("train-dna --corpus /nonexistent.dnac", "/nonexistent.dnac");
+    expect_error("train-dna --task /nonexistent.dnat --kmer 2", "/nonexistent.dnat");
+    assert_int_equal(system("printf 'DERFDNAC garbage' > /tmp/derf-cli-bad.dnac"), 0);
+    expect_error("train-dna --corpus /tmp/derf-cli-bad.dnac", "not a derf DNA corpus");
+    expect_error("data dna --maf /nonexistent.maf.gz --out /tmp/derf-cli-dna", "/nonexistent.maf.gz");
+    assert_int_equal(system("printf 'a\\ns Hsap.22 10 5 + 100 AC!GT\\n' | gzip > /tmp/derf-cli-bad.maf.gz"), 0);
+    expect_error("data dna --maf /tmp/derf-cli-bad.maf.gz --out /tmp/derf-cli-dna", "not a sequence letter");
+    expect_error("data dna extra", "");
+    unlink("/tmp/derf-cli-bad.dnac");
+    unlink("/tmp/derf-cli-bad.maf.gz");
 }
 
 static void test_bad_flags(void **state) {
@@ -125,7 +147,7 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs), cmocka_unit_test(test_bad_flags),
-        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_good),
+        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_good), cmocka_unit_test(test_dna_cli),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -46,4 +46,20 @@ static inline int tu_close(const char *what, const float *a, const double *b, si
     }
     return 1;
 }
+
+/* Path of `name` inside the folder `dir` (8 rotating buffers, so a few can be used in one call). */
+static inline const char *tu_path(const char *dir, const char *name) {
+    static char buf[8][512];
+    static int k = 0;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+/* Writes len bytes to path (no atomic rename: a test fixture). Returns 0, or -1 on any failure. */
+static inline int tu_write_raw(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int bad = len && fwrite(data, 1, len, f) != len;
+    return (fclose(f) || bad) ? -1 : 0;
+}
 #endif

@@ -2,8 +2,9 @@
 # Installs every package derf needs on a Debian machine (run as root). Does nothing when all are there.
 set -eu
 PKGS="build-essential pkg-config libopenblas-dev libopenblas0-openmp libcmocka-dev libcjson-dev \
-zlib1g-dev libpcre2-dev libstb-dev libsndfile1-dev libsamplerate0-dev python3-torch python3-numpy \
-dataset-fashion-mnist bible-kjv fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl libopenmpi-dev openmpi-bin"
+zlib1g-dev libpcre2-dev libstb-dev libsndfile1-dev libsamplerate0-dev libfftw3-dev python3-torch python3-numpy \
+dataset-fashion-mnist bible-kjv fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl libopenmpi-dev openmpi-bin \
+maffilter-examples ragout-examples"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -306,13 +306,22 @@ def check_dir(d, dtype):
     logits = model(images)
     loss = F.cross_entropy(logits, labels)
     loss.backward()
-    worst = 0.0
+    good, worst = compare_all(batch, logits, loss, model, grads)
+    ok &= good
+    return ok, worst
+
+
+def compare_all(batch, logits, loss, model, grads):
+    """derf's logits, loss (in batch) and every parameter gradient (grads) against the torch model's after
+    loss.backward(); also fails when the gradient names differ. Returns (ok, worst relative error)."""
+    ok, worst = True, 0.0
     for name, ours, ref in [("logits", batch["logits"], logits.detach().numpy()),
                             ("loss", batch["loss"].reshape(-1), loss.detach().numpy().reshape(-1))]:
         good, rel = compare(name, ours, ref)
         ok &= good
         worst = max(worst, rel)
-    for name, p in model.named_parameters():
+    named = dict(model.named_parameters())
+    for name, p in named.items():
         if name not in grads:
             print(f"FAIL {name}: no gradient in grads.safetensors")
             ok = False
@@ -320,19 +329,20 @@ def check_dir(d, dtype):
         good, rel = compare("grad " + name, grads[name], p.grad.numpy())
         ok &= good
         worst = max(worst, rel)
-    if set(grads) != set(dict(model.named_parameters())):
-        print(f"FAIL grads.safetensors names differ: {sorted(set(grads) ^ set(dict(model.named_parameters())))}")
+    if set(grads) != set(named):
+        print(f"FAIL grads.safetensors names differ: {sorted(set(grads) ^ set(named))}")
         ok = False
     return ok, worst
 
 
-def main():
+def run_main(tool, doc, check_dir):
+    """The command line every parity script shares: [--f64] DIR [DIR ...]; check_dir(d, dtype) -> (ok, worst)."""
     args = sys.argv[1:]
     dtype = torch.float32
     if args and args[0] == "--f64":
         dtype, args = torch.float64, args[1:]
     if not args or any(a.startswith("-") for a in args):
-        print(__doc__, file=sys.stderr)
+        print(doc, file=sys.stderr)
         sys.exit(2)
     torch.set_num_threads(1)
     all_ok, worst = True, 0.0
@@ -340,8 +350,12 @@ def main():
         ok, w = check_dir(d, dtype)
         all_ok &= ok
         worst = max(worst, w)
-    print(f"vit_torch_parity: {'PASS' if all_ok else 'FAIL'} ({len(args)} case(s), worst relative error {worst:.2e})")
+    print(f"{tool}: {'PASS' if all_ok else 'FAIL'} ({len(args)} case(s), worst relative error {worst:.2e})")
     sys.exit(0 if all_ok else 1)
+
+
+def main():
+    run_main("vit_torch_parity", __doc__, check_dir)
 
 
 if __name__ == "__main__":

@@ -79,4 +79,13 @@ void derf_residual_forward(float *out, const float *a, const float *b, size_t n)
 void derf_mean_pool_forward(float *out, const float *x, int B, int T, int T0, int C);
 void derf_mean_pool_backward(float *dx, const float *dout, int B, int T, int T0, int C);
 
+/* Causal long convolution per channel through FFTW (HyenaDNA's fftconv, FFT size 2T, so nothing wraps):
+ *     y[b,t,c] = sum_{s<=t} k[c,t-s] u[b,s,c]  (+ D[c] u[b,t,c] when D is non-NULL)
+ * u, y: [B,T,C] token-major; k: [C,T] (one filter of T taps per channel). Backward ADDS:
+ *     du[b,s,c] += sum_{t>=s} k[c,t-s] dy[b,t,c] + D[c] dy[b,s,c];   dk[c,j] += sum_b sum_t dy[b,t,c] u[b,t-j,c];
+ *     dD[c] += sum_{b,t} dy[b,t,c] u[b,t,c]. Plans are cached per size (created under a lock). */
+void derf_fftconv_forward(float *y, const float *u, const float *k, const float *D, int B, int T, int C);
+void derf_fftconv_backward(float *du, float *dk, float *dD, const float *dy, const float *u, const float *k,
+                           const float *D, int B, int T, int C);
+
 #endif

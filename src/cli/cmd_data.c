@@ -1,4 +1,4 @@
-/* cmd_data.c: `derf data text` (and the dispatch to `derf data speech`, cmd_data_speech.c): builds the GPT-2 token shards of the English text corpus
+/* cmd_data.c: `derf data text` (`derf data speech` is in cmd_data_speech.c, `derf data dna` in cmd_data_dna.c): builds the GPT-2 token shards of the English text corpus
  * (runs/data/text/train.bin and val.bin) from the sources `make deps` installs; `--verify` then
  * re-reads the shards and checks every document's tokens against the npm gpt-3-encoder JS encoder
  * (tools/gpt2_tokenize_ref.js, run with node). */
@@ -142,6 +142,7 @@ static int verify(const derf_text_opts *o, const char *ref, const derf_text_stat
 
 int cmd_data(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "speech")) return cmd_data_speech(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "dna")) return cmd_data_dna(argc - 1, argv + 1);
     derf_text_opts o = {0};
     const char *ref = "tools/gpt2_tokenize_ref.js";
     int do_verify = 0;
@@ -154,9 +155,9 @@ int cmd_data(int argc, char **argv) {
         {"quiet", CLI_FLAG, &o.quiet, "no progress lines", 0, -1},
         {0},
     };
-    const cli_cmd cmd = {"data", "text|speech [options]",
-        "Build datasets. 'derf data speech': the 16 kHz speech corpus (see 'derf data speech --help').\n"
-        "'derf data text': GPT-2 token shards of English prose for language modelling:\n"
+    const cli_cmd cmd = {"data", "text|speech|dna [options]",
+        "Build datasets. 'derf data speech': the 16 kHz speech corpus; 'derf data dna': the DNA corpus and tasks\n"
+        "(see 'derf data speech --help', 'derf data dna --help'). 'derf data text': GPT-2 token shards of English prose:\n"
         "train = State of the Union + Jane Austen + Brown + King James Bible, val = Moby Dick.",
         "Shards are llm.c's format: 256 int32 header (magic 20240520, version 1, token count, vocab size), then\n"
         "uint16 tokens; every document starts with <|endoftext|>. Sources come from 'make deps'. See docs/text-data.md.",
@@ -165,7 +166,7 @@ int cmd_data(int argc, char **argv) {
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 1, &npos);
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1 || strcmp(pos[0], "text"))
-        return cli_fail("data", "expected the dataset name 'text' or 'speech' (derf data text [options]); see 'derf data --help'");
+        return cli_fail("data", "expected the dataset name 'text', 'speech' or 'dna' (derf data text|speech|dna [options]); see 'derf data --help'");
     derf_text_stat st[16];
     char err[DERF_ERRLEN];
     if (derf_text_build(&o, st, err, sizeof err)) return cli_fail("data", "%s", err);

@@ -18,11 +18,12 @@ static const subcommand CMDS[] = {
     {"train", cmd_train, "train one ViT classifier (Fashion-MNIST by default) with any norm spec"},
     {"train-lm", cmd_train_lm, "train a GPT-2 language model on the text shards (paper recipe, any norm spec)"},
     {"train-speech", cmd_train_speech, "pre-train wav2vec 2.0 on the speech corpus (any norm spec for the Transformer)"},
+    {"train-dna", cmd_train_dna, "HyenaDNA on real DNA: pretraining, fine-tuning on a task, k-mer baseline (any norm spec)"},
     {"sample", cmd_sample, "generate text with a GPT-2 checkpoint (temperature, top-k, top-p, seed)"},
     {"eval", cmd_eval, "evaluate a ViT checkpoint: test accuracy, per-class accuracy, eval-mode train loss"},
     {"bench", cmd_bench, "benchmark the norm kernels and the ViT / GPT-2 training steps against PyTorch"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
-    {"data", cmd_data, "build datasets: 'derf data text' (GPT-2 token shards), 'derf data speech' (16 kHz speech corpus)"},
+    {"data", cmd_data, "build datasets: 'derf data text' (GPT-2 token shards), 'derf data speech' (16 kHz speech), 'derf data dna' (genomes, tasks)"},
 };
 
 static void usage(FILE *f) {

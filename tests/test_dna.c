@@ -1,0 +1,364 @@
+/* test_dna.c: the DNA data layer: tokenizer ids against HyenaDNA's table, reverse complement against a
+ * hand-written string reference, MAF/FASTA readers on small hand-made files (gzip'd with zlib here),
+ * hostile and truncated inputs rejected with one line, corpus/task round trips and corrupt files, the
+ * coordinate-bin split (disjoint, borders dropped, merging only of contiguous coordinates), and the
+ * repeat task (labels from case, balanced, case never in the tokens). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "derf/dna.h"
+#include "derf/io.h"
+#include "testutil.h"
+
+static char tmpdir[] = "/tmp/derf_test_dna.XXXXXX";
+
+static const char *tp(const char *name) { return tu_path(tmpdir, name); }
+static void write_raw(const char *path, const void *data, size_t len) { assert_int_equal(tu_write_raw(path, data, len), 0); }
+
+static void write_gz(const char *path, const char *text) {
+    gzFile f = gzopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, text, (unsigned)strlen(text)), (int)strlen(text));
+    assert_int_equal(gzclose(f), Z_OK);
+}
+
+static void one_line(const char *err) {
+    assert_true(strlen(err) > 10);
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_tokenizer(void **st) {
+    (void)st;
+    /* HyenaDNA's CharacterTokenizer: [CLS]0 [SEP]1 [BOS]2 [MASK]3 [PAD]4 [RESERVED]5 [UNK]6 A7 C8 G9 T10 N11 */
+    const char *letters = "ACGTN";
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(derf_dna_char_id(letters[i]), 7 + i);
+        assert_int_equal(derf_dna_char_id(letters[i] + 32), 7 + i); /* soft-masked lower case: same id */
+        assert_int_equal(derf_dna_id_char(7 + i), letters[i]);
+    }
+    for (const char *p = "RYKMSWBDHVrykmswbdhv"; *p; p++) assert_int_equal(derf_dna_char_id(*p), DERF_DNA_N);
+    for (const char *p = "-*.0 >\tXxEeUu@`"; *p; p++) assert_int_equal(derf_dna_char_id(*p), -1);
+    for (int c = 128; c < 256; c++) assert_int_equal(derf_dna_char_id(c), -1);
+    assert_int_equal(derf_dna_char_id(0), -1);
+}
+
+/* reverse complement of a string, by hand */
+static void rc_str(char *dst, const char *src) {
+    size_t n = strlen(src);
+    for (size_t i = 0; i < n; i++) {
+        char c = src[n - 1 - i];
+        dst[i] = c == 'A' ? 'T' : c == 'T' ? 'A' : c == 'C' ? 'G' : c == 'G' ? 'C' : c;
+    }
+    dst[n] = 0;
+}
+
+static void test_revcomp(void **st) {
+    (void)st;
+    uint64_t s = tu_seed();
+    for (int rep = 0; rep < 50; rep++) {
+        size_t n = 1 + (size_t)(tu_uniform(&s) * 300);
+        char str[400], want[400];
+        uint8_t ids[400], out[400];
+        for (size_t i = 0; i < n; i++) str[i] = "ACGTN"[(int)(tu_uniform(&s) * 5)];
+        str[n] = 0;
+        rc_str(want, str);
+        for (size_t i = 0; i < n; i++) ids[i] = (uint8_t)derf_dna_char_id(str[i]);
+        derf_dna_revcomp(out, ids, n);
+        for (size_t i = 0; i < n; i++) assert_int_equal(derf_dna_id_char(out[i]), want[i]);
+        derf_dna_revcomp(ids, ids, n); /* in place */
+        assert_memory_equal(ids, out, n);
+        derf_dna_revcomp(out, out, n); /* an involution */
+        for (size_t i = 0; i < n; i++) assert_int_equal(derf_dna_id_char(out[i]), str[i]);
+    }
+    for (int id = 0; id < DERF_DNA_A; id++) assert_int_equal(derf_dna_complement(id), id); /* specials fixed */
+}
+
+static const char *MAF =
+    "##maf version=1\n#\na\n"
+    "s Hsap.22 100 5 + 1000 AC-gTn\n"
+    "s Ptro.22 7 6 + 900 ACGGTN\n\n"
+    "a\n"
+    "s Hsap.22 10 4 - 1000 aCGT\n";
+
+static void test_maf(void **st) {
+    (void)st;
+    char err[DERF_ERRLEN];
+    write_gz(tp("a.maf.gz"), MAF);
+    derf_dna_records rs = {0};
+    assert_int_equal(derf_dna_read_maf(tp("a.maf.gz"), "Hsap.", &rs, err, sizeof err), 0);
+    assert_int_equal(rs.n, 2);
+    assert_string_equal(rs.r[0].name, "Hsap.22");
+    assert_int_equal(rs.r[0].start, 100);
+    assert_int_equal(rs.r[0].len, 5);
+    const uint8_t want0[] = {7, 8, 9, 10, 11}, low0[] = {0, 0, 1, 0, 1};
+    assert_memory_equal(rs.r[0].ids, want0, 5);
+    assert_memory_equal(rs.r[0].lower, low0, 5);
+    /* '-' strand: start 1000-10-4 = 986, sequence reverse-complemented (aCGT -> ACGt), mask reversed */
+    assert_int_equal(rs.r[1].start, 986);
+    const uint8_t want1[] = {7, 8, 9, 10}, low1[] = {0, 0, 0, 1};
+    assert_memory_equal(rs.r[1].ids, want1, 4);
+    assert_memory_equal(rs.r[1].lower, low1, 4);
+    derf_dna_records_free(&rs);
+    /* plain (not gzip'd) works too */
+    write_raw(tp("a.maf"), MAF, strlen(MAF));
+    assert_int_equal(derf_dna_read_maf(tp("a.maf"), "Hsap.", &rs, err, sizeof err), 0);
+    assert_int_equal(rs.n, 2);
+    derf_dna_records_free(&rs);
+}
+
+static void test_hostile_inputs(void **st) {
+    (void)st;
+    char err[DERF_ERRLEN];
+    derf_dna_records rs = {0};
+    const char *bad_maf[] = {
+        "a\ns Hsap.22 100 6 + 1000 AC-gTn\n",     /* size field disagrees with the bases */
+        "a\ns Hsap.22 100 5 + 1000 AC-g!n\n",     /* a non-sequence character */
+        "a\ns Hsap.22 -5 5 + 1000 ACGTN\n",       /* negative start */
+        "a\ns Hsap.22 998 5 + 1000 ACGTN\n",      /* beyond the source size */
+        "a\ns Hsap.22 100 5 ? 1000 ACGTN\n",      /* bad strand */
+        "a\ns Hsap.22 100 five + 1000 ACGTN\n",   /* not a number */
+        "a\ns Ptro.22 100 5 + 1000 ACGTN\n",      /* no human row */
+        "",                                        /* empty */
+    };
+    for (size_t i = 0; i < sizeof bad_maf / sizeof *bad_maf; i++) {
+        write_gz(tp("b.maf.gz"), bad_maf[i]);
+        err[0] = 0;
+        assert_int_equal(derf_dna_read_maf(tp("b.maf.gz"), "Hsap.", &rs, err, sizeof err), -1);
+        one_line(err);
+        assert_int_equal(rs.n, 0);
+    }
+    /* a truncated gzip stream: the first half of a compressed file */
+    char big[20000];
+    size_t k = (size_t)sprintf(big, "a\ns Hsap.22 0 9000 + 100000 ");
+    uint64_t s = tu_seed();
+    for (int i = 0; i < 9000; i++) big[k++] = "ACGT"[(int)(tu_uniform(&s) * 4)];
+    big[k++] = '\n';
+    big[k] = 0;
+    write_gz(tp("c.maf.gz"), big);
+    void *gz;
+    size_t len;
+    assert_int_equal(derf_io_read_file(tp("c.maf.gz"), 1 << 20, &gz, &len, err, sizeof err), 0);
+    write_raw(tp("d.maf.gz"), gz, len / 2);
+    free(gz);
+    assert_int_equal(derf_dna_read_maf(tp("c.maf.gz"), "Hsap.", &rs, err, sizeof err), 0);
+    derf_dna_records_free(&rs);
+    assert_int_equal(derf_dna_read_maf(tp("d.maf.gz"), "Hsap.", &rs, err, sizeof err), -1);
+    one_line(err);
+    assert_int_equal(derf_dna_read_maf(tp("missing.maf.gz"), "Hsap.", &rs, err, sizeof err), -1);
+    one_line(err);
+    /* FASTA */
+    write_gz(tp("a.fa.gz"), ">chr1 first\nACGTac\n\nNNrY\n>chr2\nGG\n");
+    assert_int_equal(derf_dna_read_fasta(tp("a.fa.gz"), &rs, err, sizeof err), 0);
+    assert_int_equal(rs.n, 2);
+    assert_string_equal(rs.r[0].name, "chr1");
+    assert_int_equal(rs.r[0].len, 10);
+    assert_int_equal(rs.r[1].len, 2);
+    derf_dna_records_free(&rs);
+    const char *bad_fa[] = {"ACGT\n", ">a\n>b\nAC\n", ">a\nAC GT\n", ">a\n", "", ">a\nAC-T\n"};
+    for (size_t i = 0; i < sizeof bad_fa / sizeof *bad_fa; i++) {
+        write_gz(tp("b.fa.gz"), bad_fa[i]);
+        assert_int_equal(derf_dna_read_fasta(tp("b.fa.gz"), &rs, err, sizeof err), -1);
+        one_line(err);
+        assert_int_equal(rs.n, 0);
+    }
+}
+
+static void test_corpus_task_files(void **st) {
+    (void)st;
+    char err[DERF_ERRLEN];
+    derf_dna_corpus c = {0}, r;
+    snprintf(c.name, sizeof c.name, "toy");
+    const uint8_t a[] = {7, 8, 9, 10, 11, 7}, b[] = {10, 10, 9};
+    derf_dna_corpus_add(&c, a, 6, 1000, DERF_DNA_TRAIN, 0);
+    derf_dna_corpus_add(&c, b, 3, 5000000, DERF_DNA_TEST, 3);
+    assert_int_equal(derf_dna_corpus_write(tp("t.dnac"), &c, err, sizeof err), 0);
+    assert_int_equal(derf_dna_corpus_read(tp("t.dnac"), &r, err, sizeof err), 0);
+    assert_string_equal(r.name, "toy");
+    assert_int_equal(r.nseg, 2);
+    assert_int_equal(r.ntok, 9);
+    assert_int_equal(r.seg[1].offset, 6);
+    assert_int_equal(r.seg[1].start, 5000000);
+    assert_int_equal(r.seg[1].split, DERF_DNA_TEST);
+    assert_int_equal(r.seg[1].source, 3);
+    assert_memory_equal(r.tok, c.tok, 9);
+    derf_dna_corpus_free(&r);
+    void *buf;
+    size_t len;
+    assert_int_equal(derf_io_read_file(tp("t.dnac"), 1 << 20, &buf, &len, err, sizeof err), 0);
+    assert_int_equal(len, 56 + 2 * 24 + 9); /* the documented size */
+    unsigned char *p = buf;
+    /* every truncation, a bad magic, a bad token, a bad split, a broken offset: refused */
+    for (size_t cut = 0; cut < len; cut++) {
+        assert_int_equal(derf_dna_corpus_parse(buf, cut, "t.dnac", &r, err, sizeof err), -1);
+        one_line(err);
+    }
+    struct { size_t at; unsigned char v; } edits[] = {{0, 'X'}, {8, 2}, {56 + 24 + 20, 3}, {56 + 24, 5}, {56 + 48 + 4, 12},
+                                                    {56 + 48 + 4, 0}, {56 + 16, 0}, {12, 3}};
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        unsigned char keep = p[edits[i].at];
+        p[edits[i].at] = edits[i].v;
+        assert_int_equal(derf_dna_corpus_parse(buf, len, "t.dnac", &r, err, sizeof err), -1);
+        one_line(err);
+        p[edits[i].at] = keep;
+    }
+    assert_int_equal(derf_dna_corpus_parse(buf, len, "t.dnac", &r, err, sizeof err), 0);
+    derf_dna_corpus_free(&r);
+    free(buf);
+    derf_dna_corpus_free(&c);
+
+    uint8_t split[3] = {0, 1, 2}, label[3] = {1, 0, 2}, tok[12] = {7, 8, 9, 10, 11, 7, 8, 9, 10, 11, 7, 8};
+    derf_dna_task t = {.n = 3, .len = 4, .nclass = 3, .split = split, .label = label, .tok = tok}, u;
+    snprintf(t.name, sizeof t.name, "toy_task");
+    assert_int_equal(derf_dna_task_write(tp("t.dnat"), &t, err, sizeof err), 0);
+    assert_int_equal(derf_dna_task_read(tp("t.dnat"), &u, err, sizeof err), 0);
+    assert_int_equal(u.n, 3);
+    assert_int_equal(u.len, 4);
+    assert_memory_equal(u.tok, tok, 12);
+    assert_memory_equal(u.label, label, 3);
+    derf_dna_task_free(&u);
+    assert_int_equal(derf_io_read_file(tp("t.dnat"), 1 << 20, &buf, &len, err, sizeof err), 0);
+    assert_int_equal(len, 56 + 3 * (2 + 4));
+    for (size_t cut = 0; cut < len; cut++) assert_int_equal(derf_dna_task_parse(buf, cut, "t.dnat", &u, err, sizeof err), -1);
+    p = buf;
+    size_t bad_at[] = {56 + 1 /* split 9 */, 56 + 3 + 2 /* label 9 >= 3 classes */, 56 + 6 + 5 /* token 9 is fine, 99 not */};
+    unsigned char bad_v[] = {9, 9, 99};
+    for (int i = 0; i < 3; i++) {
+        unsigned char keep = p[bad_at[i]];
+        p[bad_at[i]] = bad_v[i];
+        assert_int_equal(derf_dna_task_parse(buf, len, "t.dnat", &u, err, sizeof err), -1);
+        one_line(err);
+        p[bad_at[i]] = keep;
+    }
+    free(buf);
+    assert_int_equal(derf_dna_corpus_read(tp("t.dnat"), &r, err, sizeof err), -1); /* a task is not a corpus */
+    one_line(err);
+}
+
+/* Records spanning bin borders: every kept base lands in the split of its coordinate, borders are
+ * dropped, and segments are only merged across records whose coordinates continue. */
+static void test_split(void **st) {
+    (void)st;
+    assert_int_equal(derf_dna_human_split(20000000 + 50000), DERF_DNA_TEST);
+    assert_int_equal(derf_dna_human_split(25000000 + 50000), DERF_DNA_VAL);
+    assert_int_equal(derf_dna_human_split(21000000 + 50000), DERF_DNA_TRAIN);
+    assert_int_equal(derf_dna_human_split(21000000 + 9999), -1);
+    assert_int_equal(derf_dna_human_split(21000000 + 10000), DERF_DNA_TRAIN);
+    assert_int_equal(derf_dna_human_split(21000000 + 989999), DERF_DNA_TRAIN);
+    assert_int_equal(derf_dna_human_split(21000000 + 990000), -1);
+    derf_dna_records rs = {0};
+    uint64_t s = tu_seed();
+    /* records from 19.97 Mbp to 21.05 Mbp (a test bin between train bins), some contiguous, some not */
+    int64_t pos = 19970000;
+    while (pos < 21050000) {
+        size_t n = 1000 + (size_t)(tu_uniform(&s) * 9000);
+        derf_dna_record *r;
+        if (rs.n == rs.cap) { rs.cap = rs.cap ? 2 * rs.cap : 64; rs.r = realloc(rs.r, rs.cap * sizeof *rs.r); }
+        r = &rs.r[rs.n++];
+        memset(r, 0, sizeof *r);
+        r->name = strdup("Hsap.22");
+        r->start = pos;
+        r->len = n;
+        r->ids = malloc(n);
+        r->lower = malloc(n);
+        for (size_t i = 0; i < n; i++) {
+            /* encode the coordinate's parity in the base so we can check where tokens come from */
+            r->ids[i] = (uint8_t)(DERF_DNA_A + (pos + (int64_t)i) % 4);
+            r->lower[i] = (uint8_t)((pos + (int64_t)i) % 3 == 0);
+        }
+        pos += (int64_t)n + (tu_uniform(&s) < 0.5 ? 0 : 1 + (int64_t)(tu_uniform(&s) * 500));
+    }
+    derf_dna_corpus c = {0};
+    uint8_t *lower;
+    derf_dna_split_human(&rs, &c, &lower);
+    size_t kept = 0;
+    for (size_t g = 0; g < c.nseg; g++) {
+        const derf_dna_segment *sg = &c.seg[g];
+        for (size_t i = 0; i < sg->length; i++) {
+            int64_t co = (int64_t)sg->start + (int64_t)i;
+            assert_int_equal(derf_dna_human_split(co), sg->split); /* never crosses a split, never a border base */
+            assert_int_equal(c.tok[sg->offset + i], DERF_DNA_A + co % 4);
+            assert_int_equal(lower[sg->offset + i], co % 3 == 0);
+        }
+        kept += sg->length;
+        if (g) { /* consecutive segments differ in split, or their coordinates do not continue */
+            const derf_dna_segment *pv = &c.seg[g - 1];
+            assert_true(pv->split != sg->split || pv->start + pv->length != sg->start);
+        }
+    }
+    size_t want = 0;
+    for (size_t i = 0; i < rs.n; i++)
+        for (size_t j = 0; j < rs.r[i].len; j++) want += derf_dna_human_split(rs.r[i].start + (int64_t)j) >= 0;
+    assert_int_equal(kept, want);
+    free(lower);
+    derf_dna_corpus_free(&c);
+    derf_dna_records_free(&rs);
+}
+
+/* The repeat task's labels follow the case mask, balanced per split, windows on either strand. */
+static void test_repeat_task(void **st) {
+    (void)st;
+    derf_dna_corpus c = {0};
+    uint64_t s = tu_seed();
+    size_t n = 40000;
+    uint8_t *ids = malloc(n), *lower = malloc(3 * n);
+    for (size_t i = 0; i < n; i++) ids[i] = (uint8_t)(DERF_DNA_A + (int)(tu_uniform(&s) * 4));
+    for (int sp = 0; sp < 3; sp++) derf_dna_corpus_add(&c, ids, n, 1000000 * sp, sp, 0);
+    for (size_t i = 0; i < 3 * n; i++) lower[i] = (uint8_t)(((i % n) / 500) % 3 == 0); /* every third window masked */
+    derf_dna_task t;
+    char err[DERF_ERRLEN];
+    const int cap[3] = {1000, 20, 30};
+    assert_int_equal(derf_dna_make_repeat_task(&c, lower, 500, cap, 3, &t, err, sizeof err), 0);
+    int cnt[3][2] = {{0}};
+    for (int i = 0; i < t.n; i++) {
+        cnt[t.split[i]][t.label[i]]++;
+        /* find the window in the source (either strand) and check its label */
+        const uint8_t *w = t.tok + (size_t)i * 500;
+        uint8_t rc[500];
+        derf_dna_revcomp(rc, w, 500);
+        int found = 0;
+        for (size_t a = 0; a + 500 <= n && !found; a += 500)
+            if (!memcmp(ids + a, w, 500) || !memcmp(ids + a, rc, 500)) {
+                found = 1;
+                assert_int_equal(t.label[i], (a / 500) % 3 == 0);
+            }
+        assert_true(found);
+    }
+    /* 80 windows per split: 27 masked, 53 not -> 27 each in train; caps 20 and 30 halve to 10 and 15 */
+    assert_int_equal(cnt[0][0], 27);
+    assert_int_equal(cnt[0][1], 27);
+    assert_int_equal(cnt[1][0], 10);
+    assert_int_equal(cnt[1][1], 10);
+    assert_int_equal(cnt[2][0], 15);
+    assert_int_equal(cnt[2][1], 15);
+    derf_dna_task_free(&t);
+    free(ids);
+    free(lower);
+    derf_dna_corpus_free(&c);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_revcomp),
+        cmocka_unit_test(test_maf),
+        cmocka_unit_test(test_hostile_inputs),
+        cmocka_unit_test(test_corpus_task_files),
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_repeat_task),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd)) {}
+    return rc;
+}
