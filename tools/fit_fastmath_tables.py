@@ -6,7 +6,8 @@ derf_fast_erff and derf_fast_tanhf (src/norms/fastmath.h; method in docs/fastmat
 saturation point, where the function rounds to exactly 1.0f). On interval k, f(a) ~ p_k(a - c_k) with c_0 = 0
 (so p_0(0) = 0 and relative accuracy holds near 0) and c_k the interval's midpoint otherwise. Each p_k is a
 weighted least-squares fit (relative error) on 400 Chebyshev nodes in 50-digit arithmetic (mpmath), which is
-close to minimax, with coefficients rounded to float. One float table per coefficient, 16 entries each, so an
+close to minimax; the coefficients are rounded to float from the lowest up, the higher ones refitted after
+each rounding. One float table per coefficient, 16 entries each, so an
 AVX-512 kernel fetches a coefficient with one permute. The accuracy is measured by tests/test_fastmath.c.
 
 Run: /usr/bin/python3 tools/fit_fastmath_tables.py > src/norms/fastmath_tables.h   (needs mpmath, numpy)
@@ -45,23 +46,27 @@ def hexf(v):
 
 
 def fit(f, lo, hi, center, deg, zero_at_0):
+    """Coefficients c0..c_deg of p(t) ~ f(center + t) on [lo, hi], as floats. Weighted least squares
+    (relative error) on Chebyshev nodes, then the coefficients are rounded to float one at a time from
+    c0 up, each time refitting the higher ones to absorb the rounding of the lower (c0 = 0 on the first
+    interval)."""
     n = 400
-    cols = list(range(1 if zero_at_0 else 0, deg + 1))
-    A = mp.matrix(n, len(cols))
-    b = mp.matrix(n, 1)
-    for i in range(n):
-        x = (lo + hi) / 2 + (hi - lo) / 2 * mp.cos(mp.pi * (i + mp.mpf(0.5)) / n)
-        t = x - center
-        v = f(x)
-        w = 1 / abs(v)
-        for j, c in enumerate(cols):
-            A[i, j] = t ** c * w
-        b[i] = v * w
-    sol = mp.lu_solve(A.T * A, A.T * b)
-    c = [mp.mpf(0)] * (deg + 1)
-    for j, cc in enumerate(cols):
-        c[cc] = sol[j]
-    return [f32(x) for x in c]
+    xs = [(lo + hi) / 2 + (hi - lo) / 2 * mp.cos(mp.pi * (i + mp.mpf(0.5)) / n) for i in range(n)]
+    vals = [f(x) for x in xs]
+    fixed = {0: 0.0} if zero_at_0 else {}
+    while len(fixed) < deg + 1:
+        cols = [c for c in range(deg + 1) if c not in fixed]
+        A = mp.matrix(n, len(cols))
+        b = mp.matrix(n, 1)
+        for i, x in enumerate(xs):
+            t = x - center
+            w = 1 / abs(vals[i])
+            for j, c in enumerate(cols):
+                A[i, j] = t ** c * w
+            b[i] = (vals[i] - sum(mp.mpf(v) * t ** c for c, v in fixed.items())) * w
+        sol = mp.lu_solve(A.T * A, A.T * b)
+        fixed[cols[0]] = f32(sol[0])
+    return [fixed[c] for c in range(deg + 1)]
 
 
 def table(name, f, width, deg):

@@ -1,9 +1,13 @@
-/* fastmath.h: vectorizable float exp, erf and tanh for the point-wise norm kernels.
+/* fastmath.h: vectorizable float exp, erf and tanh (and erf') for the point-wise norm kernels and GELU.
  *
- * Header-only, static inline, branch-free (only ternary selects, no calls besides fmaf/fabsf/
- * copysignf, which gcc inlines), so a plain loop `y[i] = derf_fast_erff(x[i])` auto-vectorizes
- * (AVX2 / AVX-512) with -O3 -march=native -fno-math-errno, without -ffast-math. The method and
- * the measured errors are in docs/fastmath.md; tests/test_fastmath.c checks the bounds below.
+ * Header-only, static inline, branch-free. Two forms of each function, equal bit for bit:
+ *   - scalar (derf_fast_expf / erff / tanhf / derf_du): only ternary selects and fmaf/fabsf/copysignf,
+ *     so plain loops auto-vectorize (erf/tanh index 16-entry coefficient tables, which gcc turns into
+ *     gathers: correct but slow; the fallback where AVX-512 is absent);
+ *   - AVX-512 (derf_exp16 / erf16 / tanh16 / derf_du16, with __AVX512F__): 16 lanes, the tables
+ *     fetched with one vpermps per coefficient; the norm kernels and GELU call these.
+ * The method and the measured errors are in docs/fastmath.md; tests/test_fastmath.c checks the bounds
+ * below and the bit-for-bit agreement of the two forms.
  *
  * Bounds asserted by the test (measured against double-precision libm, exhaustively over every
  * float in [-10,10] for erf/tanh and every float with a finite nonzero exp; docs/fastmath.md):
@@ -11,15 +15,16 @@
  *                    are denormal (abs err <= 1 denormal ulp), x <= -104 gives +0,
  *                    x > 88.7228 gives +inf (as expf does, no FLT_MAX clamp), NaN -> NaN.
  *   derf_fast_erff : rel err <= 1.5e-7, abs err <= 1.2e-7 (2.0e-7, 1.6e-7 without FMA);
- *                    exactly +-1 for |x| >= 3.92 and +-inf; NaN -> NaN.
- *   derf_fast_tanhf: rel err <= 1.5e-7, abs err <= 1.0e-7; exactly +-1 for |x| >= 9.02 and
+ *                    exactly +-1 for |x| >= 3.9192059 and +-inf; NaN -> NaN.
+ *   derf_fast_tanhf: rel err <= 1.5e-7, abs err <= 1.0e-7; exactly +-1 for |x| >= 9.0109138 and
  *                    +-inf; NaN -> NaN.
- * The polynomial coefficients were fitted for this file (relative-error minimax, Lawson
- * iteration in long double, then rounded to float); the erfc form is the Chebyshev-style fit
- * from Numerical Recipes (erfcc, fractional error < 1.2e-7).
- * Denormal x: erf/tanh results are correct to about 1 denormal ulp (rel err reaches 1.1e-7 just
- * above FLT_MIN). Assumes the default rounding mode (round to nearest) and no flush-to-zero
- * (FTZ/DAZ) for the denormal results. */
+ *   derf_fast_derf_du: 2/sqrt(pi) exp(-u^2), rel err <= 2e-7 + 6e-8 u^2; 0 where u^2 >= 80 (and NaN).
+ * exp's polynomial was fitted for this file (relative-error minimax, Lawson iteration in long
+ * double, rounded to float); erf's and tanh's piecewise polynomials come from
+ * tools/fit_fastmath_tables.py (fastmath_tables.h). Denormal x: erf/tanh results are correct to about
+ * 1 denormal ulp. Assumes the default rounding mode (round to nearest) and no flush-to-zero (FTZ/DAZ)
+ * for the denormal results; no function produces a denormal from a normal input except exp below
+ * -87.3 (erf, tanh and erf' never call exp there). */
 #ifndef DERF_FASTMATH_H
 #define DERF_FASTMATH_H
 #include <math.h>
