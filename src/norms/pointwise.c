@@ -281,7 +281,8 @@ static void bwd16_##NAME(const derf_norm_spec *sp, float *restrict dx, pw_grads 
                                                       _mm512_maskz_loadu_ps(m, dxr + c)));         \
                 ra = _mm512_fmadd_ps(t, xv, ra);                                                   \
                 rs = _mm512_add_ps(rs, t);                                                         \
-                /* masked-off lanes add 0 (dy loads as 0) into the rows' padding */                \
+                /* full-width read-add-write: masked-off lanes (dy = 0, f(0) finite) add 0 to the  \
+                 * next row (dbeta after dgamma, ...) or the 16 floats of padding after the last */ \
                 _mm512_storeu_ps(pg + c, _mm512_fmadd_ps(dyv, f, _mm512_loadu_ps(pg + c)));        \
                 _mm512_storeu_ps(pb + c, _mm512_add_ps(dyv, _mm512_loadu_ps(pb + c)));             \
                 if (psc) _mm512_storeu_ps(ps + c, _mm512_add_ps(t, _mm512_loadu_ps(ps + c)));      \
