@@ -2,7 +2,8 @@
  * Sweeps every 64th float bit pattern in [-10,10] (erf, tanh) and in [-104,89] (exp, i.e. every
  * input with a finite nonzero result), every 16th denormal, every bit pattern within 2^16 ulps of
  * an interval boundary of the piecewise polynomials (1 for erf, 0.5 for tanh), 1M uniform random
- * points, and the special values; prints the measured maxima (quoted in docs/fastmath.md) and asserts the documented bounds. Parallel with OpenMP.
+ * points, and the special values; prints the measured maxima (quoted in docs/fastmath.md) and
+ * asserts the documented bounds. Parallel with OpenMP.
  * DERF_FASTMATH_STRIDE=1 makes the main sweeps exhaustive (every float; ~70 s on 2 cores). */
 #include <stdarg.h>
 #include <stddef.h>
