@@ -85,8 +85,9 @@ static void test_norms_and_vit(void **state) {
 
 static void test_gpt2_tiny(void **state) {
     (void)state;
-    assert_int_equal(bench("--only gpt2 --gpt2-preset test --gpt2-batch 2 --gpt2-seq 8 --reps 1 --warmup 0 --threads 1"), 0);
+    assert_int_equal(bench("--only gpt2 --gpt2-preset test --gpt2-batch 2 --gpt2-seq 8 --reps 2 --warmup 0 --threads 1 --min"), 0);
     assert_non_null(strstr(out, "gpt2 test"));
+    assert_non_null(strstr(out, "each figure is the minimum of its timed runs")); /* --min, passed to the peer too */
     assert_int_equal(rows("layernorm"), 1);
     assert_int_equal(rows("derf"), 1);
 }

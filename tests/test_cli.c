@@ -58,7 +58,7 @@ static void test_bad_specs(void **state) {
     expect_error("compare --norms derf@fast", "bad learning rate");
     expect_error("train-dna --norm bogus", "unknown norm 'bogus'");
     expect_error("compare --model hyena --norms layernorm,nope", "unknown norm 'nope'");
-    expect_error("compare --model dna", "--model must be vit, gpt2, hyena or caduceus");
+    expect_error("compare --model dna", "--model must be vit, gpt2, wav2vec, hyena or caduceus");
     expect_error("train-dna --arch mamba", "--arch must be hyena or caduceus");
     expect_error("train-dna --arch caduceus --preset tiny", "unknown Caduceus preset");
 }

@@ -1,12 +1,14 @@
 /* test_norms.c: every norm entry and transform against an independent double-precision
  * reference: forward values, and every gradient (x, alpha, s, gamma, beta) against central finite
- * differences in double. Plus the spec parser with good and bad strings. */
+ * differences in double, at the tiny shape of the search, at widths around the 16-lane vector length,
+ * and threaded at a size where the kernels split rows over threads. Plus the spec parser. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <omp.h>
 #include "derf/norm.h"
 #include "testutil.h"
 
@@ -49,30 +51,34 @@ static double ref_loss(const derf_norm_spec *s, const double *x, const double *p
     return L;
 }
 
-static void check_spec(const char *text) {
+/* Moves every parameter away from its init (alpha by +0.3 more) so each gradient path is exercised. */
+static int perturb_params(const derf_norm_spec *s, int C, float *p, derf_norm_param d[4], uint64_t *seed) {
+    int k = derf_norm_params(s, C, d);
+    for (int i = 0; i < k; i++)
+        for (size_t j = 0; j < d[i].numel; j++)
+            p[d[i].offset + j] += (float)(0.4 * (tu_uniform(seed) - 0.5)) + (!strcmp(d[i].name, "alpha") ? 0.3f : 0.f);
+    return k;
+}
+
+static void check_spec_shape(const char *text, int N, int C) {
     derf_norm_spec s;
     char err[512];
     int rc = derf_norm_parse(text, &s, err, sizeof err);
     if (rc) fprintf(stderr, "%s\n", err);
     assert_int_equal(rc, 0);
-    uint64_t seed = tu_seed() ^ (uint64_t)strlen(text) * 7919u ^ (uint64_t)text[0] * 104729u;
-    const int N = 5, C = 7;
+    uint64_t seed = tu_seed() ^ (uint64_t)strlen(text) * 7919u ^ (uint64_t)text[0] * 104729u ^ (uint64_t)C;
     size_t P = derf_norm_param_count(&s, C), NC = (size_t)N * C;
     float *x = malloc(NC * 4), *y = malloc(NC * 4), *dy = malloc(NC * 4), *dx = malloc(NC * 4);
     float *p = malloc(P * 4 + 4), *dp = malloc(P * 4 + 4);
     float *stats = malloc(derf_norm_stats_count(&s, N) * 4 + 4);
-    double *xd = malloc(NC * 8), *pd = malloc(P * 8 + 8), *dyd = malloc(NC * 8), *yd = malloc(NC * 8);
+    double *xd = calloc(NC, 8), *pd = calloc(P + 1, 8), *dyd = malloc(NC * 8), *yd = malloc(NC * 8);
     double *gx = malloc(NC * 8), *gp = malloc(P * 8 + 8);
 
     tu_fill(x, NC, &seed, -3.5, 3.5);
     tu_fill(dy, NC, &seed, -1, 1);
     derf_norm_init(&s, C, p);
-    /* perturb every parameter away from its init so each gradient path is exercised */
     derf_norm_param d[4];
-    int k = derf_norm_params(&s, C, d);
-    for (int i = 0; i < k; i++)
-        for (size_t j = 0; j < d[i].numel; j++)
-            p[d[i].offset + j] += (float)(0.4 * (tu_uniform(&seed) - 0.5)) + (!strcmp(d[i].name, "alpha") ? 0.3f : 0.f);
+    int k = perturb_params(&s, C, p, d, &seed);
     /* exproot and power23 have an infinite slope at u = 0: within ~0.02 of it, rounding u = alpha x + s
      * to float alone moves f' by more than the tolerance, so such elements are redrawn (as in
      * test_torch_norms). u uses the perturbed alpha (first parameter) and scalar shift (second). */
@@ -122,7 +128,128 @@ static void check_spec(const char *text) {
     free(xd); free(pd); free(dyd); free(yd); free(gx); free(gp);
 }
 
-static void test_spec_case(void **state) { check_spec((const char *)*state); }
+static void test_spec_case(void **state) { check_spec_shape((const char *)*state, 5, 7); }
+
+/* The vector kernels (16 channels a step, a masked tail) at widths around the vector length: one row,
+ * exact multiples of 16, and tails of 1 and 15. */
+typedef struct { const char *spec; int N, C; } shaped_case;
+static const shaped_case SHAPED[] = {
+    {"derf", 1, 37}, {"derf", 3, 48}, {"derf", 2, 17}, {"derf:shift=channel", 2, 31}, {"derf:noaffine", 1, 16},
+    {"dyt", 1, 37}, {"dyt", 3, 48}, {"dyt:noaffine", 2, 33},
+    {"layernorm", 1, 37}, {"layernorm", 3, 48}, {"layernorm:nobias", 2, 17}, {"layernorm:noaffine", 2, 15},
+    {"rmsnorm", 1, 37}, {"rmsnorm", 3, 64}, {"rmsnorm:bias", 2, 79},
+};
+static void test_shaped_case(void **state) {
+    const shaped_case *k = *state;
+    check_spec_shape(k->spec, k->N, k->C);
+}
+
+/* ---- many threads ----------------------------------------------------------------------------- */
+/* Kernels run threaded only above 16384 elements, too many for the finite differences of the whole
+ * tensor above. Here N = 9 rows of C = 1901 channels (118 vectors and a tail of 13) on 3 threads
+ * (rows split 3/3/3, per-thread partial sums), against a double reference with the gradients taken
+ * element by element: for a point-wise layer each y[n][c] depends on x[n][c] and on the parameters
+ * of channel c only, so central differences of the double scalar function give dy/dx, dy/dalpha,
+ * dy/ds, and dgamma = sum dy f, dbeta = sum dy are exact sums; for LayerNorm/RMSNorm dx comes from
+ * central differences of one row's loss, dgamma = sum dy xhat and dbeta = sum dy from the double
+ * statistics. Backward also runs with dx = NULL and with dparams = NULL. */
+static double pw_y(const derf_norm_spec *s, double x, double a, double sh, double g, double b) {
+    return g * derf_pointwise_eval_f64(s, a * x + sh) + b;
+}
+
+static void check_threads(const char *text) {
+    derf_norm_spec s;
+    assert_int_equal(derf_norm_parse(text, &s, NULL, 0), 0);
+    enum { N = 9, C = 1901 };
+    const size_t NC = (size_t)N * C;
+    uint64_t seed = tu_seed() ^ 0x5eedu ^ (uint64_t)strlen(text);
+    size_t P = derf_norm_param_count(&s, C);
+    float *x = malloc(NC * 4), *y = malloc(NC * 4), *dy = malloc(NC * 4), *dx = malloc(NC * 4), *dx2 = malloc(NC * 4);
+    float *p = malloc(P * 4 + 4), *dp = calloc(P + 1, 4), *dp2 = calloc(P + 1, 4);
+    float *stats = malloc(derf_norm_stats_count(&s, N) * 4 + 4);
+    double *yd = malloc(NC * 8), *gx = calloc(NC, 8), *gp = calloc(P + 1, 8), *xd = malloc(NC * 8);
+    tu_fill(x, NC, &seed, -3.5, 3.5);
+    tu_fill(dy, NC, &seed, -1, 1);
+    derf_norm_init(&s, C, p);
+    derf_norm_param d[4];
+    int k = perturb_params(&s, C, p, d, &seed);
+    double *pd = malloc(P * 8 + 8);
+    for (size_t i = 0; i < P; i++) pd[i] = p[i];
+    for (size_t i = 0; i < NC; i++) xd[i] = x[i];
+    ref_forward(&s, yd, xd, pd, N, C);
+
+    const double h = 1e-6;
+    if (s.kind == DERF_NORM_POINTWISE) {
+        const double *a = NULL, *sh = NULL, *w = NULL, *b = NULL;
+        size_t oa = 0, osh = 0, ow = 0, ob = 0;
+        for (int i = 0; i < k; i++) {
+            if (!strcmp(d[i].name, "alpha")) { a = pd + d[i].offset; oa = d[i].offset; }
+            if (!strcmp(d[i].name, "shift")) { sh = pd + d[i].offset; osh = d[i].offset; }
+            if (!strcmp(d[i].name, "weight")) { w = pd + d[i].offset; ow = d[i].offset; }
+            if (!strcmp(d[i].name, "bias")) { b = pd + d[i].offset; ob = d[i].offset; }
+        }
+        int shc = s.shift == DERF_SHIFT_CHANNEL;
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+                size_t i = (size_t)n * C + c;
+                double xv = xd[i], av = a[0], sv = sh ? sh[shc ? c : 0] : 0, gv = w ? w[c] : 1, bv = b ? b[c] : 0;
+                double g = dy[i];
+                gx[i] = g * (pw_y(&s, xv + h, av, sv, gv, bv) - pw_y(&s, xv - h, av, sv, gv, bv)) / (2 * h);
+                gp[oa] += g * (pw_y(&s, xv, av + h, sv, gv, bv) - pw_y(&s, xv, av - h, sv, gv, bv)) / (2 * h);
+                if (sh) gp[osh + (shc ? (size_t)c : 0)] += g * (pw_y(&s, xv, av, sv + h, gv, bv) - pw_y(&s, xv, av, sv - h, gv, bv)) / (2 * h);
+                if (w) gp[ow + c] += g * derf_pointwise_eval_f64(&s, av * xv + sv);
+                if (b) gp[ob + c] += g;
+            }
+    } else {
+        double *row = malloc(C * 8), *yr = malloc(C * 8);
+        for (int n = 0; n < N; n++) {
+            const double *xr = xd + (size_t)n * C;
+            const float *dyr = dy + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                double lp = 0, lm = 0;
+                for (int j = 0; j < C; j++) row[j] = xr[j];
+                row[c] = xr[c] + h;
+                ref_forward(&s, yr, row, pd, 1, C);
+                for (int j = 0; j < C; j++) lp += yr[j] * dyr[j];
+                row[c] = xr[c] - h;
+                ref_forward(&s, yr, row, pd, 1, C);
+                for (int j = 0; j < C; j++) lm += yr[j] * dyr[j];
+                gx[(size_t)n * C + c] = (lp - lm) / (2 * h);
+            }
+            if (s.affine) { /* xhat = (y - b) / w from the reference forward */
+                for (int c = 0; c < C; c++) {
+                    double bv = s.bias ? pd[C + c] : 0, xh = (yd[(size_t)n * C + c] - bv) / pd[c];
+                    gp[c] += dyr[c] * xh;
+                    if (s.bias) gp[C + c] += dyr[c];
+                }
+            }
+        }
+        free(row); free(yr);
+    }
+
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(3);
+    derf_norm_forward(&s, y, stats, x, p, N, C);
+    for (size_t i = 0; i < NC; i++) { dx[i] = 1.f; dx2[i] = 0.f; }
+    derf_norm_backward(&s, dx, dp, dy, x, p, stats, N, C);
+    derf_norm_backward(&s, NULL, dp2, dy, x, p, stats, N, C);  /* parameter gradients only */
+    derf_norm_backward(&s, dx2, NULL, dy, x, p, stats, N, C);  /* dx only */
+    omp_set_num_threads(saved);
+    for (size_t i = 0; i < NC; i++) dx[i] -= 1.f;
+    assert_true(tu_close("forward (3 threads)", y, yd, NC, 2e-6, 2e-5));
+    assert_true(tu_close("dx (3 threads)", dx, gx, NC, 5e-5, 1e-4));
+    assert_true(tu_close("dx with dparams NULL", dx2, gx, NC, 5e-5, 1e-4));
+    for (int i = 0; i < k; i++) {
+        double atol = d[i].numel == 1 ? 5e-5 * NC : 5e-5 * N;
+        assert_true(tu_close(d[i].name, dp + d[i].offset, gp + d[i].offset, d[i].numel, atol, 1e-4));
+        assert_true(tu_close(d[i].name, dp2 + d[i].offset, gp + d[i].offset, d[i].numel, atol, 1e-4));
+    }
+    free(x); free(y); free(dy); free(dx); free(dx2); free(p); free(dp); free(dp2); free(stats);
+    free(yd); free(gx); free(gp); free(xd); free(pd);
+}
+static void test_threads_case(void **state) { check_threads((const char *)*state); }
+static const char *THREADED[] = {"derf", "dyt", "derf:shift=channel", "derf:noaffine", "expsign",
+                                 "erf+clip=0.6:noshift", "layernorm", "layernorm:noaffine", "rmsnorm", "rmsnorm:bias"};
 
 /* ---- parser ---------------------------------------------------------------------------------- */
 
@@ -249,15 +376,25 @@ static const char *CASES[] = {
 };
 
 int main(void) {
-    enum { NC = sizeof CASES / sizeof CASES[0] };
-    struct CMUnitTest tests[NC + 3];
-    char names[NC][96];
-    for (int i = 0; i < NC; i++) {
-        snprintf(names[i], sizeof names[i], "fd %s", CASES[i]);
-        tests[i] = (struct CMUnitTest){names[i], test_spec_case, NULL, NULL, (void *)CASES[i]};
+    enum { NC = sizeof CASES / sizeof CASES[0], NS = sizeof SHAPED / sizeof SHAPED[0],
+           NT = sizeof THREADED / sizeof THREADED[0], NALL = NC + NS + NT + 3 };
+    struct CMUnitTest tests[NALL];
+    char names[NC + NS + NT][96];
+    int t = 0;
+    for (int i = 0; i < NC; i++, t++) {
+        snprintf(names[t], sizeof names[t], "fd %s", CASES[i]);
+        tests[t] = (struct CMUnitTest){names[t], test_spec_case, NULL, NULL, (void *)CASES[i]};
     }
-    tests[NC] = (struct CMUnitTest)cmocka_unit_test(test_parse_good);
-    tests[NC + 1] = (struct CMUnitTest)cmocka_unit_test(test_parse_bad);
-    tests[NC + 2] = (struct CMUnitTest)cmocka_unit_test(test_registry);
-    return _cmocka_run_group_tests("norms", tests, NC + 3, NULL, NULL);
+    for (int i = 0; i < NS; i++, t++) {
+        snprintf(names[t], sizeof names[t], "fd %s %dx%d", SHAPED[i].spec, SHAPED[i].N, SHAPED[i].C);
+        tests[t] = (struct CMUnitTest){names[t], test_shaped_case, NULL, NULL, (void *)&SHAPED[i]};
+    }
+    for (int i = 0; i < NT; i++, t++) {
+        snprintf(names[t], sizeof names[t], "3 threads %s", THREADED[i]);
+        tests[t] = (struct CMUnitTest){names[t], test_threads_case, NULL, NULL, (void *)THREADED[i]};
+    }
+    tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_parse_good);
+    tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_parse_bad);
+    tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_registry);
+    return _cmocka_run_group_tests("norms", tests, NALL, NULL, NULL);
 }

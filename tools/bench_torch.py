@@ -8,8 +8,8 @@ Usage (derf bench builds these command lines; the norm specs are derf's canonica
                        --classes V --pool avg|cls --gelu erf|tanh  COMMON SPEC...   one ViT training step
   bench_torch.py gpt2  --batch B --seq T --vocab V --block-size S --n-layer L --n-head H --n-embd C
                        --bias 0|1                 COMMON SPEC...   one GPT-2 training step
-  COMMON: --reps R --warmup W --threads N   (median of R timed runs after W untimed ones;
-          torch.set_num_threads(N))
+  COMMON: --reps R --warmup W --threads N [--min]   (median of R timed runs after W untimed ones,
+          or their minimum with --min; torch.set_num_threads(N))
 
 The models are the parity oracles' (tools/vit_torch_parity.py, tools/gpt2_torch_parity.py: the same
 architecture derf trains), except that LayerNorm is torch's fused nn.LayerNorm, what a PyTorch user
@@ -63,6 +63,9 @@ def parse(text):
         return None
 
 
+STAT_MIN = False  # --min: the fastest timed run instead of the median (as derf bench --min)
+
+
 def median_ms(fn, warmup, reps):
     for _ in range(warmup):
         fn()
@@ -73,6 +76,8 @@ def median_ms(fn, warmup, reps):
         ts.append(time.perf_counter() - t)
     ts.sort()
     n = len(ts)
+    if STAT_MIN:
+        return 1e3 * ts[0]
     return 1e3 * (ts[n // 2] if n % 2 else 0.5 * (ts[n // 2 - 1] + ts[n // 2]))
 
 
@@ -156,6 +161,7 @@ def main():
         p.add_argument("--reps", type=int, default=10)
         p.add_argument("--warmup", type=int, default=2)
         p.add_argument("--threads", type=int, default=torch.get_num_threads())
+        p.add_argument("--min", action="store_true")
         p.add_argument("specs", nargs="+")
         parts[name] = (p, fn)
     p = parts["norms"][0]
@@ -172,6 +178,8 @@ def main():
                  ("n-embd", 768), ("bias", 1)):
         p.add_argument("--" + k, type=int, default=d)
     a = ap.parse_args()
+    global STAT_MIN
+    STAT_MIN = a.min
     if a.reps < 1 or a.warmup < 0 or a.threads < 1:
         ap.error("--reps must be >= 1, --warmup >= 0, --threads >= 1")
     torch.set_num_threads(a.threads)

@@ -39,7 +39,10 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median wall time (ms) of `reps` calls of fn after `warmup` untimed ones. */
+/* --min: report the fastest timed run instead of the median (steadier where other jobs share the cores). */
+static int stat_min;
+
+/* Median (or, with --min, minimum) wall time (ms) of `reps` calls of fn after `warmup` untimed ones. */
 static double median_ms(void (*fn)(void *), void *ctx, int warmup, int reps) {
     double *ts = malloc(sizeof(double) * (size_t)reps);
     for (int r = -warmup; r < reps; r++) {
@@ -48,7 +51,7 @@ static double median_ms(void (*fn)(void *), void *ctx, int warmup, int reps) {
         if (r >= 0) ts[r] = now_s() - t;
     }
     qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
-    double m = reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
+    double m = stat_min ? ts[0] : reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
     free(ts);
     return 1e3 * m;
 }
@@ -85,7 +88,8 @@ static int peer_run(peer_t *p, int blas, const char *args, int nspec, double val
     for (int i = 0; i < nspec; i++) vals[i][0] = vals[i][1] = NAN;
     if (!p->enabled) return -1;
     static char cmd[16384];
-    snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=%d '%s' '%s' %s", blas, p->python, p->script, args);
+    snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=%d '%s' '%s' %s%s", blas, p->python, p->script, args,
+             stat_min ? " --min" : "");
     FILE *f = popen(cmd, "r");
     if (!f) { peer_skip(p, "could not start the python subprocess"); return -1; }
     char line[1024], notorch[400] = "";
@@ -464,6 +468,7 @@ int cmd_bench(int argc, char **argv) {
         {"python", CLI_STR, &python, "interpreter for the PyTorch peers (tools/bench_torch.py)", 0, -1},
         {"torch-blas", CLI_INT, &torch_blas, "OPENBLAS_NUM_THREADS for PyTorch (0: 1 for norms and vit, --threads for gpt2)", 0, 1024},
         {"no-torch", CLI_FLAG, &no_torch, "skip the PyTorch peers", 0, -1},
+        {"min", CLI_FLAG, &stat_min, "report the fastest timed run, not the median (both sides; for a loaded machine)", 0, -1},
         {0},
     };
     const cli_cmd cmd = {"bench", "[options]",
@@ -516,9 +521,9 @@ int cmd_bench(int argc, char **argv) {
     peer.script = script;
 
     omp_set_num_threads(threads);
-    printf("derf bench: %d thread%s, fp32; each figure is the median of its timed runs after untimed warm-up runs\n"
+    printf("derf bench: %d thread%s, fp32; each figure is the %s of its timed runs after untimed warm-up runs\n"
            "(memcpy/norms %d after %d, vit %d after %d, gpt2 %d after %d); PyTorch peers %s\n",
-           threads, threads == 1 ? "" : "s", peer.reps[1], peer.warmup[1], peer.reps[2], peer.warmup[2], peer.reps[3],
+           threads, threads == 1 ? "" : "s", stat_min ? "minimum" : "median", peer.reps[1], peer.warmup[1], peer.reps[2], peer.warmup[2], peer.reps[3],
            peer.warmup[3], peer.enabled ? python : "skipped");
     fflush(stdout);
 

@@ -23,9 +23,7 @@ static inline DERF_HOSTDEV float fclamp1(float v) { return v > 1.f ? 1.f : (v < 
 static inline DERF_HOSTDEV float fin1(float v) { return (v <= 1.f && v >= -1.f) ? 1.f : 0.f; }
 
 static inline DERF_HOSTDEV float fn_erf(float u, float *df) {
-    /* exp(-u^2) would be denormal beyond |u| = 9.4 (slow on x86): below 1e-35 the slope is 0 */
-    float u2 = u * u;
-    *df = u2 < 80.f ? DERF_2_SQRTPI * derf_fast_expf(-u2) : 0.f;
+    *df = derf_fast_derf_du(u); /* 0 where exp(-u^2) < 1e-35 (no denormals, fastmath.h) */
     return derf_fast_erff(u);
 }
 static inline DERF_HOSTDEV float fn_tanh(float u, float *df) {
