@@ -1,5 +1,11 @@
 /* parity.c: shared helpers of the model parity tests (see parity.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "derf/train.h"
@@ -42,4 +48,23 @@ int parity_run(const char *script, const char *root, int ncases) {
         if (system(show)) {}
     }
     return rc;
+}
+
+int parity_write_model(const char *dir, const derf_params *p, char keys[][32], char vals[][128], int nk) {
+    derf_st_meta meta[64];
+    char path[1200];
+    if (nk < 0 || nk > 64) { fprintf(stderr, "parity_write_model: %d metadata keys\n", nk); return -1; }
+    for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
+    snprintf(path, sizeof path, "%s/params.safetensors", dir);
+    if (parity_write_slab(path, p, p->params, meta, nk)) return -1;
+    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
+    return parity_write_slab(path, p, p->grads, NULL, 0);
+}
+
+void parity_require_torch(void) {
+    if (parity_have_torch()) return;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python());
+    print_message("SKIP: %s cannot import torch and numpy\n", parity_python());
+    skip();
 }

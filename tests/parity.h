@@ -14,5 +14,10 @@ int parity_write_slab(const char *path, const derf_params *p, const float *slab,
 /* Runs `python script ROOT/case0 ...`; prints the failing lines (or the summary line on success).
  * Removes ROOT on success unless DERF_KEEP_PARITY is set. Returns the script's exit status. */
 int parity_run(const char *script, const char *root, int ncases);
+/* Writes DIR/params.safetensors (with the model config as metadata: keys/vals as *_config_to_meta makes them)
+ * and DIR/grads.safetensors. 0, or -1 with the error printed. */
+int parity_write_model(const char *dir, const derf_params *p, char keys[][32], char vals[][128], int nk);
+/* Skips the calling cmocka test when the parity Python has no torch; fails it instead when CI=true. */
+void parity_require_torch(void);
 
 #endif

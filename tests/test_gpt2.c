@@ -534,12 +534,7 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
     char keys[32][32], vals[32][128], path[600];
     int nk = derf_gpt2_config_to_meta(&m.cfg, keys, vals, 32);
     assert_true(nk > 0);
-    derf_st_meta meta[32];
-    for (int i = 0; i < nk; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
-    snprintf(path, sizeof path, "%s/params.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.params, meta, nk), 0);
-    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
-    assert_int_equal(parity_write_slab(path, &m.params, m.params.grads, NULL, 0), 0);
+    assert_int_equal(parity_write_model(dir, &m.params, keys, vals, nk), 0);
     float *logits = malloc((size_t)n * V * sizeof *logits);
     memcpy(logits, m.logits, (size_t)n * V * sizeof *logits);
 
@@ -574,12 +569,7 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
 
 static void test_torch_parity(void **state) {
     (void)state;
-    if (!parity_have_torch()) {
-        const char *ci = getenv("CI");
-        if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python());
-        print_message("SKIP: %s cannot import torch and numpy\n", parity_python());
-        skip();
-    }
+    parity_require_torch();
     const parity_case cases[] = {
         /* the test preset (V 64, C 16, L 2, NH 2), a batch smaller than the arena */
         {"layernorm", 1, -1, 2, 7, 3, 8, 0, 0, 0, 0},

@@ -41,7 +41,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 # the safetensors reader, the norm layers and the per-tensor comparison are shared with the ViT check
-from vit_torch_parity import compare, make_norm, parse_norm, read_safetensors  # noqa: E402
+from vit_torch_parity import (compare, compare_outputs_and_grads, make_norm, parse_norm,  # noqa: E402
+                              read_safetensors, run_cases)
 
 
 STEP_RTOL = 1e-4   # the AdamW run's per-step losses and gradient norms: max|err| <= STEP_RTOL * max|torch|
@@ -172,24 +173,8 @@ def check_dir(d, dtype):
     tokens, targets = ids(batch["tokens"]), ids(batch["targets"])
     logits, loss = model(tokens, targets)
     loss.backward()
-    ok, worst = True, 0.0
-    for name, ours, ref in [("logits", batch["logits"], logits.detach().numpy()),
-                            ("loss", batch["loss"].reshape(-1), loss.detach().numpy().reshape(-1))]:
-        good, rel = compare(name, ours, ref)
-        ok &= good
-        worst = max(worst, rel)
-    named = dict(model.named_parameters())
-    for name, p in named.items():
-        if name not in grads:
-            print(f"FAIL {name}: no gradient in grads.safetensors")
-            ok = False
-            continue
-        good, rel = compare("grad " + name, grads[name], p.grad.numpy())
-        ok &= good
-        worst = max(worst, rel)
-    if set(grads) != set(named):
-        print(f"FAIL grads.safetensors names differ: {sorted(set(grads) ^ set(named))}")
-        ok = False
+    ok, worst = compare_outputs_and_grads([("logits", batch["logits"], logits), ("loss", batch["loss"], loss)],
+                                          model, grads)
 
     if "steps_loss" in batch:                       # the AdamW run, from the same starting parameters
         model = load_model(cfg, params, dtype)
@@ -223,21 +208,7 @@ def check_dir(d, dtype):
 
 
 def main():
-    args = sys.argv[1:]
-    dtype = torch.float32
-    if args and args[0] == "--f64":
-        dtype, args = torch.float64, args[1:]
-    if not args or any(a.startswith("-") for a in args):
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    torch.set_num_threads(1)
-    all_ok, worst = True, 0.0
-    for d in args:
-        ok, w = check_dir(d, dtype)
-        all_ok &= ok
-        worst = max(worst, w)
-    print(f"gpt2_torch_parity: {'PASS' if all_ok else 'FAIL'} ({len(args)} case(s), worst relative error {worst:.2e})")
-    sys.exit(0 if all_ok else 1)
+    run_cases(check_dir, "gpt2_torch_parity", __doc__)
 
 
 if __name__ == "__main__":

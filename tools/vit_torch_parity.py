@@ -306,13 +306,21 @@ def check_dir(d, dtype):
     logits = model(images)
     loss = F.cross_entropy(logits, labels)
     loss.backward()
-    worst = 0.0
-    for name, ours, ref in [("logits", batch["logits"], logits.detach().numpy()),
-                            ("loss", batch["loss"].reshape(-1), loss.detach().numpy().reshape(-1))]:
-        good, rel = compare(name, ours, ref)
+    return compare_outputs_and_grads([("logits", batch["logits"], logits), ("loss", batch["loss"], loss)],
+                                     model, grads)
+
+
+def compare_outputs_and_grads(outputs, model, grads):
+    """outputs: (name, derf's array, torch tensor) after backward; then every parameter's gradient against
+    grads (derf's, by name). Returns (ok, worst relative error)."""
+    ok, worst = True, 0.0
+    for name, ours, ref in outputs:
+        ref = ref.detach().numpy()
+        good, rel = compare(name, np.asarray(ours).reshape(ref.shape), ref)
         ok &= good
         worst = max(worst, rel)
-    for name, p in model.named_parameters():
+    named = dict(model.named_parameters())
+    for name, p in named.items():
         if name not in grads:
             print(f"FAIL {name}: no gradient in grads.safetensors")
             ok = False
@@ -320,28 +328,33 @@ def check_dir(d, dtype):
         good, rel = compare("grad " + name, grads[name], p.grad.numpy())
         ok &= good
         worst = max(worst, rel)
-    if set(grads) != set(dict(model.named_parameters())):
-        print(f"FAIL grads.safetensors names differ: {sorted(set(grads) ^ set(dict(model.named_parameters())))}")
+    if set(grads) != set(named):
+        print(f"FAIL grads.safetensors names differ: {sorted(set(grads) ^ set(named))}")
         ok = False
     return ok, worst
 
 
-def main():
+def run_cases(check, tool, doc):
+    """The command line every *_torch_parity.py shares: [--f64] DIR..., check(dir, dtype) -> (ok, worst)."""
     args = sys.argv[1:]
     dtype = torch.float32
     if args and args[0] == "--f64":
         dtype, args = torch.float64, args[1:]
     if not args or any(a.startswith("-") for a in args):
-        print(__doc__, file=sys.stderr)
+        print(doc, file=sys.stderr)
         sys.exit(2)
     torch.set_num_threads(1)
     all_ok, worst = True, 0.0
     for d in args:
-        ok, w = check_dir(d, dtype)
+        ok, w = check(d, dtype)
         all_ok &= ok
         worst = max(worst, w)
-    print(f"vit_torch_parity: {'PASS' if all_ok else 'FAIL'} ({len(args)} case(s), worst relative error {worst:.2e})")
+    print(f"{tool}: {'PASS' if all_ok else 'FAIL'} ({len(args)} case(s), worst relative error {worst:.2e})")
     sys.exit(0 if all_ok else 1)
+
+
+def main():
+    run_cases(check_dir, "vit_torch_parity", __doc__)
 
 
 if __name__ == "__main__":
