@@ -44,6 +44,7 @@ typedef struct {
     float *acts;
     size_t acts_size;
     float *logits;            /* [B, classes] after forward */
+    float *features;          /* [B, dim] after forward: the head's input (fc_norm / norm output) */
 } derf_vit;
 
 /* Registers the tensors and allocates everything for batches up to max_batch. */

@@ -120,3 +120,9 @@ int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
     *argv = av;
     return 0;
 }
+
+int cli_copy_opts(cli_opt *t, int max, const cli_opt *src, int n) {
+    if (n > max) n = max;
+    memcpy(t, src, (size_t)n * sizeof *t);
+    return n;
+}

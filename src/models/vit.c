@@ -319,6 +319,7 @@ int derf_vit_build(derf_vit *m, const derf_vit_config *cfg, int max_batch, char 
     }
     vit_layout(m, m->acts, &a);
     m->logits = a.logits;
+    m->features = a.fnorm;
     return 0;
 }
 
