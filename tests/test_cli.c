@@ -115,6 +115,49 @@ static void test_good(void **state) {
     assert_non_null(strstr(out, "decreasing"));
 }
 
+/* the diffusion commands: refusals, then the whole pipeline at smoke size */
+static void test_dit(void **state) {
+    (void)state;
+    expect_error("train-dit --size-class M", "--size-class must be");
+    expect_error("train-dit --norm bogus", "unknown norm 'bogus'");
+    expect_error("train-dit --preset huge", "huge");
+    expect_error("sample-dit", "which checkpoint");
+    expect_error("sample-dit /nonexistent-derf.safetensors", "/nonexistent-derf.safetensors");
+    expect_error("fd --noise", "--classifier is required");
+    expect_error("compare --model dit --lr-sweep 1e-4,x", "--lr-sweep");
+    expect_error("compare --model dit --sampler euler", "--sampler must be");
+    static char err[8192], out[65536];
+    char dir[] = "/tmp/derf-cli-dit-XXXXXX", args[1024], a[1100], b[1100];
+    assert_non_null(mkdtemp(dir));
+    snprintf(args, sizeof args, "train-dit --steps 2 --batch 4 --eval-train-n 0 --threads 1 --quiet --out %s/run", dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(args, sizeof args, "sample-dit %s/run/model_ema.safetensors --labels 3,1,4 --cfg 2 --n 3 --sample-steps 3 "
+             "--threads 1 --png %s/a.png --save %s/a.safetensors", dir, dir, dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(args, sizeof args, "sample-dit %s/run/model_ema.safetensors --labels 3,1,4 --cfg 2 --n 3 --sample-steps 3 "
+             "--batch 2 --threads 1 --png %s/b.png --save %s/b.safetensors", dir, dir, dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(a, sizeof a, "cmp -s %s/a.safetensors %s/b.safetensors && cmp -s %s/a.png %s/b.png", dir, dir, dir, dir);
+    assert_int_equal(system(a), 0);                       /* same seed, other batch size: the same samples */
+    snprintf(args, sizeof args, "compare --model dit --smoke --threads 1 --quiet --norms layernorm,derf --lr-sweep 1e-4,4e-4 "
+             "--out %s/cmp", dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(b, sizeof b, "%s/cmp/report.md", dir);
+    FILE *f = fopen(b, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(out, "FD-FMNIST"));
+    assert_non_null(strstr(out, "| layernorm |"));
+    assert_non_null(strstr(out, "| derf |"));
+    snprintf(args, sizeof args, "fd --classifier %s/cmp/classifier/model.safetensors --samples %s/a.safetensors", dir, dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    assert_non_null(strstr(out, "FD-FMNIST"));
+    snprintf(a, sizeof a, "rm -rf %s", dir);
+    assert_int_equal(system(a), 0);
+}
+
 int main(void) {
     if (access("./derf", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./derf not found: run from the repository root after make\n");
@@ -122,7 +165,7 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs), cmocka_unit_test(test_bad_flags),
-        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_good),
+        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_good), cmocka_unit_test(test_dit),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }
