@@ -14,19 +14,24 @@
 
 /* Runs `./derf ARGS`, capturing stderr (stdout to out if non-NULL). Returns the exit status. */
 static int run(const char *args, char *err, size_t errlen, char *out, size_t outlen) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "./derf %s 2>/tmp/derf-cli-err.txt >/tmp/derf-cli-out.txt", args);
+    char cmd[2300], ep[64], op[64];
+    /* per-process capture files: test runs of other checkouts may share /tmp */
+    snprintf(ep, sizeof ep, "/tmp/derf-cli-err.%d.txt", (int)getpid());
+    snprintf(op, sizeof op, "/tmp/derf-cli-out.%d.txt", (int)getpid());
+    snprintf(cmd, sizeof cmd, "./derf %s 2>%s >%s", args, ep, op);
     int st = system(cmd);
-    FILE *f = fopen("/tmp/derf-cli-err.txt", "r");
+    FILE *f = fopen(ep, "r");
     size_t n = f ? fread(err, 1, errlen - 1, f) : 0;
     err[n] = 0;
     if (f) fclose(f);
     if (out) {
-        f = fopen("/tmp/derf-cli-out.txt", "r");
+        f = fopen(op, "r");
         n = f ? fread(out, 1, outlen - 1, f) : 0;
         out[n] = 0;
         if (f) fclose(f);
     }
+    remove(ep);
+    remove(op);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

@@ -1,7 +1,7 @@
 /* cmd_compare_dit.c: `derf compare --model dit`: trains the same class-conditional DiT with several norms
  * (default layernorm, dyt, derf) and seeds on Fashion-MNIST, optionally sweeping the learning rate per norm
  * (the paper's {1e-4, 2e-4, 4e-4}, best eval-mode training loss kept), samples each kept run with its EMA
- * weights, and reports FD-FMNIST (Frechet distance on a frozen derf ViT classifier's features, vs the test
+ * weights (or the raw ones when their eval-mode training loss is lower), and reports FD-FMNIST (Frechet distance on a frozen derf ViT classifier's features, vs the test
  * split) and the evaluation-mode training loss (Appendix E) in a table, report.md and sample grids.
  * --smoke shrinks everything to seconds (CI). cmd_compare dispatches here. */
 #include <math.h>
@@ -21,7 +21,7 @@
 typedef struct {
     char spec[128];
     float lr;                           /* the kept learning rate (first seed's sweep) */
-    int ok[MAX_SEEDS], diverged[MAX_SEEDS];
+    int ok[MAX_SEEDS], diverged[MAX_SEEDS], used_ema[MAX_SEEDS];
     double fd[MAX_SEEDS], eval_loss[MAX_SEEDS], eval_loss_ema[MAX_SEEDS], seconds[MAX_SEEDS];
     char grid[MAX_SEEDS][160];
 } dit_run;
@@ -35,7 +35,7 @@ static int train_one(dit_args *b, const char *dir, derf_dit *m, float **ema, der
     return 0;
 }
 
-/* Samples n images (labels cycling over the classes) with the EMA weights, writes the grid of the first
+/* Samples n images (labels cycling over the classes) with the given weights (ema, or the raw ones when NULL), writes the grid of the first
  * 10 per class into dir/samples.png, and measures FD-FMNIST. */
 static int sample_and_score(derf_dit *m, float *ema, const derf_sample_opts *so, int n, derf_fd_ctx *fd_ctx,
                             const char *dir, double *fd, char *grid, size_t gridlen, int quiet) {
@@ -130,7 +130,7 @@ int cmd_compare_dit(int argc, char **argv) {
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"compare", "--model dit [options]",
         "Train the same class-conditional DiT with several norms and seeds on Fashion-MNIST and compare FD-FMNIST of\n"
-        "their EMA samples and the evaluation-mode training loss (the paper's DiT table in miniature).",
+        "their samples and the evaluation-mode training loss (the paper's DiT table in miniature).",
         "Every option of 'derf train-dit' and the sampling options of 'derf sample-dit' apply to all runs. Each run goes\n"
         "to OUT/<norm>-s<seed>[-lr<LR>]/ (checkpoints, log.jsonl, samples.png); the table to OUT/report.md. FD-FMNIST\n"
         "is not the Inception FID: numbers compare only under the same classifier. See docs/dit.md.", opts};
@@ -210,12 +210,17 @@ int cmd_compare_dit(int argc, char **argv) {
             R->eval_loss_ema[sd] = best_r.eval_loss_ema;
             R->seconds[sd] = best_r.seconds;
             if (!best_r.diverged) {
-                rc = sample_and_score(&best, best_ema, &s.s, fd_n, &fd_ctx, best_dir, &R->fd[sd], R->grid[sd],
+                /* sample with the EMA weights unless the raw ones have the lower evaluation-mode loss (a short run
+                 * under a long EMA horizon: the EMA still holds much of the initialization) */
+                R->used_ema[sd] = best_ema && best_r.eval_loss_ema >= 0 &&
+                                  (best_r.eval_loss < 0 || best_r.eval_loss_ema <= best_r.eval_loss);
+                rc = sample_and_score(&best, R->used_ema[sd] ? best_ema : NULL, &s.s, fd_n, &fd_ctx, best_dir, &R->fd[sd], R->grid[sd],
                                       sizeof R->grid[sd], a.o.quiet);
                 if (rc) { derf_dit_free(&best); free(best_ema); derf_fd_close(&fd_ctx); return rc; }
                 R->ok[sd] = 1;
-                printf("%s (lr %g, seed %d): FD-FMNIST %.3f on %d samples (%d %s steps, cfg %g); grid %s\n", R->spec,
-                       (double)R->lr, a.seed + sd, R->fd[sd], fd_n, s.s.steps, s.sampler, (double)s.s.cfg, R->grid[sd]);
+                printf("%s (lr %g, seed %d): FD-FMNIST %.3f on %d samples (%s weights, %d %s steps, cfg %g); grid %s\n",
+                       R->spec, (double)R->lr, a.seed + sd, R->fd[sd], fd_n, R->used_ema[sd] ? "EMA" : "raw", s.s.steps,
+                       s.sampler, (double)s.s.cfg, R->grid[sd]);
             }
             derf_dit_free(&best);
             free(best_ema);
@@ -230,7 +235,8 @@ int cmd_compare_dit(int argc, char **argv) {
     derf_strbuf md = {0};
     derf_sb_printf(&md, "# derf compare --model dit\n\nDiT preset `%s` (patch %d, width %d, depth %d, heads %d; size class %s "
                         "for the zero-init rule) on `%s`; %d steps of batch %d, AdamW constant lr (wd 0), EMA %g, label "
-                        "dropout %g, T = %d linear betas; sampling: %d %s steps, cfg %g, x0 clip %s, EMA weights, %d samples "
+                        "dropout %g, T = %d linear betas; sampling: %d %s steps, cfg %g, x0 clip %s, the EMA or raw weights "
+                        "(whichever has the lower evaluation-mode training loss), %d samples "
                         "per run (classes cycled), sample seed %d; seeds %d..%d%s%s.\n\n"
                         "FD-FMNIST: Frechet distance to the %ld test images on the %d-d penultimate features of `%s` "
                         "(a tiny derf ViT with LayerNorm). Not the Inception FID.\n\n",
@@ -238,8 +244,8 @@ int cmd_compare_dit(int argc, char **argv) {
                    (double)a.o.ema, (double)a.o.class_dropout, a.o.T, s.s.steps, s.sampler, (double)s.s.cfg,
                    s.s.clip ? "on" : "off", fd_n, s.seed, a.seed, a.seed + seeds - 1, lrs ? "; lr sweep " : "",
                    lrs ? lrs : "", ref_n, ref_dim, clf_path);
-    derf_sb_printf(&md, "| norm | lr | FD-FMNIST (mean ± std) | eval-mode train loss (EMA) | eval-mode train loss (raw) | time/run | samples |\n"
-                        "|---|---|---|---|---|---|---|\n");
+    derf_sb_printf(&md, "| norm | lr | FD-FMNIST (mean ± std) | eval-mode train loss (EMA) | eval-mode train loss (raw) | time/run | sampled with | samples |\n"
+                        "|---|---|---|---|---|---|---|---|\n");
     printf("\n%-28s %-9s %-22s %-16s %-16s %s\n", "norm", "lr", "FD-FMNIST", "eval loss EMA", "eval loss raw", "time/run");
     for (int i = 0; i < nn; i++) {
         dit_run *R = &runs[i];
@@ -249,7 +255,7 @@ int cmd_compare_dit(int argc, char **argv) {
             if (R->ok[sd]) { fd[k] = R->fd[sd]; le[k] = R->eval_loss_ema[sd]; lr_[k] = R->eval_loss[sd]; t += R->seconds[sd]; k++; }
         if (!k) {
             printf("%-28s %-9.2g diverged in all %d runs\n", R->spec, (double)R->lr, seeds);
-            derf_sb_printf(&md, "| %s | %g | × (diverged) | | | | |\n", R->spec, (double)R->lr);
+            derf_sb_printf(&md, "| %s | %g | × (diverged) | | | | | |\n", R->spec, (double)R->lr);
             continue;
         }
         double mf, sf, ml, sl, mr, sr;
@@ -257,8 +263,10 @@ int cmd_compare_dit(int argc, char **argv) {
         compare_mean_std(le, k, &ml, &sl);
         compare_mean_std(lr_, k, &mr, &sr);
         printf("%-28s %-9.2g %8.3f ± %-11.3f %-16.5f %-16.5f %.0f s\n", R->spec, (double)R->lr, mf, sf, ml, mr, t / k);
-        derf_sb_printf(&md, "| %s | %g | %.3f ± %.3f | %.5f | %.5f | %.0f s | `%s` |\n", R->spec, (double)R->lr, mf, sf, ml, mr,
-                       t / k, R->grid[0] + (strncmp(R->grid[0], out, strlen(out)) ? 0 : strlen(out) + 1));
+        int ne = 0;
+        for (int sd = 0; sd < seeds; sd++) ne += R->ok[sd] && R->used_ema[sd];
+        derf_sb_printf(&md, "| %s | %g | %.3f ± %.3f | %.5f | %.5f | %.0f s | %s | `%s` |\n", R->spec, (double)R->lr, mf, sf, ml,
+                       mr, t / k, ne == k ? "EMA" : ne ? "EMA / raw" : "raw", R->grid[0] + (strncmp(R->grid[0], out, strlen(out)) ? 0 : strlen(out) + 1));
     }
     derf_sb_printf(&md, "\nThe evaluation-mode training loss is the paper's Appendix E measure for diffusion: the eps-MSE on the "
                         "first %d training images with fixed timesteps and noise (the same for every run) and no label "
