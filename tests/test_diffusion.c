@@ -1,6 +1,8 @@
 /* test_diffusion.c: the diffusion pieces (src/train/diffusion.c, fd.c, src/core/png.c).
  *  - the linear schedule's ends and the DDPM posterior against its Bayes-rule closed form (double);
  *  - respacing against ADM's space_timesteps values (computed in Python) and its consistency (ac kept);
+ *  - the reverse step with the exact eps of a one-point data set: DDIM keeps the noise direction, both samplers
+ *    land on the point;
  *  - the sampler: same seed -> identical samples whatever the batch size, another seed -> other samples;
  *  - Frechet distance against closed forms (diagonal, commuting and non-commuting 2x2 covariances);
  *  - FD-FMNIST plumbing: FD(test, test) = 0, FD(train images, test) << FD(noise, test) with a ViT feature
@@ -72,6 +74,38 @@ static void test_schedule_posterior(void **state) {
     derf_diffusion_q_sample(xt, x0, e, &d, 600, 3);
     for (int k = 0; k < 3; k++) assert_true(fabs(xt[k] - (sqrt(d.ac[600]) * x0[k] + sqrt(1 - d.ac[600]) * e[k])) < 1e-6);
     derf_diffusion_free(&d);
+}
+
+/* The exact eps of a one-point data set {x*} is (x - sqrt(ac) x*) / sqrt(1 - ac). With it, deterministic DDIM keeps
+ * the starting noise direction (x_i = sqrt(ac_i) x* + sqrt(1 - ac_i) e_start at every step) and both samplers end on x*. */
+static void test_oracle_sampling(void **state) {
+    (void)state;
+    derf_diffusion base, d;
+    char err[256];
+    assert_int_equal(derf_diffusion_linear(&base, 1000, err, sizeof err), 0);
+    assert_int_equal(derf_diffusion_respace(&d, &base, 25, err, sizeof err), 0);
+    enum { N = 64 };
+    float xs[N], z[N], x[N], eps[N];
+    uint64_t s = g_seed;
+    tu_fill(xs, N, &s, -0.9, 0.9);
+    for (int k = 0; k < 2; k++) {
+        derf_sample_opts o = {.steps = 25, .cfg = 1, .sampler = k ? DERF_SAMPLER_DDPM : DERF_SAMPLER_DDIM, .clip = 1};
+        derf_rng r;
+        derf_rng_seed(&r, g_seed, 5);
+        derf_rng_fill_normal(&r, z, N, 0, 1);
+        memcpy(x, z, sizeof x);
+        for (int i = d.n - 1; i >= 0; i--) {
+            const double a = sqrt(d.ac[i]), sg = sqrt(1 - d.ac[i]);
+            for (int j = 0; j < N; j++) eps[j] = (float)((x[j] - a * xs[j]) / sg);
+            if (i == d.n - 1) memcpy(z, eps, sizeof z);   /* the direction of the start */
+            if (k == 0) /* DDIM: the noise direction is kept */
+                for (int j = 0; j < N; j++) assert_true(fabsf(eps[j] - z[j]) < 1e-4f * (1 + fabsf(z[j])));
+            derf_diffusion_step(x, eps, NULL, &d, i, &o, &r, N);
+        }
+        for (int j = 0; j < N; j++) assert_true(fabsf(x[j] - xs[j]) < 1e-4f);
+    }
+    derf_diffusion_free(&d);
+    derf_diffusion_free(&base);
 }
 
 static void sample_with(derf_dit *m, const derf_diffusion *base, derf_sample_opts *o, int n, float *out) {
@@ -243,6 +277,7 @@ static void test_png_grid(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule_posterior),
+        cmocka_unit_test(test_oracle_sampling),
         cmocka_unit_test(test_sampler_determinism),
         cmocka_unit_test(test_frechet_closed_form),
         cmocka_unit_test(test_fd_fmnist_sanity),

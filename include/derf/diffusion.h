@@ -48,6 +48,11 @@ typedef struct {
     uint64_t seed;
 } derf_sample_opts;
 
+/* One reverse step of one sample x (n floats) from step i to i-1 of schedule d, given the model's eps (and the learned
+ * variance interpolation v in [-1, 1], or NULL: ADM's fixed-large variance). DDPM ancestral or DDIM per o; the noise
+ * comes from r (none at i = 0). */
+void derf_diffusion_step(float *x, const float *eps, const float *v, const derf_diffusion *d, int i,
+                         const derf_sample_opts *o, derf_rng *r, size_t n);
 /* Generates n images [n, chans, img, img] in [-1, 1] (not clamped) for labels[n], in batches of the model's
  * max_batch (max_batch >= 2 when cfg != 1). Sample i draws all its noise from its own stream (seed, i), so
  * the result does not depend on the batch size. progress: print a line per batch to stderr. Returns 0 or

@@ -91,9 +91,7 @@ void derf_diffusion_q_sample(float *xt, const float *x0, const float *eps, const
 
 /* ------------------------------------------------------------------------------- sampling */
 
-/* One reverse step for one sample: x (npix floats) from step i to i-1, given the model's eps (and the
- * learned variance interpolation v, or NULL). z: fresh N(0,1) draws from the sample's stream. */
-static void reverse_step(float *x, const float *eps, const float *v, const derf_diffusion *d, int i,
+void derf_diffusion_step(float *x, const float *eps, const float *v, const derf_diffusion *d, int i,
                          const derf_sample_opts *o, derf_rng *r, size_t npix) {
     const double ac = d->ac[i], ac_prev = d->ac_prev[i];
     const double ra = sqrt(1.0 / ac), rm1 = sqrt(1.0 / ac - 1.0);
@@ -156,7 +154,7 @@ int derf_dit_sample(derf_dit *m, const derf_diffusion *base, const derf_sample_o
             for (int b = 0; b < nb; b++) {
                 const float *cond = m->out + b * nout, *unc = m->out + (size_t)(nb + b) * nout;
                 for (size_t k = 0; k < npix; k++) eps[k] = guided ? unc[k] + o->cfg * (cond[k] - unc[k]) : cond[k];
-                reverse_step(x + b * npix, eps, c->learn_sigma ? cond + npix : NULL, &d, i, o, &rng[b], npix);
+                derf_diffusion_step(x + b * npix, eps, c->learn_sigma ? cond + npix : NULL, &d, i, o, &rng[b], npix);
             }
         }
         if (progress) {
