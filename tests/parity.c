@@ -1,5 +1,11 @@
 /* parity.c: shared helpers of the model parity tests (see parity.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "derf/train.h"
@@ -75,4 +81,12 @@ int parity_run(const char *script, const char *root, int ncases) {
         if (system(show)) {}
     }
     return rc;
+}
+
+void parity_require_torch(void) {
+    if (parity_have_torch()) return;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python());
+    print_message("SKIP: %s cannot import torch and numpy\n", parity_python());
+    skip();
 }

@@ -10,15 +10,6 @@
 
 const char *parity_python(void);   /* $DERF_TORCH_PYTHON or /usr/bin/python3 */
 int parity_have_torch(void);       /* 1 if it imports torch and numpy */
-/* In a cmocka test: skips it when torch is missing, or fails it when CI=true (there torch is required). */
-#define PARITY_NEED_TORCH() do { \
-        if (!parity_have_torch()) { \
-            const char *ci_ = getenv("CI"); \
-            if (ci_ && strcmp(ci_, "true") == 0) fail_msg("%s cannot import torch (CI=true: required)", parity_python()); \
-            print_message("SKIP: %s cannot import torch and numpy\n", parity_python()); \
-            skip(); \
-        } \
-    } while (0)
 /* 0, or -1 with the error printed */
 int parity_write_slab(const char *path, const derf_params *p, const float *slab, const derf_st_meta *meta, int nmeta);
 /* Writes DIR/params.safetensors (the params slab, with the nk config key/value pairs as __metadata__)
@@ -32,5 +23,7 @@ int parity_write_seq_case(const char *dir, const derf_params *p, char keys[][32]
 /* Runs `python script ROOT/case0 ...`; prints the failing lines (or the summary line on success).
  * Removes ROOT on success unless DERF_KEEP_PARITY is set. Returns the script's exit status. */
 int parity_run(const char *script, const char *root, int ncases);
+/* Skips the calling cmocka test when the parity Python has no torch; fails it instead when CI=true. */
+void parity_require_torch(void);
 
 #endif

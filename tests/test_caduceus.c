@@ -128,7 +128,7 @@ typedef struct { const char *norm; int classes, B, T; } pcase;
 
 static void test_torch_parity(void **st) {
     (void)st;
-    PARITY_NEED_TORCH();
+    parity_require_torch();
     const pcase cases[] = {{"rmsnorm", 0, 2, 32}, {"derf", 0, 2, 19}, {"dyt", 0, 3, 12}, {"layernorm", 0, 1, 16},
                            {"rmsnorm", 3, 3, 20}, {"derf", 2, 2, 24}};
     const int nc = (int)(sizeof cases / sizeof cases[0]);

@@ -14,19 +14,24 @@
 
 /* Runs `./derf ARGS`, capturing stderr (stdout to out if non-NULL). Returns the exit status. */
 static int run(const char *args, char *err, size_t errlen, char *out, size_t outlen) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "./derf %s 2>/tmp/derf-cli-err.txt >/tmp/derf-cli-out.txt", args);
+    char cmd[2300], ep[64], op[64];
+    /* per-process capture files: test runs of other checkouts may share /tmp */
+    snprintf(ep, sizeof ep, "/tmp/derf-cli-err.%d.txt", (int)getpid());
+    snprintf(op, sizeof op, "/tmp/derf-cli-out.%d.txt", (int)getpid());
+    snprintf(cmd, sizeof cmd, "./derf %s 2>%s >%s", args, ep, op);
     int st = system(cmd);
-    FILE *f = fopen("/tmp/derf-cli-err.txt", "r");
+    FILE *f = fopen(ep, "r");
     size_t n = f ? fread(err, 1, errlen - 1, f) : 0;
     err[n] = 0;
     if (f) fclose(f);
     if (out) {
-        f = fopen("/tmp/derf-cli-out.txt", "r");
+        f = fopen(op, "r");
         n = f ? fread(out, 1, outlen - 1, f) : 0;
         out[n] = 0;
         if (f) fclose(f);
     }
+    remove(ep);
+    remove(op);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -58,7 +63,7 @@ static void test_bad_specs(void **state) {
     expect_error("compare --norms derf@fast", "bad learning rate");
     expect_error("train-dna --norm bogus", "unknown norm 'bogus'");
     expect_error("compare --model hyena --norms layernorm,nope", "unknown norm 'nope'");
-    expect_error("compare --model dna", "--model must be vit, gpt2, wav2vec, hyena or caduceus");
+    expect_error("compare --model dna", "--model must be vit, gpt2, dit, wav2vec, hyena or caduceus");
     expect_error("train-dna --arch mamba", "--arch must be hyena or caduceus");
     expect_error("train-dna --arch caduceus --preset tiny", "unknown Caduceus preset");
 }
@@ -140,6 +145,49 @@ static void test_good(void **state) {
     assert_non_null(strstr(out, "decreasing"));
 }
 
+/* the diffusion commands: refusals, then the whole pipeline at smoke size */
+static void test_dit(void **state) {
+    (void)state;
+    expect_error("train-dit --size-class M", "--size-class must be");
+    expect_error("train-dit --norm bogus", "unknown norm 'bogus'");
+    expect_error("train-dit --preset huge", "huge");
+    expect_error("sample-dit", "which checkpoint");
+    expect_error("sample-dit /nonexistent-derf.safetensors", "/nonexistent-derf.safetensors");
+    expect_error("fd --noise", "--classifier is required");
+    expect_error("compare --model dit --lr-sweep 1e-4,x", "--lr-sweep");
+    expect_error("compare --model dit --sampler euler", "--sampler must be");
+    static char err[8192], out[65536];
+    char dir[] = "/tmp/derf-cli-dit-XXXXXX", args[1024], a[1100], b[1100];
+    assert_non_null(mkdtemp(dir));
+    snprintf(args, sizeof args, "train-dit --steps 2 --batch 4 --eval-train-n 0 --threads 1 --quiet --out %s/run", dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(args, sizeof args, "sample-dit %s/run/model_ema.safetensors --labels 3,1,4 --cfg 2 --n 3 --sample-steps 3 "
+             "--threads 1 --png %s/a.png --save %s/a.safetensors", dir, dir, dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(args, sizeof args, "sample-dit %s/run/model_ema.safetensors --labels 3,1,4 --cfg 2 --n 3 --sample-steps 3 "
+             "--batch 2 --threads 1 --png %s/b.png --save %s/b.safetensors", dir, dir, dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(a, sizeof a, "cmp -s %s/a.safetensors %s/b.safetensors && cmp -s %s/a.png %s/b.png", dir, dir, dir, dir);
+    assert_int_equal(system(a), 0);                       /* same seed, other batch size: the same samples */
+    snprintf(args, sizeof args, "compare --model dit --smoke --threads 1 --quiet --norms layernorm,derf --lr-sweep 1e-4,4e-4 "
+             "--out %s/cmp", dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    snprintf(b, sizeof b, "%s/cmp/report.md", dir);
+    FILE *f = fopen(b, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(out, "FD-FMNIST"));
+    assert_non_null(strstr(out, "| layernorm |"));
+    assert_non_null(strstr(out, "| derf |"));
+    snprintf(args, sizeof args, "fd --classifier %s/cmp/classifier/model.safetensors --samples %s/a.safetensors", dir, dir);
+    assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
+    assert_non_null(strstr(out, "FD-FMNIST"));
+    snprintf(a, sizeof a, "rm -rf %s", dir);
+    assert_int_equal(system(a), 0);
+}
+
 int main(void) {
     if (access("./derf", X_OK) != 0) {
         fprintf(stderr, "test_cli: ./derf not found: run from the repository root after make\n");
@@ -148,6 +196,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs), cmocka_unit_test(test_bad_flags),
         cmocka_unit_test(test_bad_files), cmocka_unit_test(test_good), cmocka_unit_test(test_dna_cli),
+        cmocka_unit_test(test_dit),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -569,7 +569,7 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
 
 static void test_torch_parity(void **state) {
     (void)state;
-    PARITY_NEED_TORCH();
+    parity_require_torch();
     const parity_case cases[] = {
         /* the test preset (V 64, C 16, L 2, NH 2), a batch smaller than the arena */
         {"layernorm", 1, -1, 2, 7, 3, 8, 0, 0, 0, 0},

@@ -150,7 +150,7 @@ static void write_case(const char *dir, const pcase *pc, uint64_t *s) {
 
 static void test_torch_parity(void **st) {
     (void)st;
-    PARITY_NEED_TORCH();
+    parity_require_torch();
     const pcase cases[] = {
         {"layernorm", 0, 2, 64}, {"derf", 0, 2, 37}, {"dyt", 0, 3, 20}, {"rmsnorm", 0, 2, 16},
         {"layernorm", 3, 3, 30}, {"derf", 2, 4, 25},

@@ -414,7 +414,7 @@ static void write_case(const char *dir, const parity_case *pc, uint64_t *s) {
 
 static void test_torch_parity(void **state) {
     (void)state;
-    PARITY_NEED_TORCH();
+    parity_require_torch();
     const parity_case cases[] = {
         {"layernorm", DERF_POOL_AVG, DERF_GELU_ERF, 2, 0, 0, 0, 0, 0},
         {"derf", DERF_POOL_AVG, DERF_GELU_ERF, 2, 0, 0, 0, 0, 0},

@@ -24,7 +24,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from hyena_torch_parity import Embeddings, check_seq_dir  # noqa: E402
-from vit_torch_parity import make_norm, run_main  # noqa: E402
+from vit_torch_parity import make_norm, run_cases  # noqa: E402
 
 COMP = [0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11, 12, 13, 14, 15]  # A7<->T10, C8<->G9, the rest fixed
 
@@ -120,7 +120,7 @@ def check_dir(d, dtype):
 
 
 def main():
-    run_main("caduceus_torch_parity", __doc__, check_dir)
+    run_cases(check_dir, "caduceus_torch_parity", __doc__)
 
 
 if __name__ == "__main__":

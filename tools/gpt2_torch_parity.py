@@ -41,7 +41,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 # the safetensors reader, the norm layers and the per-tensor comparison are shared with the ViT check
-from vit_torch_parity import compare, compare_all, make_norm, parse_norm, read_safetensors, run_main  # noqa: E402
+from vit_torch_parity import (compare, compare_outputs_and_grads, make_norm, parse_norm,  # noqa: E402
+                              read_safetensors, run_cases)
 
 
 STEP_RTOL = 1e-4   # the AdamW run's per-step losses and gradient norms: max|err| <= STEP_RTOL * max|torch|
@@ -172,7 +173,8 @@ def check_dir(d, dtype):
     tokens, targets = ids(batch["tokens"]), ids(batch["targets"])
     logits, loss = model(tokens, targets)
     loss.backward()
-    ok, worst = compare_all(batch, logits, loss, model, grads)
+    ok, worst = compare_outputs_and_grads([("logits", batch["logits"], logits), ("loss", batch["loss"], loss)],
+                                          model, grads)
 
     if "steps_loss" in batch:                       # the AdamW run, from the same starting parameters
         model = load_model(cfg, params, dtype)
@@ -206,7 +208,7 @@ def check_dir(d, dtype):
 
 
 def main():
-    run_main("gpt2_torch_parity", __doc__, check_dir)
+    run_cases(check_dir, "gpt2_torch_parity", __doc__)
 
 
 if __name__ == "__main__":

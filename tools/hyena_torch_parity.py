@@ -26,7 +26,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vit_torch_parity import compare_all, make_norm, parse_norm, read_safetensors, run_main  # noqa: E402
+from vit_torch_parity import compare_outputs_and_grads, make_norm, parse_norm, read_safetensors, run_cases  # noqa: E402
 
 
 class Sin(nn.Module):
@@ -171,7 +171,8 @@ def run_batch(model, batch, grads):
     targets = torch.from_numpy(np.asarray(batch["targets"]).astype(np.int64))
     logits, loss = model(ids, targets)
     loss.backward()
-    return compare_all(batch, logits, loss, model, grads)
+    return compare_outputs_and_grads([("logits", batch["logits"], logits), ("loss", batch["loss"], loss)],
+                                     model, grads)
 
 
 def check_seq_dir(d, dtype, kind, int_keys, build):
@@ -201,7 +202,7 @@ def check_dir(d, dtype):
 
 
 def main():
-    run_main("hyena_torch_parity", __doc__, check_dir)
+    run_cases(check_dir, "hyena_torch_parity", __doc__)
 
 
 if __name__ == "__main__":

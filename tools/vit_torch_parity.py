@@ -306,18 +306,17 @@ def check_dir(d, dtype):
     logits = model(images)
     loss = F.cross_entropy(logits, labels)
     loss.backward()
-    good, worst = compare_all(batch, logits, loss, model, grads)
-    ok &= good
-    return ok, worst
+    return compare_outputs_and_grads([("logits", batch["logits"], logits), ("loss", batch["loss"], loss)],
+                                     model, grads)
 
 
-def compare_all(batch, logits, loss, model, grads):
-    """derf's logits, loss (in batch) and every parameter gradient (grads) against the torch model's after
-    loss.backward(); also fails when the gradient names differ. Returns (ok, worst relative error)."""
+def compare_outputs_and_grads(outputs, model, grads):
+    """outputs: (name, derf's array, torch tensor) after backward; then every parameter's gradient against
+    grads (derf's, by name). Returns (ok, worst relative error)."""
     ok, worst = True, 0.0
-    for name, ours, ref in [("logits", batch["logits"], logits.detach().numpy()),
-                            ("loss", batch["loss"].reshape(-1), loss.detach().numpy().reshape(-1))]:
-        good, rel = compare(name, ours, ref)
+    for name, ours, ref in outputs:
+        ref = ref.detach().numpy()
+        good, rel = compare(name, np.asarray(ours).reshape(ref.shape), ref)
         ok &= good
         worst = max(worst, rel)
     named = dict(model.named_parameters())
@@ -335,8 +334,8 @@ def compare_all(batch, logits, loss, model, grads):
     return ok, worst
 
 
-def run_main(tool, doc, check_dir):
-    """The command line every parity script shares: [--f64] DIR [DIR ...]; check_dir(d, dtype) -> (ok, worst)."""
+def run_cases(check, tool, doc):
+    """The command line every *_torch_parity.py shares: [--f64] DIR..., check(dir, dtype) -> (ok, worst)."""
     args = sys.argv[1:]
     dtype = torch.float32
     if args and args[0] == "--f64":
@@ -347,7 +346,7 @@ def run_main(tool, doc, check_dir):
     torch.set_num_threads(1)
     all_ok, worst = True, 0.0
     for d in args:
-        ok, w = check_dir(d, dtype)
+        ok, w = check(d, dtype)
         all_ok &= ok
         worst = max(worst, w)
     print(f"{tool}: {'PASS' if all_ok else 'FAIL'} ({len(args)} case(s), worst relative error {worst:.2e})")
@@ -355,7 +354,7 @@ def run_main(tool, doc, check_dir):
 
 
 def main():
-    run_main("vit_torch_parity", __doc__, check_dir)
+    run_cases(check_dir, "vit_torch_parity", __doc__)
 
 
 if __name__ == "__main__":

@@ -63,5 +63,8 @@ typedef struct {
 int derf_dataset_load(derf_dataset *ds, const char *dir, const char *split, char *err,
                       size_t errlen);
 void derf_dataset_free(derf_dataset *ds);
+/* derf_dataset_load where `data` is a dataset name ("fashion-mnist", "mnist": found with derf_data_find_dir)
+ * or a folder of IDX files. */
+int derf_dataset_open(derf_dataset *ds, const char *data, const char *split, char *err, size_t errlen);
 
 #endif

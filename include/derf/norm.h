@@ -11,6 +11,7 @@
 #define DERF_NORM_H
 
 #include <stddef.h>
+#include "derf/optim.h"
 
 /* Base point-wise functions. The first 16 are the paper's Table 7 search; the rest are the bases of
  * the property study (section 3). Keep in sync with the table in src/norms/functions.c (a static
@@ -81,6 +82,8 @@ void derf_norm_format(const derf_norm_spec *spec, char *buf, size_t len);
 typedef struct { const char *name; size_t offset, numel; int decay; } derf_norm_param;
 int derf_norm_params(const derf_norm_spec *spec, int C, derf_norm_param out[4]); /* returns count */
 size_t derf_norm_param_count(const derf_norm_spec *spec, int C);
+/* Registers one layer's tensors in a model's table as "<prefix>.<name>" (1-D, no weight decay). */
+void derf_norm_register(derf_params *p, const derf_norm_spec *spec, int C, const char *prefix);
 void derf_norm_init(const derf_norm_spec *spec, int C, float *params);
 /* Floats of per-row statistics forward saves for backward (N rows): 2N for LN, N for RMS, 0 else. */
 size_t derf_norm_stats_count(const derf_norm_spec *spec, int N);

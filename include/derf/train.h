@@ -104,5 +104,8 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
  * must call it: each evaluates its share of the images and the sums are reduced. */
 void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
                        float *loss, float *acc, float *class_acc);
+/* Loads a ViT checkpoint (model.safetensors / model_ema.safetensors; config from its metadata), built for
+ * batches up to max_batch. 0, or -1 with an error line. */
+int derf_vit_load(derf_vit *m, const char *path, int max_batch, char *err, size_t errlen);
 
 #endif

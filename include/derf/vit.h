@@ -47,6 +47,7 @@ typedef struct {
     /* data-parallel shard (0, 0: none): this model's batch is samples [shard_off, shard_off + B) of a
      * global batch of shard_total, and drop-path masks are drawn for the whole global batch */
     int shard_total, shard_off;
+    float *features;          /* [B, dim] after forward: the head's input (fc_norm / norm output) */
 } derf_vit;
 
 /* Registers the tensors and allocates everything for batches up to max_batch. */

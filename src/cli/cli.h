@@ -22,6 +22,8 @@ typedef struct {
  * 1 if --help was printed, -1 after printing one error line to stderr. */
 int cli_parse(const cli_cmd *cmd, int argc, char **argv, char **pos, int maxpos, int *npos);
 void cli_help(const cli_cmd *cmd);
+/* Copies n options into t (at most max); returns how many were copied (for option tables that commands share). */
+int cli_copy_opts(cli_opt *t, int max, const cli_opt *src, int n);
 /* Prints "derf CMD: <message>" to stderr; returns 2 (the exit status for usage errors). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -45,6 +47,8 @@ int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)
 int cmd_bench(int argc, char **argv);
 int cmd_functions(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+/* the models of `derf compare --model`, for its error lines */
+#define CLI_COMPARE_MODELS "vit, gpt2, dit, wav2vec, hyena or caduceus"
 int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_data(int argc, char **argv);
@@ -56,5 +60,8 @@ int cmd_study(int argc, char **argv);
 int cmd_train_lm(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_train_dna(int argc, char **argv);
+int cmd_train_dit(int argc, char **argv);
+int cmd_sample_dit(int argc, char **argv);
+int cmd_fd(int argc, char **argv);
 
 #endif

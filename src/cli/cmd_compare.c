@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/compare_util.h"
 #include "cli/dna_opts.h"
+#include "cli/dit_opts.h"
 #include "cli/lm_opts.h"
 #include "cli/train_opts.h"
 #include "derf/io.h"
@@ -67,6 +68,9 @@ int cmd_compare(int argc, char **argv) {
         if (!strcmp(argv[i], "--model=hyena") || !strcmp(argv[i], "--model=caduceus") ||
             (!strcmp(argv[i], "--model") && i + 1 < argc && (!strcmp(argv[i + 1], "hyena") || !strcmp(argv[i + 1], "caduceus"))))
             return cmd_compare_dna(argc, argv);
+    for (int i = 1; i < argc; i++) /* --model dit: the diffusion comparison (cmd_compare_dit.c) */
+        if (!strcmp(argv[i], "--model=dit") || (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "dit")))
+            return cmd_compare_dit(argc, argv);
     static train_args a;
     static norm_run runs[MAX_NORMS];
     train_args_init(&a);
@@ -77,7 +81,7 @@ int cmd_compare(int argc, char **argv) {
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own learning rate", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
     opts[n++] = (cli_opt){"out", CLI_STR, &out, "folder for the runs, report.md and curves.svg", 0, -1};
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "vit, gpt2 (language model), wav2vec (speech), hyena or caduceus (DNA); 'derf compare --model M --help'", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "vit, gpt2 (language model), dit (diffusion), wav2vec (speech), hyena or caduceus (DNA); 'derf compare --model M --help'", 0, -1};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"compare", "[options]",
         "The main job: train the same ViT with several norms and seeds on Fashion-MNIST and compare test accuracy\n"
@@ -87,7 +91,7 @@ int cmd_compare(int argc, char **argv) {
     char *pos[1];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;
-    if (strcmp(model, "vit") != 0) return cli_fail("compare", "--model must be vit, gpt2, wav2vec, hyena or caduceus, not '%s'", model);
+    if (strcmp(model, "vit") != 0) return cli_fail("compare", "--model must be " CLI_COMPARE_MODELS ", not '%s'", model);
     if ((rc = train_args_finish(&a, "compare"))) return rc;
 
     /* parse the norm list (each must be a valid spec) */

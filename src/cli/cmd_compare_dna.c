@@ -57,7 +57,7 @@ int cmd_compare_dna(int argc, char **argv) {
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;
     if (strcmp(model, "hyena") && strcmp(model, "caduceus"))
-        return cli_fail("compare", "--model must be vit, gpt2, hyena or caduceus, not '%s'", model);
+        return cli_fail("compare", "--model must be " CLI_COMPARE_MODELS ", not '%s'", model);
     const int cad = !strcmp(model, "caduceus");
     a.arch = model;
     if (!norms) norms = cad ? "rmsnorm,dyt,derf" : "layernorm,dyt,derf";

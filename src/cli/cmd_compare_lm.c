@@ -66,7 +66,7 @@ int cmd_compare_lm(int argc, char **argv) {
     char *pos[1];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;
-    if (strcmp(model, "gpt2") != 0) return cli_fail("compare", "--model must be vit or gpt2, not '%s'", model);
+    if (strcmp(model, "gpt2") != 0) return cli_fail("compare", "--model must be " CLI_COMPARE_MODELS ", not '%s'", model);
     if ((rc = lm_args_finish(&a, "compare"))) return rc;
 
     compare_norm list[MAX_NORMS];

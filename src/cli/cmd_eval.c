@@ -8,8 +8,6 @@
 #include "derf/io.h"
 #include "derf/train.h"
 
-static const char *meta_of(void *ctx, const char *key) { return derf_safetensors_meta(ctx, key); }
-
 int cmd_eval(int argc, char **argv) {
     const char *data = "fashion-mnist";
     int train_loss = 0, batch = 256, test_limit = 0;
@@ -29,17 +27,9 @@ int cmd_eval(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1) return cli_fail("eval", "which checkpoint? e.g. derf eval runs/train/model.safetensors");
     char err[DERF_ERRLEN];
-    derf_safetensors st;
-    if (derf_safetensors_read(&st, pos[0], (size_t)1 << 34, err, sizeof err)) return cli_fail("eval", "%s", err);
-    derf_vit_config cfg;
     derf_vit m;
-    if (derf_vit_config_from_meta(&cfg, meta_of, &st, err, sizeof err) || derf_vit_build(&m, &cfg, batch, err, sizeof err)) {
-        derf_safetensors_free(&st);
-        return cli_fail("eval", "%s: %s", pos[0], err);
-    }
-    rc = derf_ckpt_load_slab(&st, &m.params, "", m.params.params, pos[0], err, sizeof err);
-    derf_safetensors_free(&st);
-    if (rc) { derf_vit_free(&m); return cli_fail("eval", "%s", err); }
+    if (derf_vit_load(&m, pos[0], batch, err, sizeof err)) return cli_fail("eval", "%s", err);
+    const derf_vit_config cfg = m.cfg;
 
     char dir[1024];
     struct stat sb;

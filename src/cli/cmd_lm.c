@@ -53,10 +53,7 @@ int lm_opts_table(lm_args *a, cli_opt *t, int max) {
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
-    int n = (int)(sizeof opts / sizeof opts[0]);
-    if (n > max) n = max;
-    memcpy(t, opts, (size_t)n * sizeof *t);
-    return n;
+    return cli_copy_opts(t, max, opts, (int)(sizeof opts / sizeof opts[0]));
 }
 
 int lm_args_finish(lm_args *a, const char *cmd) {

@@ -152,7 +152,7 @@ int cmd_compare_speech(int argc, char **argv) {
     char *pos[1];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? 0 : 2;
-    if (strcmp(model, "wav2vec") != 0) return cli_fail("compare", "--model must be vit, gpt2 or wav2vec, not '%s'", model);
+    if (strcmp(model, "wav2vec") != 0) return cli_fail("compare", "--model must be " CLI_COMPARE_MODELS ", not '%s'", model);
     if ((rc = sp_finish(&a, "compare"))) return rc;
     compare_norm list[MAX_NORMS];
     int nn = compare_parse_norms("compare", norms, list);

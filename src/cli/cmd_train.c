@@ -60,10 +60,7 @@ int train_opts_table(train_args *a, cli_opt *t, int max) {
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
-    int n = (int)(sizeof opts / sizeof opts[0]);
-    if (n > max) n = max;
-    memcpy(t, opts, (size_t)n * sizeof *t);
-    return n;
+    return cli_copy_opts(t, max, opts, (int)(sizeof opts / sizeof opts[0]));
 }
 
 int train_args_finish(train_args *a, const char *cmd) {

@@ -150,3 +150,9 @@ int cli_run_opts(cli_opt *t, const char **out, const char *out_help, const char 
     t[2] = (cli_opt){"max-steps", CLI_INT, max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
     return 3;
 }
+
+int cli_copy_opts(cli_opt *t, int max, const cli_opt *src, int n) {
+    if (n > max) n = max;
+    memcpy(t, src, (size_t)n * sizeof *t);
+    return n;
+}

@@ -340,3 +340,12 @@ void derf_dataset_free(derf_dataset *ds) {
     free(ds->labels);
     memset(ds, 0, sizeof *ds);
 }
+
+int derf_dataset_open(derf_dataset *ds, const char *data, const char *split, char *err, size_t errlen) {
+    char dir[1024];
+    struct stat sb;
+    memset(ds, 0, sizeof *ds);
+    if (stat(data, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(dir, sizeof dir, "%s", data);
+    else if (derf_data_find_dir(data, dir, sizeof dir, err, errlen)) return -1;
+    return derf_dataset_load(ds, dir, split, err, errlen);
+}

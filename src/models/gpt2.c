@@ -146,16 +146,7 @@ static void add_tensor(derf_params *p, const char *name, int ndim, int d0, int d
     derf_params_add(p, name, ndim, shape, decay);
 }
 
-/* registers the tensors of one norm layer called prefix (e.g. "h.0.ln_1"); no weight decay */
-static void add_norm(derf_params *p, const derf_norm_spec *spec, int C, const char *prefix) {
-    derf_norm_param np[4];
-    int k = derf_norm_params(spec, C, np);
-    char name[DERF_NAME_MAX + 16]; /* derf_params_add refuses names that are too long */
-    for (int i = 0; i < k; i++) {
-        snprintf(name, sizeof name, "%s.%s", prefix, np[i].name);
-        add_tensor(p, name, 1, (int)np[i].numel, 0, 0);
-    }
-}
+#define add_norm derf_norm_register /* the tensors of one norm layer called prefix */
 
 /* Weight decay on the 2-D tensors only (nanoGPT's rule): wte, wpe and the Linear weights. */
 static void register_tensors(derf_gpt2 *m) {

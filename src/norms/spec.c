@@ -256,3 +256,14 @@ size_t derf_norm_stats_count(const derf_norm_spec *s, int N) {
     if (s->kind == DERF_NORM_RMSNORM) return (size_t)N;
     return 0;
 }
+
+void derf_norm_register(derf_params *p, const derf_norm_spec *spec, int C, const char *prefix) {
+    derf_norm_param np[4];
+    int k = derf_norm_params(spec, C, np);
+    char name[DERF_NAME_MAX + 16]; /* derf_params_add refuses names that are too long */
+    for (int i = 0; i < k; i++) {
+        int shape[4] = {(int)np[i].numel, 0, 0, 0};
+        snprintf(name, sizeof name, "%s.%s", prefix, np[i].name);
+        derf_params_add(p, name, 1, shape, 0);
+    }
+}

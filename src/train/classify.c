@@ -287,3 +287,18 @@ done:
     derf_dataset_free(&te);
     return rc;
 }
+
+static const char *st_meta(void *ctx, const char *key) { return derf_safetensors_meta(ctx, key); }
+
+int derf_vit_load(derf_vit *m, const char *path, int max_batch, char *err, size_t errlen) {
+    derf_safetensors st;
+    derf_vit_config cfg;
+    char e[DERF_ERRLEN];
+    memset(m, 0, sizeof *m);
+    if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
+    int rc = derf_vit_config_from_meta(&cfg, st_meta, &st, e, sizeof e) || derf_vit_build(m, &cfg, max_batch, e, sizeof e);
+    if (rc) derf_io_errf(err, errlen, "%s: %s", path, e);
+    else if ((rc = derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen))) derf_vit_free(m);
+    derf_safetensors_free(&st);
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,409 @@
+/* diffusion.c: DDPM for DiT (ADM's gaussian_diffusion.py / respace.py as DiT uses them): the linear
+ * schedule and its posterior in double, timestep respacing, DDPM ancestral and DDIM sampling with
+ * classifier-free guidance, and the training loop (eps-prediction MSE, label dropout, AdamW with a constant
+ * learning rate, EMA, JSONL log, checkpoints and exact resume through the run-folder helpers of common.c). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "derf/diffusion.h"
+#include "derf/io.h"
+#include "derf/train.h"
+
+/* ------------------------------------------------------------------------------- schedule */
+
+static int alloc_schedule(derf_diffusion *d, int n, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    double **fields[] = {&d->beta, &d->ac, &d->ac_prev, &d->coef1, &d->coef2, &d->var, &d->log_var_clipped};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) *fields[i] = calloc((size_t)n, sizeof(double));
+    d->t_map = calloc((size_t)n, sizeof(int));
+    d->n = n;
+    int bad = !d->t_map;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) bad |= !*fields[i];
+    if (bad) {
+        derf_diffusion_free(d);
+        derf_io_errf(err, errlen, "out of memory for a diffusion schedule of %d steps", n);
+        return -1;
+    }
+    return 0;
+}
+
+/* ac, ac_prev, the posterior from beta[0..n) */
+static void finish_schedule(derf_diffusion *d) {
+    double prod = 1.0;
+    for (int i = 0; i < d->n; i++) {
+        d->ac_prev[i] = prod;
+        prod *= 1.0 - d->beta[i];
+        d->ac[i] = prod;
+        d->coef1[i] = d->beta[i] * sqrt(d->ac_prev[i]) / (1.0 - d->ac[i]);
+        d->coef2[i] = (1.0 - d->ac_prev[i]) * sqrt(1.0 - d->beta[i]) / (1.0 - d->ac[i]);
+        d->var[i] = d->beta[i] * (1.0 - d->ac_prev[i]) / (1.0 - d->ac[i]);
+    }
+    for (int i = 0; i < d->n; i++) d->log_var_clipped[i] = log(d->var[d->n > 1 && i == 0 ? 1 : i]);
+}
+
+int derf_diffusion_linear(derf_diffusion *d, int T, char *err, size_t errlen) {
+    if (T < 2 || T > 100000) {
+        memset(d, 0, sizeof *d);
+        derf_io_errf(err, errlen, "diffusion steps must be in 2..100000, not %d", T);
+        return -1;
+    }
+    if (alloc_schedule(d, T, err, errlen)) return -1;
+    const double scale = 1000.0 / T, b0 = scale * 1e-4, b1 = scale * 0.02;
+    for (int i = 0; i < T; i++) {
+        d->beta[i] = b0 + (b1 - b0) * i / (T - 1);
+        d->t_map[i] = i;
+    }
+    finish_schedule(d);
+    return 0;
+}
+
+int derf_diffusion_respace(derf_diffusion *out, const derf_diffusion *base, int steps, char *err, size_t errlen) {
+    if (steps < 1 || steps > base->n) {
+        memset(out, 0, sizeof *out);
+        derf_io_errf(err, errlen, "sampling steps must be in 1..%d, not %d", base->n, steps);
+        return -1;
+    }
+    if (alloc_schedule(out, steps, err, errlen)) return -1;
+    const double stride = steps > 1 ? (double)(base->n - 1) / (steps - 1) : 0.0;
+    double last = 1.0, cur = 0.0;
+    for (int i = 0; i < steps; i++, cur += stride) {
+        int t = (int)rint(cur);             /* ADM accumulates the stride; Python's round is half to even */
+        out->t_map[i] = t;
+        out->beta[i] = 1.0 - base->ac[t] / last;
+        last = base->ac[t];
+    }
+    finish_schedule(out);
+    return 0;
+}
+
+void derf_diffusion_free(derf_diffusion *d) {
+    free(d->beta); free(d->ac); free(d->ac_prev); free(d->coef1); free(d->coef2); free(d->var);
+    free(d->log_var_clipped); free(d->t_map);
+    memset(d, 0, sizeof *d);
+}
+
+void derf_diffusion_q_sample(float *xt, const float *x0, const float *eps, const derf_diffusion *d, int t, size_t n) {
+    const float a = (float)sqrt(d->ac[t]), s = (float)sqrt(1.0 - d->ac[t]);
+    for (size_t i = 0; i < n; i++) xt[i] = a * x0[i] + s * eps[i];
+}
+
+/* ------------------------------------------------------------------------------- sampling */
+
+void derf_diffusion_step(float *x, const float *eps, const float *v, const derf_diffusion *d, int i,
+                         const derf_sample_opts *o, derf_rng *r, size_t npix) {
+    const double ac = d->ac[i], ac_prev = d->ac_prev[i];
+    const double ra = sqrt(1.0 / ac), rm1 = sqrt(1.0 / ac - 1.0);
+    double sigma = 0, log_var_fixed = log(i == 0 && d->n > 1 ? d->var[1] : d->beta[i]); /* ADM FIXED_LARGE */
+    if (o->sampler == DERF_SAMPLER_DDIM)
+        sigma = o->eta * sqrt((1 - ac_prev) / (1 - ac)) * sqrt(1 - ac / ac_prev);
+    for (size_t k = 0; k < npix; k++) {
+        double x0 = ra * x[k] - rm1 * eps[k];
+        if (o->clip) x0 = x0 < -1 ? -1 : x0 > 1 ? 1 : x0;
+        double z = i > 0 ? derf_rng_normal(r) : 0.0, nx;
+        if (o->sampler == DERF_SAMPLER_DDIM) {
+            double e = (ra * x[k] - x0) / rm1;                  /* eps consistent with the (clipped) x0 */
+            nx = x0 * sqrt(ac_prev) + sqrt(fmax(1 - ac_prev - sigma * sigma, 0.0)) * e + sigma * z;
+        } else {
+            double lv = log_var_fixed;
+            if (v) { /* LEARNED_RANGE: between log(posterior var, clipped) and log(beta) */
+                double frac = (v[k] + 1.0) / 2.0;
+                lv = frac * log(d->beta[i]) + (1 - frac) * d->log_var_clipped[i];
+            }
+            nx = d->coef1[i] * x0 + d->coef2[i] * x[k] + exp(0.5 * lv) * z;
+        }
+        x[k] = (float)nx;
+    }
+}
+
+int derf_dit_sample(derf_dit *m, const derf_diffusion *base, const derf_sample_opts *o, const int32_t *labels, int n,
+                    float *out, int progress, char *err, size_t errlen) {
+    const derf_dit_config *c = &m->cfg;
+    const int guided = o->cfg != 1.0f, per = guided ? m->max_batch / 2 : m->max_batch;
+    const size_t npix = (size_t)c->chans * c->img * c->img, nout = (size_t)derf_dit_out_chans(c) * c->img * c->img;
+    if (per < 1) return derf_io_errf(err, errlen, "guided sampling needs a model batch of at least 2"), -1;
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= c->classes)
+            return derf_io_errf(err, errlen, "sample label %d outside 0..%d", labels[i], c->classes - 1), -1;
+    derf_diffusion d;
+    if (derf_diffusion_respace(&d, base, o->steps, err, errlen)) return -1;
+    float *xin = malloc(sizeof(float) * npix * m->max_batch), *tin = malloc(sizeof(float) * m->max_batch);
+    float *eps = malloc(sizeof(float) * npix);
+    int32_t *yin = malloc(sizeof(int32_t) * m->max_batch);
+    derf_rng *rng = malloc(sizeof(derf_rng) * per);
+    if (!xin || !tin || !eps || !yin || !rng) {
+        free(xin); free(tin); free(eps); free(yin); free(rng); derf_diffusion_free(&d);
+        return derf_io_errf(err, errlen, "out of memory for sampling"), -1;
+    }
+    double t0 = derf_now_s();
+    for (int s0 = 0; s0 < n; s0 += per) {
+        const int nb = n - s0 < per ? n - s0 : per, B = guided ? 2 * nb : nb;
+        float *x = out + (size_t)s0 * npix;
+        for (int b = 0; b < nb; b++) {
+            derf_rng_seed(&rng[b], o->seed, (uint64_t)(s0 + b));
+            derf_rng_fill_normal(&rng[b], x + b * npix, npix, 0.0f, 1.0f);
+            yin[b] = labels[s0 + b];
+            if (guided) yin[nb + b] = c->classes;                       /* the null label */
+        }
+        for (int i = d.n - 1; i >= 0; i--) {
+            for (int b = 0; b < B; b++) tin[b] = (float)d.t_map[i];
+            memcpy(xin, x, sizeof(float) * npix * nb);
+            if (guided) memcpy(xin + npix * nb, x, sizeof(float) * npix * nb);
+            derf_dit_forward(m, xin, tin, yin, B);
+            for (int b = 0; b < nb; b++) {
+                const float *cond = m->out + b * nout, *unc = m->out + (size_t)(nb + b) * nout;
+                for (size_t k = 0; k < npix; k++) eps[k] = guided ? unc[k] + o->cfg * (cond[k] - unc[k]) : cond[k];
+                derf_diffusion_step(x + b * npix, eps, c->learn_sigma ? cond + npix : NULL, &d, i, o, &rng[b], npix);
+            }
+        }
+        if (progress) {
+            double el = derf_now_s() - t0, ips = (s0 + nb) / (el + 1e-9);
+            char eta[32];
+            derf_fmt_eta(eta, sizeof eta, (n - s0 - nb) / (ips > 0 ? ips : 1));
+            fprintf(stderr, "[derf] sampled %d/%d | %.1f img/s | eta %s\n", s0 + nb, n, ips, eta);
+        }
+    }
+    free(xin); free(tin); free(eps); free(yin); free(rng);
+    derf_diffusion_free(&d);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------- training */
+
+void derf_dit_train_opts_default(derf_dit_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    derf_dit_preset(&o->model, "mini", NULL, 0);
+    o->data = "fashion-mnist";
+    o->steps = 2000;
+    o->batch = 64;
+    o->T = 1000;
+    o->lr = 1e-4f;             /* DiT's default; the paper sweeps {1e-4, 2e-4, 4e-4} */
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->weight_decay = 0.f;
+    o->ema = 0.999f;           /* DiT: 0.9999 over 400k steps; short runs need a shorter horizon */
+    o->class_dropout = 0.1f;
+    o->eval_train_n = 2000;
+    o->log_every = 50;
+}
+
+void derf_dit_batch(float *out, const derf_dataset *ds, const int *idx, int B) {
+    const size_t np = (size_t)ds->rows * ds->cols;
+    for (int b = 0; b < B; b++) {
+        const uint8_t *p = ds->images + (size_t)idx[b] * np;
+        for (size_t k = 0; k < np; k++) out[b * np + k] = p[k] / 127.5f - 1.0f;
+    }
+}
+
+/* eps-MSE of the model on x0 at timesteps t with noise eps; writes dout = d(loss)/d(out) when non-NULL */
+static double diffusion_loss(derf_dit *m, const derf_diffusion *d, const float *x0, const float *eps, const int *t,
+                             const int32_t *y, float *xt, float *tf, float *dout, int B) {
+    const derf_dit_config *c = &m->cfg;
+    const size_t npix = (size_t)c->chans * c->img * c->img, nout = (size_t)derf_dit_out_chans(c) * c->img * c->img;
+    for (int b = 0; b < B; b++) {
+        derf_diffusion_q_sample(xt + b * npix, x0 + b * npix, eps + b * npix, d, t[b], npix);
+        tf[b] = (float)t[b];
+    }
+    derf_dit_forward(m, xt, tf, y, B);
+    double sum = 0;
+    const double scale = 2.0 / ((double)B * npix);
+    for (int b = 0; b < B; b++)
+        for (size_t k = 0; k < nout; k++) {
+            const size_t o = b * nout + k;
+            if (k >= npix) { if (dout) dout[o] = 0.f; continue; }  /* the variance channels get no MSE */
+            double e = (double)m->out[o] - eps[b * npix + k];
+            sum += e * e;
+            if (dout) dout[o] = (float)(scale * e);
+        }
+    return sum / ((double)B * npix);
+}
+
+double derf_dit_eval_loss(derf_dit *m, const derf_dataset *ds, int n, int T, uint64_t seed) {
+    const derf_dit_config *c = &m->cfg;
+    const int B = m->max_batch;
+    const size_t npix = (size_t)c->chans * c->img * c->img;
+    if (n > ds->n) n = ds->n;
+    derf_diffusion d;
+    char err[DERF_ERRLEN];
+    if (n <= 0 || derf_diffusion_linear(&d, T, err, sizeof err)) return NAN;
+    float *x0 = malloc(sizeof(float) * npix * B), *eps = malloc(sizeof(float) * npix * B);
+    float *xt = malloc(sizeof(float) * npix * B), *tf = malloc(sizeof(float) * B);
+    int *idx = malloc(sizeof(int) * B), *t = malloc(sizeof(int) * B);
+    int32_t *y = malloc(sizeof(int32_t) * B);
+    derf_rng r;
+    derf_rng_seed(&r, seed, 0x65766c /* "evl" */);
+    double total = 0;
+    for (int s = 0; s < n; s += B) {
+        const int nb = n - s < B ? n - s : B;
+        for (int b = 0; b < nb; b++) {
+            idx[b] = s + b;
+            y[b] = ds->labels[s + b];
+            t[b] = (int)derf_rng_below(&r, (uint32_t)T);
+        }
+        derf_rng_fill_normal(&r, eps, npix * nb, 0.f, 1.f);
+        derf_dit_batch(x0, ds, idx, nb);
+        total += diffusion_loss(m, &d, x0, eps, t, y, xt, tf, NULL, nb) * nb;
+    }
+    free(x0); free(eps); free(xt); free(tf); free(idx); free(t); free(y);
+    derf_diffusion_free(&d);
+    return total / n;
+}
+
+static int save_run(const derf_dit_train_opts *o, derf_dit *m, const float *ema, int step, derf_rng rng,
+                    char *err, size_t errlen) {
+    if (!o->out) return 0;
+    char keys[24][32], vals[24][128];
+    derf_st_meta meta[64];
+    int nk = derf_dit_config_to_meta(&m->cfg, keys, vals, 24), nm = 0;
+    for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
+    for (int i = 0; i < o->nmeta && nm < 64; i++) meta[nm++] = o->meta[i];
+    derf_run_state s = {&m->params, ema, step, rng, "derf-dit-1", meta, nm};
+    return derf_run_save(o->out, &s, err, errlen);
+}
+
+int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, derf_dit *m_out, float **ema_out,
+                   char *err, size_t errlen) {
+    memset(res, 0, sizeof *res);
+    res->eval_loss = res->eval_loss_ema = -1.f;
+    if (ema_out) *ema_out = NULL;
+    if (o->batch < 1 || o->steps < 1) return derf_io_errf(err, errlen, "batch and steps must be at least 1"), -1;
+    if (!(o->class_dropout >= 0 && o->class_dropout < 1)) return derf_io_errf(err, errlen, "class dropout must be in [0, 1)"), -1;
+    if (derf_dit_check(&o->model, err, errlen)) return -1;
+    derf_dataset tr;
+    if (derf_dataset_open(&tr, o->data, "train", err, errlen)) return -1;
+    if (o->train_limit > 0 && o->train_limit < tr.n) tr.n = o->train_limit;
+    if (tr.rows != o->model.img || tr.cols != o->model.img || o->model.chans != 1) {
+        derf_io_errf(err, errlen, "the data has %dx%d grey images but the DiT expects %dx%dx%d", tr.rows, tr.cols,
+                     o->model.img, o->model.img, o->model.chans);
+        derf_dataset_free(&tr);
+        return -1;
+    }
+    derf_diffusion d;
+    if (derf_diffusion_linear(&d, o->T, err, errlen)) { derf_dataset_free(&tr); return -1; }
+    derf_dit m;
+    if (derf_dit_build(&m, &o->model, o->batch, err, errlen)) { derf_dataset_free(&tr); derf_diffusion_free(&d); return -1; }
+    derf_dit_init(&m, o->seed);
+    derf_params *p = &m.params;
+    const int B = o->batch;
+    const size_t npix = (size_t)o->model.img * o->model.img, nout = npix * derf_dit_out_chans(&o->model);
+    float *ema = NULL, *x0 = malloc(sizeof(float) * npix * B), *eps = malloc(sizeof(float) * npix * B);
+    float *xt = malloc(sizeof(float) * npix * B), *tf = malloc(sizeof(float) * B), *dout = malloc(sizeof(float) * nout * B);
+    int *idx = malloc(sizeof(int) * B), *t = malloc(sizeof(int) * B);
+    int32_t *y = malloc(sizeof(int32_t) * B);
+    if (o->ema > 0) {
+        ema = malloc(p->total * sizeof(float));
+        memcpy(ema, p->params, p->total * sizeof(float));
+    }
+    derf_rng rng;
+    derf_rng_seed(&rng, o->seed, 1);
+    int step = 0, rc = -1;
+    FILE *log = NULL;
+    if (o->resume && derf_run_load(o->resume, "derf-dit-1", p, ema, &step, &rng, err, errlen)) goto done;
+    if (o->out) {
+        mkdir(o->out, 0777);
+        char path[1200];
+        snprintf(path, sizeof path, "%s/log.jsonl", o->out);
+        log = fopen(path, o->resume ? "a" : "w");
+        if (!log) { derf_io_errf(err, errlen, "cannot write %s: does the folder exist and is it writable?", path); goto done; }
+    }
+    char spec[256];
+    derf_norm_format(&o->model.norm, spec, sizeof spec);
+    if (!o->quiet)
+        fprintf(stderr, "[derf] dit %d params (dim %d, depth %d, patch %d), norm %s, zero-init blocks %d final %d | "
+                        "%d train images, batch %d, %d steps, lr %g%s\n",
+                (int)p->total, o->model.dim, o->model.depth, o->model.patch, spec, o->model.zero_blocks,
+                o->model.zero_final, tr.n, B, o->steps, (double)o->lr, step ? " (resumed)" : "");
+    derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
+    double t0 = derf_now_s(), tlast = t0, win = 0;
+    int nwin = 0, first = step, last = step;
+    while (step < o->steps) {
+        for (int b = 0; b < B; b++) {
+            idx[b] = (int)derf_rng_below(&rng, (uint32_t)tr.n);
+            t[b] = (int)derf_rng_below(&rng, (uint32_t)o->T);
+            y[b] = derf_rng_uniform(&rng) < o->class_dropout ? o->model.classes : tr.labels[idx[b]];
+        }
+        derf_rng_fill_normal(&rng, eps, npix * B, 0.f, 1.f);
+        derf_dit_batch(x0, &tr, idx, B);
+        double loss = diffusion_loss(&m, &d, x0, eps, t, y, xt, tf, dout, B);
+        if (!isfinite(loss) || loss > 1e4) {
+            res->diverged = 1;
+            snprintf(res->diverged_msg, sizeof res->diverged_msg, "training diverged at step %d (loss %g, lr %.3g): lower --lr",
+                     step, loss, (double)o->lr);
+            if (!o->quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
+            if (log) fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"loss\":null}\n", step);
+            break;
+        }
+        derf_params_zero_grad(p);
+        derf_dit_backward(&m, dout, B);
+        float gn = derf_clip_grad_norm(p, 0.f);
+        derf_adamw_step(p, &acfg, step + 1);
+        if (ema) derf_ema_update(ema, p->params, p->total, o->ema);
+        step++;
+        win += loss;
+        nwin++;
+        if (o->log_every > 0 && (step % o->log_every == 0 || step == o->steps)) {
+            double now = derf_now_s(), ips = (double)(step - last) * B / (now - tlast + 1e-9);
+            char eta[32];
+            derf_fmt_eta(eta, sizeof eta, (double)(o->steps - step) * B / (ips > 0 ? ips : 1));
+            res->final_loss = (float)(win / nwin);
+            if (!o->quiet)
+                fprintf(stderr, "[derf] step %d/%d loss %.4f gn %.3f | %.0f img/s | eta %s\n", step, o->steps,
+                        win / nwin, (double)gn, ips, eta);
+            if (log) {
+                fprintf(log, "{\"type\":\"train\",\"step\":%d,\"loss\":%.6g,\"grad_norm\":%.6g,\"images_per_s\":%.1f,"
+                             "\"elapsed_s\":%.2f}\n", step, win / nwin, (double)gn, ips, now - t0);
+                fflush(log);
+            }
+            win = 0; nwin = 0; tlast = now; last = step;
+        }
+    }
+    res->steps = step;
+    res->seconds = derf_now_s() - t0;
+    res->images_per_s = res->seconds > 0 ? (double)(step - first) * B / res->seconds : 0;
+    if (!res->diverged) {
+        if (o->eval_train_n > 0) {
+            res->eval_loss = (float)derf_dit_eval_loss(&m, &tr, o->eval_train_n, o->T, 1234);
+            if (ema) {
+                float *raw = p->params;
+                p->params = ema;
+                res->eval_loss_ema = (float)derf_dit_eval_loss(&m, &tr, o->eval_train_n, o->T, 1234);
+                p->params = raw;
+            }
+            if (!o->quiet) fprintf(stderr, "[derf] eval-mode training loss (%d images): %.5f, EMA %.5f\n", o->eval_train_n,
+                                   (double)res->eval_loss, (double)res->eval_loss_ema);
+        }
+        if (log)
+            fprintf(log, "{\"type\":\"final\",\"step\":%d,\"eval_loss\":%.6g,\"eval_loss_ema\":%.6g,\"seconds\":%.1f}\n",
+                    step, (double)res->eval_loss, (double)res->eval_loss_ema, res->seconds);
+        if (save_run(o, &m, ema, step, rng, err, errlen)) goto done;
+    }
+    rc = 0;
+done:
+    if (log) fclose(log);
+    free(x0); free(eps); free(xt); free(tf); free(dout); free(idx); free(t); free(y);
+    derf_diffusion_free(&d);
+    derf_dataset_free(&tr);
+    if (rc == 0 && m_out) {
+        *m_out = m;
+        if (ema_out) *ema_out = ema; else free(ema);
+    } else {
+        derf_dit_free(&m);
+        free(ema);
+    }
+    return rc;
+}
+
+static const char *st_meta(void *ctx, const char *key) { return derf_safetensors_meta(ctx, key); }
+
+int derf_dit_load(derf_dit *m, const char *path, int max_batch, char *err, size_t errlen) {
+    derf_safetensors st;
+    derf_dit_config cfg;
+    memset(m, 0, sizeof *m);
+    if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
+    int rc = derf_dit_config_from_meta(&cfg, st_meta, &st, err, errlen);
+    if (!rc) rc = derf_dit_build(m, &cfg, max_batch, err, errlen);
+    if (!rc && (rc = derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen))) derf_dit_free(m);
+    derf_safetensors_free(&st);
+    return rc;
+}
