@@ -58,19 +58,11 @@ static void read_curves(norm_run *nr, const char *dir) {
 }
 
 int cmd_compare(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) /* --model gpt2: the language-model comparison (cmd_compare_lm.c) */
-        if (!strcmp(argv[i], "--model=gpt2") || (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "gpt2")))
-            return cmd_compare_lm(argc, argv);
-    for (int i = 1; i < argc; i++) /* --model wav2vec: speech pre-training (cmd_speech.c) */
-        if (!strcmp(argv[i], "--model=wav2vec") || (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "wav2vec")))
-            return cmd_compare_speech(argc, argv);
-    for (int i = 1; i < argc; i++) /* --model hyena|caduceus: the DNA comparison (cmd_compare_dna.c) */
-        if (!strcmp(argv[i], "--model=hyena") || !strcmp(argv[i], "--model=caduceus") ||
-            (!strcmp(argv[i], "--model") && i + 1 < argc && (!strcmp(argv[i + 1], "hyena") || !strcmp(argv[i + 1], "caduceus"))))
-            return cmd_compare_dna(argc, argv);
-    for (int i = 1; i < argc; i++) /* --model dit: the diffusion comparison (cmd_compare_dit.c) */
-        if (!strcmp(argv[i], "--model=dit") || (!strcmp(argv[i], "--model") && i + 1 < argc && !strcmp(argv[i + 1], "dit")))
-            return cmd_compare_dit(argc, argv);
+    const char *m = compare_model_arg(argc, argv); /* the other models have their own option tables */
+    if (m && !strcmp(m, "gpt2")) return cmd_compare_lm(argc, argv);       /* cmd_compare_lm.c */
+    if (m && !strcmp(m, "wav2vec")) return cmd_compare_speech(argc, argv); /* cmd_speech.c */
+    if (m && (!strcmp(m, "hyena") || !strcmp(m, "caduceus"))) return cmd_compare_dna(argc, argv); /* cmd_compare_dna.c */
+    if (m && !strcmp(m, "dit")) return cmd_compare_dit(argc, argv);        /* cmd_compare_dit.c */
     static train_args a;
     static norm_run runs[MAX_NORMS];
     train_args_init(&a);
@@ -81,7 +73,7 @@ int cmd_compare(int argc, char **argv) {
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own learning rate", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
     opts[n++] = (cli_opt){"out", CLI_STR, &out, "folder for the runs, report.md and curves.svg", 0, -1};
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "vit, gpt2 (language model), dit (diffusion), wav2vec (speech), hyena or caduceus (DNA); 'derf compare --model M --help'", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "vit (this page), gpt2 (language model), dit (diffusion), wav2vec (speech), hyena or caduceus (DNA); 'derf compare --model M --help' for each", 0, -1};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"compare", "[options]",
         "The main job: train the same ViT with several norms and seeds on Fashion-MNIST and compare test accuracy\n"
@@ -183,14 +175,5 @@ int cmd_compare(int argc, char **argv) {
     derf_svg_panel(&svg, 0, 0, 480, 380, &ax1, loss_s, nn);
     derf_svg_panel(&svg, 480, 0, 480, 380, &ax2, acc_s, nn);
     derf_svg_end(&svg);
-    char path[1200], err[DERF_ERRLEN];
-    snprintf(path, sizeof path, "%s/report.md", out);
-    rc = derf_io_write_file(path, md.s, md.len, err, sizeof err);
-    snprintf(path, sizeof path, "%s/curves.svg", out);
-    if (!rc) rc = derf_io_write_file(path, svg.s, svg.len, err, sizeof err);
-    derf_sb_free(&md);
-    derf_sb_free(&svg);
-    if (rc) return cli_fail("compare", "%s", err);
-    printf("\nwrote %s/report.md and %s/curves.svg\n", out, out);
-    return 0;
+    return compare_write_report("compare", out, &md, &svg);
 }

@@ -116,7 +116,7 @@ int cmd_compare_dit(int argc, char **argv) {
     cli_opt opts[80];
     int n = dit_opts_table(&a, opts, 40);
     n += dit_sample_opts_table(&s, opts + n, 20);
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "dit here (vit, gpt2: the other comparisons)", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "dit here (all: " CLI_COMPARE_MODELS "; see 'derf compare --help')", 0, -1};
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own learning rate", 0, -1};
     opts[n++] = (cli_opt){"lr-sweep", CLI_STR, &lrs, "learning rates to try per norm (paper: 1e-4,2e-4,4e-4); the best "
                                                      "evaluation-mode training loss is kept", 0, -1};
@@ -271,11 +271,5 @@ int cmd_compare_dit(int argc, char **argv) {
     derf_sb_printf(&md, "\nThe evaluation-mode training loss is the paper's Appendix E measure for diffusion: the eps-MSE on the "
                         "first %d training images with fixed timesteps and noise (the same for every run) and no label "
                         "dropout. Sample grids: one column per class, first 100 samples.\n", a.o.eval_train_n);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/report.md", out);
-    rc = derf_io_write_file(path, md.s, md.len, err, sizeof err);
-    derf_sb_free(&md);
-    if (rc) return cli_fail("compare", "%s", err);
-    printf("\nwrote %s/report.md\n", out);
-    return 0;
+    return compare_write_report("compare", out, &md, NULL);
 }

@@ -38,7 +38,7 @@ int cmd_compare_dna(int argc, char **argv) {
     int seeds = 1, smoke = 0, kmer_k[2] = {1, 4};
     cli_opt opts[64];
     int n = dna_opts_table(&a, opts, 50);
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "hyena or caduceus here (vit, gpt2: see 'derf compare --help')", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "hyena or caduceus here (all: " CLI_COMPARE_MODELS "; see 'derf compare --help')", 0, -1};
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own pretraining learning rate "
                                                     "(default layernorm,dyt,derf for hyena, rmsnorm,dyt,derf for caduceus)", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
@@ -228,11 +228,5 @@ int cmd_compare_dna(int argc, char **argv) {
                         "one). Paper (Derf Table 11, GenomicBenchmarks average): HyenaDNA Norm 85.2 / DyT 85.2 / Derf 85.7; "
                         "Caduceus Norm 86.9 / DyT 86.9 / Derf 87.3.\n", cad ? "masked-LM (masks from a fixed seed)" : "next-token",
                    a.o.eval_windows ? "fixed, evenly spaced" : "all");
-    char path[1200];
-    snprintf(path, sizeof path, "%s/report.md", out);
-    rc = derf_io_write_file(path, md.s, md.len, err, sizeof err);
-    derf_sb_free(&md);
-    if (rc) return cli_fail("compare", "%s", err);
-    printf("\nwrote %s\n", path);
-    return 0;
+    return compare_write_report("compare", out, &md, NULL);
 }

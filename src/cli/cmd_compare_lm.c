@@ -53,7 +53,7 @@ int cmd_compare_lm(int argc, char **argv) {
     int seeds = 1;
     cli_opt opts[64];
     int n = lm_opts_table(&a, opts, 60);
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "gpt2 here (vit: the image comparison, see 'derf compare --help')", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "gpt2 here (all: " CLI_COMPARE_MODELS "; see 'derf compare --help')", 0, -1};
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own learning rate", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
     opts[n++] = (cli_opt){"out", CLI_STR, &out, "folder for the runs, report.md and curves.svg", 0, -1};
@@ -165,14 +165,5 @@ int cmd_compare_lm(int argc, char **argv) {
     derf_svg_panel(&svg, 0, 0, 480, 380, &ax1, ts, nn);
     derf_svg_panel(&svg, 480, 0, 480, 380, &ax2, vs, nn);
     derf_svg_end(&svg);
-    char path[1200], err[DERF_ERRLEN];
-    snprintf(path, sizeof path, "%s/report.md", out);
-    rc = derf_io_write_file(path, md.s, md.len, err, sizeof err);
-    snprintf(path, sizeof path, "%s/curves.svg", out);
-    if (!rc) rc = derf_io_write_file(path, svg.s, svg.len, err, sizeof err);
-    derf_sb_free(&md);
-    derf_sb_free(&svg);
-    if (rc) return cli_fail("compare", "%s", err);
-    printf("\nwrote %s/report.md and %s/curves.svg\n", out, out);
-    return 0;
+    return compare_write_report("compare", out, &md, &svg);
 }

@@ -1,4 +1,4 @@
-/* compare_util.c: helpers shared by the ViT and GPT-2 comparisons (see compare_util.h). */
+/* compare_util.c: helpers shared by the `derf compare` variants (see compare_util.h). */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -58,4 +58,29 @@ void compare_mean_std(const double *x, int n, double *m, double *s) {
     for (int i = 0; i < n; i++) b += (x[i] - a) * (x[i] - a);
     *m = a;
     *s = n > 1 ? sqrt(b / (n - 1)) : 0;
+}
+
+const char *compare_model_arg(int argc, char **argv) {
+    const char *m = NULL; /* the last one wins, as in the option parser */
+    for (int i = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "--model=", 8)) m = argv[i] + 8;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) m = argv[++i];
+    }
+    return m;
+}
+
+int compare_write_report(const char *cmd, const char *out, derf_strbuf *md, derf_strbuf *svg) {
+    char path[1200], err[DERF_ERRLEN];
+    snprintf(path, sizeof path, "%s/report.md", out);
+    int rc = derf_io_write_file(path, md->s, md->len, err, sizeof err);
+    if (!rc && svg) {
+        snprintf(path, sizeof path, "%s/curves.svg", out);
+        rc = derf_io_write_file(path, svg->s, svg->len, err, sizeof err);
+    }
+    derf_sb_free(md);
+    if (svg) derf_sb_free(svg);
+    if (rc) return cli_fail(cmd, "%s", err);
+    if (svg) printf("\nwrote %s/report.md and %s/curves.svg\n", out, out);
+    else printf("\nwrote %s/report.md\n", out);
+    return 0;
 }
