@@ -43,6 +43,11 @@ char *cli_args_json(int argc, char **argv);
 int cli_run_opts(cli_opt *t, const char **out, const char *out_help, const char **resume, int *max_steps);
 int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx,
                         const char **out, const char *out_default, int *max_steps, const char **resume, char **stored);
+/* Hands what cli_parse_resumable returned to a trainer's options struct o (fields out, resume, max_steps, meta,
+ * nmeta; meta points at one derf_st_meta holding the stored options). */
+#define CLI_SET_RUN(o, out_, resume_, max_steps_, meta_)                                                             \
+    do { (o).out = (out_); (o).resume = (resume_); (o).max_steps = (max_steps_); (o).meta = (meta_); (o).nmeta = 1; } \
+    while (0)
 
 int cmd_bench(int argc, char **argv);
 int cmd_functions(int argc, char **argv);

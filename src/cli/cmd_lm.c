@@ -123,11 +123,7 @@ int cmd_train_lm(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = lm_args_finish(&a, "train-lm"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    a.o.out = out;
-    a.o.resume = resume;
-    a.o.max_steps = max_steps;
-    a.o.meta = &meta;
-    a.o.nmeta = 1;
+    CLI_SET_RUN(a.o, out, resume, max_steps, &meta);
     static derf_lm_result r;
     char err[DERF_ERRLEN];
     rc = derf_lm_train(&a.o, &r, err, sizeof err);

@@ -115,11 +115,7 @@ int cmd_train_speech(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = sp_finish(&a, "train-speech"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    a.o.out = out;
-    a.o.resume = resume;
-    a.o.max_steps = max_steps;
-    a.o.meta = &meta;
-    a.o.nmeta = 1;
+    CLI_SET_RUN(a.o, out, resume, max_steps, &meta);
     static derf_speech_train_result r;
     char err[DERF_ERRLEN];
     rc = derf_speech_train(&a.o, &r, err, sizeof err);
@@ -139,7 +135,7 @@ int cmd_compare_speech(int argc, char **argv) {
     int seeds = 1;
     cli_opt opts[40];
     int n = sp_table(&a, opts);
-    opts[n++] = (cli_opt){"model", CLI_STR, &model, "wav2vec here (vit, gpt2: see 'derf compare --help')", 0, -1};
+    opts[n++] = (cli_opt){"model", CLI_STR, &model, "wav2vec here (all: " CLI_COMPARE_MODELS "; see 'derf compare --help')", 0, -1};
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own learning rate", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
     opts[n++] = (cli_opt){"out", CLI_STR, &out, "folder for the runs and report.md", 0, -1};
@@ -216,11 +212,5 @@ int cmd_compare_speech(int argc, char **argv) {
                         "speaking character (small fish / big fish / other) on the mean-pooled frozen encoder output, trained on "
                         "train-level utterances and tested on the test levels, beside the same probe on a randomly initialised "
                         "network. Per-run logs: `<norm>-s<seed>/log.jsonl`.\n");
-    char path[1200], err[DERF_ERRLEN];
-    snprintf(path, sizeof path, "%s/report.md", out);
-    rc = derf_io_write_file(path, md.s, md.len, err, sizeof err);
-    derf_sb_free(&md);
-    if (rc) return cli_fail("compare", "%s", err);
-    printf("\nwrote %s/report.md\n", out);
-    return 0;
+    return compare_write_report("compare", out, &md, NULL);
 }

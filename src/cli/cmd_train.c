@@ -127,13 +127,9 @@ int cmd_train(int argc, char **argv) {
     char *stored = NULL;
     int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &out, "runs/train", &max_steps, &resume, &stored);
     if (rc) return rc < 0 ? 0 : rc;
-    if ((rc = train_args_finish(&a, "train"))) return rc;
+    if ((rc = train_args_finish(&a, "train"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    a.o.out = out;
-    a.o.resume = resume;
-    a.o.max_steps = max_steps;
-    a.o.meta = &meta;
-    a.o.nmeta = 1;
+    CLI_SET_RUN(a.o, out, resume, max_steps, &meta);
     derf_cls_result r;
     char err[DERF_ERRLEN];
     if (derf_cls_train(&a.o, &r, err, sizeof err)) { free(stored); return cli_fail("train", "%s", err); }
