@@ -8,6 +8,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "derf/io.h"
 #include "derf/train.h"
 #include "parity.h"
 
@@ -63,6 +64,14 @@ int parity_write_seq_case(const char *dir, const derf_params *p, char keys[][32]
     free(tokf);
     free(tgtf);
     return rc;
+}
+
+const char *parity_case_dir(const char *root, int i) {
+    static char dir[512];
+    char err[DERF_ERRLEN];
+    snprintf(dir, sizeof dir, "%s/case%d", root, i);
+    if (derf_io_mkdirs(dir, err, sizeof err)) fail_msg("%s", err);
+    return dir;
 }
 
 int parity_run(const char *script, const char *root, int ncases) {

@@ -1,4 +1,4 @@
-/* parity.h: what the model parity tests (test_vit, test_gpt2) share: the Python that has torch,
+/* parity.h: what the model parity tests (test_vit, test_gpt2, test_dit, test_wav2vec, test_hyena, test_caduceus) share: the Python that has torch,
  * writing one slab of a parameter table as safetensors (derf_ckpt_save), and running a tools/
  * parity script over case folders ROOT/case0..caseN-1 with its report in ROOT/parity.log. */
 #ifndef DERF_TEST_PARITY_H
@@ -20,6 +20,9 @@ int parity_write_model(const char *dir, const derf_params *p, char keys[][32], c
  * ncls > 0), logits ([B,T,V] or [B,ncls]) and loss [1] (ids as floats). 0, or -1 with the error printed. */
 int parity_write_seq_case(const char *dir, const derf_params *p, char keys[][32], char vals[][128], int nk,
                           const int32_t *tok, const int32_t *tgt, const float *logits, float loss, int B, int T, int V, int ncls);
+/* Creates ROOT/case<i> (failing the calling test if it cannot) and returns its path (a static buffer, valid until
+ * the next call). */
+const char *parity_case_dir(const char *root, int i);
 /* Runs `python script ROOT/case0 ...`; prints the failing lines (or the summary line on success).
  * Removes ROOT on success unless DERF_KEEP_PARITY is set. Returns the script's exit status. */
 int parity_run(const char *script, const char *root, int ncases);

@@ -214,11 +214,7 @@ static void test_torch_parity(void **state) {
     assert_non_null(mkdtemp(root));
     uint64_t s = g_seed ^ 0xd17u;
     for (int i = 0; i < n; i++) {
-        char dir[128], cmd[200];
-        snprintf(dir, sizeof dir, "%s/case%d", root, i);
-        snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
-        assert_int_equal(system(cmd), 0);
-        write_case(dir, &cases[i], &s);
+        write_case(parity_case_dir(root, i), &cases[i], &s);
     }
     assert_int_equal(parity_run("tools/dit_torch_parity.py", root, n), 0);
 }

@@ -20,9 +20,7 @@
 #include "testutil.h"
 
 static char tmpdir[] = "/tmp/derf_test_dna.XXXXXX";
-
-static const char *tp(const char *name) { return tu_path(tmpdir, name); }
-static void write_raw(const char *path, const void *data, size_t len) { assert_int_equal(tu_write_raw(path, data, len), 0); }
+#include "tmpfiles.h"
 
 static void write_gz(const char *path, const char *text) {
     gzFile f = gzopen(path, "wb");
@@ -31,10 +29,6 @@ static void write_gz(const char *path, const char *text) {
     assert_int_equal(gzclose(f), Z_OK);
 }
 
-static void one_line(const char *err) {
-    assert_true(strlen(err) > 10);
-    assert_null(strchr(err, '\n'));
-}
 
 static void test_tokenizer(void **st) {
     (void)st;
@@ -346,7 +340,6 @@ static void test_repeat_task(void **st) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_revcomp),
@@ -356,9 +349,5 @@ int main(void) {
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_repeat_task),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd)) {}
-    return rc;
+    return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

@@ -22,7 +22,7 @@
 #include "testutil.h"
 
 static char tmpdir[] = "/tmp/derf_test_dnatrain.XXXXXX";
-static const char *tp(const char *name) { return tu_path(tmpdir, name); }
+#include "tmpfiles.h"
 
 /* a corpus: 3 splits x 6 segments of a period-8 pattern at random phases */
 static void write_periodic_corpus(const char *path, uint64_t *s) {
@@ -208,15 +208,10 @@ static void test_caduceus_mlm_then_finetune(void **st) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kmer_baseline),
         cmocka_unit_test(test_pretrain_then_finetune),
         cmocka_unit_test(test_caduceus_mlm_then_finetune),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd)) {}
-    return rc;
+    return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

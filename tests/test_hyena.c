@@ -160,11 +160,7 @@ static void test_torch_parity(void **st) {
     assert_non_null(mkdtemp(root));
     uint64_t s = tu_seed() ^ 0x4879ULL;
     for (int i = 0; i < nc; i++) {
-        char dir[64], mk[128];
-        snprintf(dir, sizeof dir, "%s/case%d", root, i);
-        snprintf(mk, sizeof mk, "mkdir -p %s", dir);
-        assert_int_equal(system(mk), 0);
-        write_case(dir, &cases[i], &s);
+        write_case(parity_case_dir(root, i), &cases[i], &s);
     }
     assert_int_equal(parity_run("tools/hyena_torch_parity.py --f64", root, nc), 0);
 }

@@ -434,12 +434,7 @@ static void test_torch_parity(void **state) {
     assert_non_null(mkdtemp(root));
     uint64_t s = g_seed ^ 0x5eedULL;
     for (int i = 0; i < nc; i++) {
-        char dir[64];
-        snprintf(dir, sizeof dir, "%s/case%d", root, i);
-        char mk[700];
-        snprintf(mk, sizeof mk, "mkdir -p %s", dir);
-        assert_int_equal(system(mk), 0);
-        write_case(dir, &cases[i], &s);
+        write_case(parity_case_dir(root, i), &cases[i], &s);
     }
     assert_int_equal(parity_run("tools/vit_torch_parity.py", root, nc), 0);
 }

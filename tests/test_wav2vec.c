@@ -154,10 +154,7 @@ static void test_torch_parity(void **state) {
     assert_non_null(mkdtemp(root));
     uint64_t s = tu_seed() ^ 0x77a2ULL;
     for (int i = 0; i < nc; i++) {
-        char dir[100], err[DERF_ERRLEN];
-        snprintf(dir, sizeof dir, "%s/case%d", root, i);
-        assert_int_equal(derf_io_mkdirs(dir, err, sizeof err), 0);
-        write_case(dir, cases[i].norm, cases[i].B, cases[i].N, &s);
+        write_case(parity_case_dir(root, i), cases[i].norm, cases[i].B, cases[i].N, &s);
     }
     assert_int_equal(parity_run("tools/wav2vec_torch_parity.py", root, nc), 0);
 }
