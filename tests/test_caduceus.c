@@ -24,15 +24,19 @@ static void randomize(derf_caduceus *m, uint64_t *s, double amp) {
     for (size_t i = 0; i < m->params.total; i++) m->params.params[i] += (float)(amp * (2 * tu_uniform(s) - 1));
 }
 
-static void build(derf_caduceus *m, const char *norm, int classes, int B, int T) {
+/* the test preset with this norm (and learnable embedding scale, 0: none), initialised */
+static void build_scaled(derf_caduceus *m, const char *norm, int classes, int B, int T, float emb_scale) {
     derf_caduceus_config c;
     char err[256];
     assert_int_equal(derf_caduceus_preset(&c, "test", err, sizeof err), 0);
     assert_int_equal(derf_norm_parse(norm, &c.norm, err, sizeof err), 0);
     c.n_classes = classes;
+    c.emb_scale = emb_scale;
     assert_int_equal(derf_caduceus_build(m, &c, B, T, err, sizeof err), 0);
     derf_caduceus_init(m, 21);
 }
+
+static void build(derf_caduceus *m, const char *norm, int classes, int B, int T) { build_scaled(m, norm, classes, B, T, 0); }
 
 static void test_presets(void **st) {
     (void)st;
@@ -124,13 +128,13 @@ static void test_mlm_mask(void **st) {
     free(tok); free(orig); free(tgt);
 }
 
-typedef struct { const char *norm; int classes, B, T; } pcase;
+typedef struct { const char *norm; int classes, B, T; float emb_scale; } pcase;
 
 static void test_torch_parity(void **st) {
     (void)st;
     parity_require_torch();
-    const pcase cases[] = {{"rmsnorm", 0, 2, 32}, {"derf", 0, 2, 19}, {"dyt", 0, 3, 12}, {"layernorm", 0, 1, 16},
-                           {"rmsnorm", 3, 3, 20}, {"derf", 2, 2, 24}};
+    const pcase cases[] = {{"rmsnorm", 0, 2, 32, 0}, {"derf", 0, 2, 19, 0}, {"dyt", 0, 3, 12, 0}, {"layernorm", 0, 1, 16, 0},
+                           {"rmsnorm", 3, 3, 20, 0}, {"derf", 2, 2, 24, 0}, {"derf", 0, 2, 15, 3.0f}, {"dyt", 2, 2, 10, 2.0f}};
     const int nc = (int)(sizeof cases / sizeof cases[0]);
     char root[] = "/tmp/derf_caduceus_parity_XXXXXX";
     assert_non_null(mkdtemp(root));
@@ -139,7 +143,7 @@ static void test_torch_parity(void **st) {
         const pcase *pc = &cases[i];
         const char *dir = parity_case_dir(root, i);
         derf_caduceus m;
-        build(&m, pc->norm, pc->classes, pc->B + 1, pc->T + 2);
+        build_scaled(&m, pc->norm, pc->classes, pc->B + 1, pc->T + 2, pc->emb_scale);
         randomize(&m, &s, 0.1);
         const int B = pc->B, T = pc->T, n = B * T, nt = pc->classes ? B : n;
         int32_t *tok = malloc(sizeof(int32_t) * n), *tgt = malloc(sizeof(int32_t) * nt);

@@ -72,6 +72,8 @@ static void test_bad_specs(void **state) {
 static void test_dna_cli(void **state) {
     (void)state;
     expect_error("train-dna --preset huge", "unknown HyenaDNA preset 'huge'");
+    expect_error("train-dna --emb-scale big", "--emb-scale must be auto, off or a number");
+    expect_error("train-dna --emb-scale 0", "--emb-scale must be auto, off or a number");
     expect_error("train-dna --kmer 4", "need --task");
     expect_error("train-dna --corpus /nonexistent.dnac", "/nonexistent.dnac");
     expect_error("train-dna --task /nonexistent.dnat --kmer 2", "/nonexistent.dnat");

@@ -119,7 +119,7 @@ static void test_causal(void **st) {
     derf_hyena_free(&m);
 }
 
-typedef struct { const char *norm; int classes, B, T; } pcase;
+typedef struct { const char *norm; int classes, B, T; float emb_scale; } pcase;
 
 static void write_case(const char *dir, const pcase *pc, uint64_t *s) {
     derf_hyena_config c;
@@ -127,6 +127,7 @@ static void write_case(const char *dir, const pcase *pc, uint64_t *s) {
     assert_int_equal(derf_hyena_preset(&c, "test", 70, err, sizeof err), 0);
     assert_int_equal(derf_norm_parse(pc->norm, &c.norm, err, sizeof err), 0);
     c.n_classes = pc->classes;
+    c.emb_scale = pc->emb_scale;
     derf_hyena m;
     assert_int_equal(derf_hyena_build(&m, &c, pc->B + 1, pc->T + 3, err, sizeof err), 0);
     derf_hyena_init(&m, 11);
@@ -143,7 +144,7 @@ static void write_case(const char *dir, const pcase *pc, uint64_t *s) {
     int nk = derf_hyena_config_to_meta(&m.cfg, keys, vals, 16);
     assert_true(nk > 0);
     assert_int_equal(parity_write_seq_case(dir, &m.params, keys, vals, nk, tok, tgt, m.logits, loss, B, T, c.vocab, pc->classes), 0);
-    print_message("%-12s classes %d B %d T %d: loss %.5f\n", pc->norm, pc->classes, B, T, (double)loss);
+    print_message("%-12s classes %d B %d T %d emb_scale %g: loss %.5f\n", pc->norm, pc->classes, B, T, (double)pc->emb_scale, (double)loss);
     free(tok); free(tgt);
     derf_hyena_free(&m);
 }
@@ -152,8 +153,8 @@ static void test_torch_parity(void **st) {
     (void)st;
     parity_require_torch();
     const pcase cases[] = {
-        {"layernorm", 0, 2, 64}, {"derf", 0, 2, 37}, {"dyt", 0, 3, 20}, {"rmsnorm", 0, 2, 16},
-        {"layernorm", 3, 3, 30}, {"derf", 2, 4, 25},
+        {"layernorm", 0, 2, 64, 0}, {"derf", 0, 2, 37, 0}, {"dyt", 0, 3, 20, 0}, {"rmsnorm", 0, 2, 16, 0},
+        {"layernorm", 3, 3, 30, 0}, {"derf", 2, 4, 25, 0}, {"derf", 0, 2, 21, 3.0f}, {"dyt", 2, 2, 18, 2.0f},
     };
     const int nc = (int)(sizeof cases / sizeof cases[0]);
     char root[] = "/tmp/derf_hyena_parity_XXXXXX";

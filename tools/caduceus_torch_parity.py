@@ -79,7 +79,7 @@ class Layer(nn.Module):
 class Backbone(nn.Module):
     def __init__(self, cfg, spec):
         super().__init__()
-        self.embeddings = Embeddings(cfg["vocab"], cfg["d_model"])
+        self.embeddings = Embeddings(cfg["vocab"], cfg["d_model"], cfg["emb_scale"])
         self.layers = nn.ModuleList([Layer(cfg, spec) for _ in range(cfg["n_layer"])])
         self.norm_f = make_norm(spec, cfg["d_model"])
 
@@ -98,7 +98,7 @@ class Caduceus(nn.Module):
             self.head = nn.Linear(cfg["d_model"], cfg["n_classes"])
 
     def forward(self, ids, targets):
-        d, emb = self.cfg["d_model"], self.backbone.embeddings.word_embeddings
+        d, emb = self.cfg["d_model"], self.backbone.embeddings
         comp = torch.tensor(COMP[:self.cfg["vocab"]])
         rc_ids = comp[ids].flip(1)
         x = torch.cat([emb(ids), emb(rc_ids).flip(1, 2)], dim=-1)            # RCPSEmbedding
@@ -109,7 +109,7 @@ class Caduceus(nn.Module):
             f, r = x[..., :d].mean(1), x[..., d:].flip(2).mean(1)
             logits = 0.5 * (self.head(f) + self.head(r))
             return logits, F.cross_entropy(logits, targets)
-        W = emb.weight
+        W = emb.word_embeddings.weight
         logits = x[..., :d] @ W.t() + x[..., d:].flip(2) @ W[comp].t()       # RCPS LM head
         return logits, F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
 

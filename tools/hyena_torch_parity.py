@@ -114,20 +114,28 @@ class Block(nn.Module):
 
 
 class Embeddings(nn.Module):
-    def __init__(self, V, d):
+    """the token embedding; with emb_scale > 0 also derf's learnable scalar `scale` multiplying its output (the
+    paper's GPT-2 shared_scale, docs/dna.md)"""
+    def __init__(self, V, d, emb_scale=0.0):
         super().__init__()
         self.word_embeddings = nn.Embedding(V, d)
+        if emb_scale > 0:
+            self.scale = nn.Parameter(torch.tensor([float(emb_scale)]))
+
+    def forward(self, ids):
+        x = self.word_embeddings(ids)
+        return x * self.scale if hasattr(self, "scale") else x
 
 
 class Backbone(nn.Module):
     def __init__(self, cfg, spec):
         super().__init__()
-        self.embeddings = Embeddings(cfg["vocab"], cfg["d_model"])
+        self.embeddings = Embeddings(cfg["vocab"], cfg["d_model"], cfg["emb_scale"])
         self.layers = nn.ModuleList([Block(cfg, spec) for _ in range(cfg["n_layer"])])
         self.ln_f = make_norm(spec, cfg["d_model"])
 
     def forward(self, ids):
-        x = self.embeddings.word_embeddings(ids)
+        x = self.embeddings(ids)
         for b in self.layers:
             x = b(x)
         return self.ln_f(x)
@@ -187,6 +195,7 @@ def check_seq_dir(d, dtype, kind, int_keys, build):
     cfg = {k: int(meta[k]) for k in int_keys}
     if "sin_w" in meta:
         cfg["sin_w"] = float(meta["sin_w"])
+    cfg["emb_scale"] = float(meta.get("emb_scale", 0))
     spec = parse_norm(meta["norm"])
     B, T = batch["tokens"].shape
     print(f"== {d}: {kind} norm {meta['norm']} {' '.join(f'{k} {v}' for k, v in cfg.items())} B {B} T {T} ({dtype})")

@@ -14,7 +14,7 @@
  * The scan stores no states: the backward recomputes each (sequence, channel)'s states, then runs the exact
  * reverse-time adjoint.
  *
- * Tensor names: backbone.embeddings.word_embeddings.weight [V,d]; backbone.layers.{i}.norm.<p>;
+ * Tensor names: backbone.embeddings.word_embeddings.weight [V,d]; [backbone.embeddings.scale [1]]; backbone.layers.{i}.norm.<p>;
  * backbone.layers.{i}.mixer.mamba_fwd.{in_proj.weight [2E,d], conv1d.weight [E,1,4], conv1d.bias, x_proj.weight
  * [R+2N,E], dt_proj.weight [E,R], dt_proj.bias, A_log [E,N], D [E], out_proj.weight [d,E]};
  * backbone.layers.{i}.mixer.mamba_rev.{conv1d.*, x_proj.weight, dt_proj.*, A_log, D} (in_proj/out_proj tied to
@@ -36,6 +36,8 @@ typedef struct {
     int dt_rank;       /* R = ceil(d/16) */
     int d_conv;        /* 4 */
     int n_classes;     /* 0: masked LM */
+    float emb_scale;   /* > 0: a learnable scalar backbone.embeddings.scale, initialised to this, multiplies the
+                        * embedding (derf_model_emb_scale_*); 0: none (upstream) */
     derf_norm_spec norm;   /* rmsnorm upstream */
 } derf_caduceus_config;
 

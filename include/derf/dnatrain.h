@@ -27,6 +27,11 @@
 
 enum { DERF_DNA_ARCH_HYENA = 0, DERF_DNA_ARCH_CADUCEUS = 1 };
 
+/* `--emb-scale auto` for a point-wise norm with alpha init a: the learnable embedding scale starts at
+ * 1 / (a * 0.02) (0.02: the embedding's init std), so the first point-wise function sees alpha*x ~ N(0, 1) at
+ * init (100 for the default alpha 0.5); docs/dna.md shows why and what it changes. */
+#define DERF_DNA_EMB_STD 0.02f
+
 typedef struct {
     int arch;                   /* DERF_DNA_ARCH_HYENA (next-token pretraining) or _CADUCEUS (Caduceus-PS, masked LM) */
     derf_hyena_config model;    /* HyenaDNA; n_classes is set from the task when fine-tuning; l_max from seq */

@@ -13,7 +13,7 @@
  * Every norm (N1, N2, Nf; LayerNorm upstream) is the same --norm spec. Dropout is off (upstream: 0.1
  * on the embedding only). The causal long convolution runs through FFTW (derf_fftconv_*).
  *
- * Tensor names (upstream's): backbone.embeddings.word_embeddings.weight [V,d];
+ * Tensor names (upstream's): backbone.embeddings.word_embeddings.weight [V,d]; [backbone.embeddings.scale [1]];
  * backbone.layers.{i}.norm1.<p>, .mixer.in_proj.weight [3d,d] / .bias, .mixer.short_filter.weight [3d,1,3] / .bias,
  * .mixer.filter_fn.bias [d] (the D term), .mixer.filter_fn.implicit_filter.{0,2,4}.weight/bias,
  * .mixer.filter_fn.implicit_filter.1.freq [1,O], .mixer.filter_fn.implicit_filter.6.weight [d,O],
@@ -33,6 +33,8 @@ typedef struct {
     int l_max;        /* positional-feature length (upstream: max_length + 2); sequences must be <= l_max */
     float sin_w;      /* init of the Sin frequencies (10) */
     int n_classes;    /* 0: language model; > 0: mean pooling + linear head */
+    float emb_scale;  /* > 0: a learnable scalar backbone.embeddings.scale, initialised to this, multiplies the
+                       * embedding (derf_model_emb_scale_*); 0: none (upstream) */
     derf_norm_spec norm;
 } derf_hyena_config;
 

@@ -13,6 +13,7 @@ void dna_args_init(dna_args *a) {
     memset(a, 0, sizeof *a);
     derf_dna_train_opts_default(&a->o);
     a->arch = "hyena";
+    a->emb_scale = "auto";
     a->o.lr = 0;        /* per architecture: 6e-4 (HyenaDNA), 8e-3 (Caduceus, pretraining) */
     a->threads = 0;
 }
@@ -24,6 +25,8 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
                                     "caduceus; dyt, derf, ...: docs/norm-spec.md)", 0, -1},
         {"preset", CLI_STR, &a->preset, "hyena: tiny (hyenadna-tiny-1k, d128 L2; default), small (d128 L4), test (d16 L2); "
                                         "caduceus: ct (d64 L4; default), gb (d118 L4), test", 0, -1},
+        {"emb-scale", CLI_STR, &a->emb_scale, "learnable scalar on the embedding, as the paper's GPT-2 shared_scale: auto (point-wise norms: init 1/(alpha*0.02), "
+                                              "i.e. 100 for alpha 0.5, so alpha*x ~ N(0,1); none for layernorm/rmsnorm), off (upstream), or its init value", 0, -1},
         {"dim", CLI_INT, &a->dim, "override the preset's width d (MLP 4d)", 0, 8192},
         {"layers", CLI_INT, &a->layers, "override the preset's number of blocks", 0, 256},
         {"corpus", CLI_STR, &a->o.corpus, "pretraining corpus (.dnac from 'derf data dna')", 0, -1},
@@ -74,6 +77,16 @@ int dna_args_finish(dna_args *a, const char *cmd) {
     }
     const char *norm = a->norm ? a->norm : a->o.arch ? "rmsnorm" : "layernorm";
     if (derf_norm_parse(norm, ns, err, sizeof err)) return cli_fail(cmd, "--norm: %s", err);
+    float *es = a->o.arch ? &a->o.cmodel.emb_scale : &a->o.model.emb_scale;
+    if (!strcmp(a->emb_scale, "auto")) *es = ns->kind == DERF_NORM_POINTWISE && ns->alpha_init > 0 ? 1.f / (ns->alpha_init * DERF_DNA_EMB_STD) : 0.f;
+    else if (!strcmp(a->emb_scale, "off")) *es = 0.f;
+    else {
+        char *end;
+        double v = strtod(a->emb_scale, &end);
+        if (end == a->emb_scale || *end || !(v > 0 && v < 1e6))
+            return cli_fail(cmd, "--emb-scale must be auto, off or a number in (0, 1e6), not '%s'", a->emb_scale);
+        *es = (float)v;
+    }
     if (a->o.arch ? derf_caduceus_check(&a->o.cmodel, err, sizeof err) : derf_hyena_check(&a->o.model, err, sizeof err))
         return cli_fail(cmd, "%s", err);
     a->o.rc_aug = !a->no_rc_aug;

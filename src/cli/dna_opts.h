@@ -9,6 +9,7 @@
 typedef struct {
     derf_dna_train_opts o;
     const char *norm, *preset, *arch;   /* norm / preset NULL: the architecture's default */
+    const char *emb_scale;              /* auto, off or a number (--emb-scale) */
     int dim, layers, seed, threads, no_rc_aug;
     float ft_lr;
 } dna_args;

@@ -46,6 +46,7 @@ int derf_caduceus_check(const derf_caduceus_config *c, char *err, size_t errlen)
     NEED(c->dt_rank > 0 && c->dt_rank <= 4096, "Caduceus dt_rank must be in 1..4096, not %d", c->dt_rank);
     NEED(c->d_conv > 0 && c->d_conv <= 64, "Caduceus d_conv must be in 1..64, not %d", c->d_conv);
     NEED(c->n_classes >= 0 && c->n_classes <= 4096, "Caduceus n_classes must be in 0..4096, not %d", c->n_classes);
+    NEED(isfinite(c->emb_scale) && c->emb_scale >= 0, "Caduceus emb_scale must be >= 0 (0: none)");
 #undef NEED
     return 0;
 }
@@ -60,7 +61,7 @@ typedef struct { float *xz, *xconv, *xc, *dbc, *dpre, *delta, *y, *g; } dir_acts
 
 struct derf_caduceus_acts {
     layer_off *lo;
-    size_t emb, normf, head_w, head_b;
+    size_t emb, emb_scale, normf, head_w, head_b;
     float *res;        /* [L+1][2B,T,d] */
     float *hn, *st;    /* [L][2B,T,d] normed, [L] stats */
     dir_acts *da;      /* [L][2] */
@@ -84,6 +85,7 @@ static void register_tensors(derf_caduceus *m) {
     derf_caduceus_acts *a = m->a;
     char name[DERF_NAME_MAX];
     a->emb = reg(p, "backbone.embeddings.word_embeddings.weight", 2, c->vocab, d, 0, 0);
+    if (c->emb_scale > 0) a->emb_scale = reg(p, "backbone.embeddings.scale", 1, 1, 0, 0, 0);
     for (int l = 0; l < c->n_layer; l++) {
         layer_off *o = &a->lo[l];
 #define NM(s) (snprintf(name, sizeof name, "backbone.layers.%d.%s", l, s), name)
@@ -215,6 +217,7 @@ void derf_caduceus_init(derf_caduceus *m, uint64_t seed) {
     float *s = m->params.params;
     memset(s, 0, m->params.total * sizeof(float));
     derf_rng_fill_normal(&r, s + m->a->emb, (size_t)c->vocab * d, 0, 0.02f);
+    if (c->emb_scale > 0) s[m->a->emb_scale] = c->emb_scale;
     for (int l = 0; l < c->n_layer; l++) {
         const layer_off *o = &m->a->lo[l];
         derf_norm_init(&c->norm, d, s + o->norm);
@@ -422,6 +425,7 @@ float derf_caduceus_forward(derf_caduceus *m, const int32_t *tokens, const int32
     const size_t sd = (size_t)NT * d, sE = (size_t)NT * E, sst = derf_norm_stats_count(ns, NT);
     float *P = m->params.params;
     derf_embed_forward(a->res, a->tok2, P + a->emb, NULL, NB, T, d);
+    if (c->emb_scale > 0) derf_model_emb_scale_forward(a->res, (size_t)NB * T, d, P[a->emb_scale]);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_off *o = &a->lo[l];
         float *x = LD(a->res, l, sd), *hn = LD(a->hn, l, sd), *gs = LD(a->gsum, l, sE), *xo = LD(a->res, l + 1, sd);
@@ -551,6 +555,8 @@ void derf_caduceus_backward(derf_caduceus *m, float scale) {
         derf_linear_backward(a->dA, G + o->in_w, NULL, a->dxz, LD(a->hn, l, sd), P + o->in_w, NT, d, 2 * E);
         derf_norm_backward(ns, a->dres, G + o->norm, a->dA, LD(a->res, l, sd), P + o->norm, LD(a->st, l, sst), NT, d);
     }
+    if (c->emb_scale > 0)
+        derf_model_emb_scale_backward(a->dres, G + a->emb_scale, P + a->emb, a->tok2, (size_t)NB * T, d, P[a->emb_scale]);
     derf_embed_backward(G + a->emb, NULL, a->dres, a->tok2, NB, T, d);
 }
 
@@ -580,6 +586,7 @@ int derf_caduceus_config_to_meta(const derf_caduceus_config *c, char keys[][32],
     PUT("dt_rank", "%d", c->dt_rank);
     PUT("d_conv", "%d", c->d_conv);
     PUT("n_classes", "%d", c->n_classes);
+    PUT("emb_scale", "%.9g", (double)c->emb_scale);
     char spec[128];
     derf_norm_format(&c->norm, spec, sizeof spec);
     PUT("norm", "%s", spec);

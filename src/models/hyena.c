@@ -46,6 +46,7 @@ int derf_hyena_check(const derf_hyena_config *c, char *err, size_t errlen) {
     NEED(c->l_max >= 2 && c->l_max <= (1 << 22), "HyenaDNA l_max must be in 2..4194304, not %d", c->l_max);
     NEED(isfinite(c->sin_w), "HyenaDNA sin_w must be finite");
     NEED(c->n_classes >= 0 && c->n_classes <= 4096, "HyenaDNA n_classes must be in 0..4096, not %d", c->n_classes);
+    NEED(isfinite(c->emb_scale) && c->emb_scale >= 0, "HyenaDNA emb_scale must be >= 0 (0: none)");
 #undef NEED
     return 0;
 }
@@ -64,7 +65,7 @@ typedef struct {
 
 struct derf_hyena_acts {
     layer_off *lo;
-    size_t emb, lnf, head_w, head_b;
+    size_t emb, emb_scale, lnf, head_w, head_b;
     /* forward */
     float *z, *tn;                    /* [T,EMB] positional features, [T] t_norm */
     float *decay;                     /* [L][T,d] exp(-t_norm |delta_c|) */
@@ -93,6 +94,7 @@ static void register_tensors(derf_hyena *m) {
     derf_hyena_acts *a = m->a;
     char name[DERF_NAME_MAX];
     a->emb = reg(p, "backbone.embeddings.word_embeddings.weight", 2, c->vocab, d, 0, 0);
+    if (c->emb_scale > 0) a->emb_scale = reg(p, "backbone.embeddings.scale", 1, 1, 0, 0, 0);
     for (int l = 0; l < c->n_layer; l++) {
         layer_off *o = &a->lo[l];
 #define N(s) (snprintf(name, sizeof name, "backbone.layers.%d.%s", l, s), name)
@@ -233,6 +235,7 @@ void derf_hyena_init(derf_hyena *m, uint64_t seed) {
     float *s = m->params.params;
     memset(s, 0, m->params.total * sizeof(float));
     derf_rng_fill_normal(&r, s + m->a->emb, (size_t)c->vocab * d, 0, std);
+    if (c->emb_scale > 0) s[m->a->emb_scale] = c->emb_scale;
     for (int l = 0; l < c->n_layer; l++) {
         layer_w w;
         layer_weights(m, s, l, &w);
@@ -396,6 +399,7 @@ float derf_hyena_forward(derf_hyena *m, const int32_t *tokens, const int32_t *ta
     float *P = m->params.params;
     positions(m, T);
     derf_embed_forward(a->res, tokens, P + a->emb, NULL, B, T, d);
+    if (c->emb_scale > 0) derf_model_emb_scale_forward(a->res, (size_t)BT, d, P[a->emb_scale]);
     for (int l = 0; l < c->n_layer; l++) {
         layer_w w;
         layer_weights(m, P, l, &w);
@@ -501,6 +505,8 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
         derf_norm_backward(ns, a->dres, g.n1, a->dA, x, w.n1, LD(a->st1, l, sst), BT, d); /* dres = d(x) */
         filter_backward(m, &w, &g, l, T);
     }
+    if (c->emb_scale > 0)
+        derf_model_emb_scale_backward(a->dres, G + a->emb_scale, P + a->emb, a->tokens, (size_t)B * T, d, P[a->emb_scale]);
     derf_embed_backward(G + a->emb, NULL, a->dres, a->tokens, B, T, d);
 }
 
@@ -518,6 +524,7 @@ int derf_hyena_config_to_meta(const derf_hyena_config *c, char keys[][32], char 
     PUT("l_max", "%d", c->l_max);
     PUT("sin_w", "%.9g", (double)c->sin_w);
     PUT("n_classes", "%d", c->n_classes);
+    PUT("emb_scale", "%.9g", (double)c->emb_scale);
     char spec[128];
     derf_norm_format(&c->norm, spec, sizeof spec);
     PUT("norm", "%s", spec);
