@@ -188,7 +188,7 @@ static int scan_close(const char *what, const float *a, const double *b, size_t 
 static void test_scan_vs_double(void **st) {
     (void)st;
     const scase cases[] = {{1, 1, 1, 1, 1}, {2, 37, 19, 16, 3}, {3, 65, 40, 5, 2}, {1, 50, 16, 33, 1}, {2, 300, 33, 16, 4},
-                           {1, 7, 17, 4, 1}};
+                           {1, 7, 17, 4, 1}, {1, 128, 16, 16, 2}, {2, 129, 20, 3, 1}};
     uint64_t s = tu_seed() ^ 0x5CA7ULL;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const scase *c = &cases[ci];
@@ -213,16 +213,24 @@ static void test_scan_vs_double(void **st) {
         for (size_t i = 0; i < nA; i++) dAl[i] = dAl0[i];
         for (int i = 0; i < c->E; i++) dD[i] = dD0[i];
         scan_double(y, dx, ddl, ddbc, dAl, dD, dy, x, delta, dbc, A_log, D, c);
-        for (int form = 0; form < 2; form++) { /* 0: derf_scan_* (AVX-512 where built with it), 1: the _ref loops */
+        /* 0: derf_scan_* (AVX-512 where built with it) with checkpoints, 2: without, 1: the _ref loops */
+        float *ckpt = aligned_alloc(64, (derf_scan_ckpt_floats(c->NB, c->T, c->E, c->N) * sizeof(float) + 63) / 64 * 64);
+        for (int form = 0; form < 3; form++) {
             float *fy = malloc(sizeof(float) * n), *fdx = malloc(sizeof(float) * n), *fdl = malloc(sizeof(float) * n),
                   *fddbc = malloc(sizeof(float) * nd), *fdAl = malloc(sizeof(float) * nA), *fdD = malloc(sizeof(float) * (size_t)c->E);
             memcpy(fddbc, ddbc0, sizeof(float) * nd);
             memcpy(fdAl, dAl0, sizeof(float) * nA);
             memcpy(fdD, dD0, sizeof(float) * (size_t)c->E);
-            (form ? derf_scan_forward_ref : derf_scan_forward)(fy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N);
-            (form ? derf_scan_backward_ref : derf_scan_backward)(fdx, fdl, fddbc, fdAl, fdD, dy, x, delta, dbc, Sd, c->R, A_log, D,
-                                                               c->NB, c->T, c->E, c->N);
-            print_message("scan %s NB %d T %d E %d N %d R %d\n", form ? "ref" : "fast", c->NB, c->T, c->E, c->N, c->R);
+            if (form == 1) {
+                derf_scan_forward_ref(fy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N);
+                derf_scan_backward_ref(fdx, fdl, fddbc, fdAl, fdD, dy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N);
+            } else {
+                derf_scan_forward(fy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N, form ? NULL : ckpt);
+                derf_scan_backward(fdx, fdl, fddbc, fdAl, fdD, dy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N,
+                                   form ? NULL : ckpt);
+            }
+            print_message("scan %s NB %d T %d E %d N %d R %d\n", form == 1 ? "ref" : form ? "fast, no checkpoints" : "fast", c->NB,
+                          c->T, c->E, c->N, c->R);
             assert_true(scan_close("y", fy, y, n));
             assert_true(scan_close("dx", fdx, dx, n));
             assert_true(scan_close("ddelta", fdl, ddl, n));
@@ -231,6 +239,7 @@ static void test_scan_vs_double(void **st) {
             assert_true(scan_close("dD", fdD, dD, (size_t)c->E));
             free(fy); free(fdx); free(fdl); free(fddbc); free(fdAl); free(fdD);
         }
+        free(ckpt);
         free(x); free(delta); free(dy); free(dbc); free(A_log); free(D);
         free(y); free(dx); free(ddl); free(ddbc); free(dAl); free(dD); free(ddbc0); free(dAl0); free(dD0);
     }

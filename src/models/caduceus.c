@@ -57,7 +57,7 @@ typedef struct { size_t conv_w, conv_b, xproj, dt_w, dt_b, A_log, D; } dir_off;
 typedef struct { size_t norm, in_w, out_w; dir_off dir[2]; } layer_off;
 
 /* forward activations of one direction of one layer ([2B,T,*]) */
-typedef struct { float *xz, *xconv, *xc, *dbc, *dpre, *delta, *y, *g; } dir_acts;
+typedef struct { float *xz, *xconv, *xc, *dbc, *dpre, *delta, *y, *g, *ckpt; } dir_acts; /* ckpt: the scan's checkpoints */
 
 struct derf_caduceus_acts {
     layer_off *lo;
@@ -155,6 +155,8 @@ int derf_caduceus_build(derf_caduceus *m, const derf_caduceus_config *cfg, int m
         q->delta = falloc(BT * E, &fail);
         q->y = falloc(BT * E, &fail);
         q->g = falloc(BT * E, &fail);
+        const size_t nck = derf_scan_ckpt_floats(2 * max_B, max_T, (int)E, (int)N);
+        if (!(q->ckpt = aligned_alloc(64, (nck * sizeof(float) + 63) / 64 * 64))) fail = 1;
     }
     a->gsum = falloc(L * BT * E, &fail);
     a->nf = falloc(BT * d, &fail);
@@ -191,7 +193,7 @@ void derf_caduceus_free(derf_caduceus *m) {
     if (a) {
         for (int i = 0; a->da && i < 2 * m->cfg.n_layer; i++) {
             dir_acts *q = &a->da[i];
-            float *f[] = {q->xz, q->xconv, q->xc, q->dbc, q->dpre, q->delta, q->y, q->g};
+            float *f[] = {q->xz, q->xconv, q->xc, q->dbc, q->dpre, q->delta, q->y, q->g, q->ckpt};
             for (size_t k = 0; k < sizeof f / sizeof *f; k++) free(f[k]);
         }
         float *all[] = {a->res, a->hn, a->st, a->gsum, a->nf, a->stf, a->P, a->pooled, a->hl, a->dres, a->dA, a->dgs, a->dxz,
@@ -254,8 +256,18 @@ static void flip_T(float *dst, const float *src, int NB, int T, int C) {
     }
 }
 
+/* w [E,K] transposed to [K,E], so that the loops over channels read it contiguously (and vectorise) */
+static float *transpose_w(const float *w, int E, int K) {
+    float *wT = malloc(sizeof(float) * (size_t)E * K);
+    if (!wT) { fprintf(stderr, "derf: out of memory in Caduceus' conv\n"); abort(); }
+    for (int e = 0; e < E; e++)
+        for (int j = 0; j < K; j++) wT[(size_t)j * E + e] = w[(size_t)e * K + j];
+    return wT;
+}
+
 /* causal depthwise conv on channels [0,E) of rows of stride S: y[b,t,e] = bias[e] + sum_j w[e,j] x[b,t-K+1+j,e] */
 static void dconv_forward(float *y, const float *x, int S, const float *w, const float *bias, int NB, int T, int E, int K) {
+    float *wT = transpose_w(w, E, K);
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < NB * T; bt++) {
         const int t = bt % T;
@@ -264,14 +276,16 @@ static void dconv_forward(float *y, const float *x, int S, const float *w, const
         for (int j = 0; j < K; j++) {
             int s = t - K + 1 + j;
             if (s < 0) continue;
-            const float *xr = x + (size_t)(bt - t + s) * S;
-            for (int e = 0; e < E; e++) yr[e] += w[e * K + j] * xr[e];
+            const float *xr = x + (size_t)(bt - t + s) * S, *wj = wT + (size_t)j * E;
+            for (int e = 0; e < E; e++) yr[e] += wj[e] * xr[e];
         }
     }
+    free(wT);
 }
 
 static void dconv_backward(float *dx, int S, float *dw, float *db, const float *dy, const float *x, const float *w, int NB, int T,
                            int E, int K) {
+    float *wT = transpose_w(w, E, K);
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < NB * T; bt++) {
         const int t = bt % T;
@@ -279,21 +293,39 @@ static void dconv_backward(float *dx, int S, float *dw, float *db, const float *
         for (int j = 0; j < K; j++) { /* x[s] feeds y[s + K - 1 - j] */
             int tt = t + K - 1 - j;
             if (tt >= T) continue;
-            const float *dyr = dy + (size_t)(bt + K - 1 - j) * E;
-            for (int e = 0; e < E; e++) dxr[e] += w[e * K + j] * dyr[e];
+            const float *dyr = dy + (size_t)(bt + K - 1 - j) * E, *wj = wT + (size_t)j * E;
+            for (int e = 0; e < E; e++) dxr[e] += wj[e] * dyr[e];
         }
     }
-    for (int bt = 0; bt < NB * T; bt++) {
-        const int t = bt % T;
-        const float *dyr = dy + (size_t)bt * E;
-        for (int e = 0; e < E; e++) db[e] += dyr[e];
-        for (int j = 0; j < K; j++) {
-            int s = t - K + 1 + j;
-            if (s < 0) continue;
-            const float *xr = x + (size_t)(bt - t + s) * S;
-            for (int e = 0; e < E; e++) dw[e * K + j] += dyr[e] * xr[e];
+    /* dw, db: sums over all rows, per thread into [K,E] / [E] (contiguous over channels), then added up */
+#pragma omp parallel
+    {
+        float *acc = calloc((size_t)(K + 1) * E, sizeof(float));
+        if (!acc) { fprintf(stderr, "derf: out of memory in Caduceus' conv\n"); abort(); }
+        float *adb = acc + (size_t)K * E;
+#pragma omp for schedule(static)
+        for (int bt = 0; bt < NB * T; bt++) {
+            const int t = bt % T;
+            const float *dyr = dy + (size_t)bt * E;
+            for (int e = 0; e < E; e++) adb[e] += dyr[e];
+            for (int j = 0; j < K; j++) {
+                int s = t - K + 1 + j;
+                if (s < 0) continue;
+                const float *xr = x + (size_t)(bt - t + s) * S;
+                float *aj = acc + (size_t)j * E;
+                for (int e = 0; e < E; e++) aj[e] += dyr[e] * xr[e];
+            }
         }
+#pragma omp critical(derf_caduceus_dconv)
+        {
+            for (int e = 0; e < E; e++) {
+                db[e] += adb[e];
+                for (int j = 0; j < K; j++) dw[(size_t)e * K + j] += acc[(size_t)j * E + e];
+            }
+        }
+        free(acc);
     }
+    free(wT);
 }
 
 /* ------------------------------------------------------------------------------- forward */
@@ -318,7 +350,7 @@ static void core_forward(const derf_caduceus *m, const float *P, const dir_off *
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < NT; i++)
         for (int e = 0; e < E; e++) delta[(size_t)i * E + e] = derf_softplusf(dpre[(size_t)i * E + e]);
-    derf_scan_forward(q->y, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D, NB, T, E, N);
+    derf_scan_forward(q->y, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D, NB, T, E, N, q->ckpt);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < NT; i++)
         for (int e = 0; e < E; e++) q->g[(size_t)i * E + e] = q->y[(size_t)i * E + e] * derf_siluf(q->xz[(size_t)i * 2 * E + E + e]);
@@ -399,7 +431,7 @@ static void core_backward(derf_caduceus *m, const dir_off *o, const dir_acts *q,
         }
     memset(a->ddbc, 0, sizeof(float) * (size_t)NT * Sd);
     derf_scan_backward(a->dxc, a->ddelta, a->ddbc, G + o->A_log, G + o->D, dy, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D,
-                  NB, T, E, N);
+                       NB, T, E, N, q->ckpt);
     /* delta = softplus(dpre); dpre = dt_w . dbc[:R] + dt_b: dp = ddelta * sigmoid(dpre) (in place), then
      * ddbc[:, :R] += dp dt_w, dt_w' += dp^T dbc[:, :R], dt_b' += sum_i dp */
     float *dp = a->ddelta;

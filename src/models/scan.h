@@ -6,12 +6,12 @@
  *   s_t[e,n] = exp(delta_t[e] A[e,n]) s_{t-1}[e,n] + delta_t[e] B_t[n] x_t[e],  s_{-1} = 0,
  *   y_t[e]   = sum_n C_t[n] s_t[e,n] + D[e] x_t[e].
  * Backward: from dy, writes dx and ddelta, ADDS into the B and C columns of ddbc and into dA_log, dD; no states
- * are kept between the calls (the backward recomputes them).
+ * are kept between the calls but checkpoints (the backward recomputes the rest).
  *
  * derf_scan_forward/backward: with AVX-512, 16 channels per vector (one sequence and a block of 16
  * channels at a time; the tail block masked), exp by derf_exp16s, the per-step sums over channels for dB and
- * dC by a 16-way transposing reduction; parallel over (sequence, channel block) forward, over sequences
- * backward. Without AVX-512 they are the _ref forms: plain loops per (sequence, channel) with
+ * dC by a 16-way transposing reduction, the backward in 64-step segments restarted from checkpoints; parallel
+ * over (sequence, channel block) forward, over sequences backward. Without AVX-512 they are the _ref forms: plain loops per (sequence, channel) with
  * derf_fast_expf (what the vector form computes, in another summation order). tests/test_caduceus.c checks
  * both against a double-precision loop. */
 #ifndef DERF_SCAN_H
@@ -19,11 +19,17 @@
 #include <math.h>
 #include "norms/fastmath.h"
 
+#include <stddef.h>
+
+/* ckpt: NULL, or derf_scan_ckpt_floats(NB, T, E, N) floats (64-byte aligned) that the forward fills with the
+ * states the backward restarts from (then the backward gets the same pointer and inputs); with NULL the backward
+ * recomputes them (one more pass over the sequence). The _ref forms take none. */
+size_t derf_scan_ckpt_floats(int NB, int T, int E, int N);
 void derf_scan_forward(float *y, const float *x, const float *delta, const float *dbc, int Sd, int R, const float *A_log,
-                       const float *D, int NB, int T, int E, int N);
+                       const float *D, int NB, int T, int E, int N, float *ckpt);
 void derf_scan_backward(float *dx, float *ddelta, float *ddbc, float *dA_log, float *dD, const float *dy, const float *x,
                         const float *delta, const float *dbc, int Sd, int R, const float *A_log, const float *D, int NB, int T,
-                        int E, int N);
+                        int E, int N, const float *ckpt);
 void derf_scan_forward_ref(float *y, const float *x, const float *delta, const float *dbc, int Sd, int R, const float *A_log,
                            const float *D, int NB, int T, int E, int N);
 void derf_scan_backward_ref(float *dx, float *ddelta, float *ddbc, float *dA_log, float *dD, const float *dy, const float *x,
