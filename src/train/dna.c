@@ -291,7 +291,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     if (!o->quiet)
         fprintf(stderr, "[derf] %s | %s: %s, %llu train window starts, %zu val windows | %d x %d tokens/step, %d steps, "
                         "rc_aug %d%s\n", desc, o->corpus, m.arch ? "masked LM" : "next-token", (unsigned long long)cum[nseg], gv.n, B,
-                T, o->steps, o->rc_aug, step ? " (resumed)" : "");
+                T, o->steps, o->rc_aug, o->resume ? " (resumed)" : "");
     if (log)
         fprintf(log, "{\"type\":\"start\",\"model\":\"%s\",\"tokens_per_step\":%d,\"step\":%d,\"steps\":%d,\"resumed\":%s}\n", desc,
                 B * T, step, o->steps, o->resume ? "true" : "false");
@@ -319,7 +319,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
         ln++;
         if (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step + 1 == stop)) {
             double tok_s = (step + 1 - start) * (double)B * T / (ttrain + 1e-9);
-            progress(o, log, step + 1, o->steps, (float)(lsum / ln), lr, gn, tok_s, (o->steps - step - 1) * (double)B * T / tok_s,
+            progress(o, log, step + 1, o->steps, (float)(lsum / ln), lr, gn, tok_s, (stop - step - 1) * (double)B * T / tok_s,
                      derf_now_s() - t0);
             res->final_loss = (float)(lsum / ln);
             lsum = 0;
