@@ -3,7 +3,9 @@
  * x and rc(x), for random weights and inputs; the parameter count of C-GB (470,702: the paper's 471k); MLM masking
  * rates; live PyTorch parity (tools/caduceus_torch_parity.py: the scan as a plain loop with autograd, RCPS with
  * upstream's literal concat/flip wrappers) of logits, loss and every gradient with rmsnorm, derf, dyt, layernorm,
- * LM and classifier. */
+ * LM and classifier; the selective scan (src/models/scan.c: the AVX-512 form and the plain one) forward and
+ * backward against a double-precision loop on random inputs of odd shapes, and Mamba's point-wise functions
+ * against double libm. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 
 #include "derf/caduceus.h"
 #include "derf/dna.h"
+#include "models/scan.h"
 #include "parity.h"
 #include "testutil.h"
 
@@ -128,6 +131,149 @@ static void test_mlm_mask(void **st) {
     free(tok); free(orig); free(tgt);
 }
 
+/* ---- the selective scan against a plain double-precision loop (scan.h's equations) */
+
+typedef struct { int NB, T, E, N, R; } scase;
+
+/* y; then from dy: dx, ddelta, dB/dC (into the ddbc columns R..), dA_log, dD (into the given values) */
+static void scan_double(double *y, double *dx, double *ddelta, double *ddbc, double *dA_log, double *dD, const float *dy,
+                        const float *x, const float *delta, const float *dbc, const float *A_log, const float *D, const scase *c) {
+    const int T = c->T, E = c->E, N = c->N, Sd = c->R + 2 * c->N, R = c->R;
+    double *S = malloc(sizeof(double) * (size_t)(T + 1) * N), *G = malloc(sizeof(double) * (size_t)N);
+    for (int b = 0; b < c->NB; b++)
+        for (int e = 0; e < E; e++) {
+            for (int n = 0; n < N; n++) S[n] = 0;
+            for (int t = 0; t < T; t++) {
+                const size_t r = (size_t)b * T + t, k = r * E + e;
+                double acc = (double)D[e] * x[k];
+                for (int n = 0; n < N; n++) {
+                    const double A = -exp((double)A_log[e * N + n]), dt = delta[k];
+                    S[(size_t)(t + 1) * N + n] = exp(dt * A) * S[(size_t)t * N + n] + dt * dbc[r * Sd + R + n] * x[k];
+                    acc += (double)dbc[r * Sd + R + N + n] * S[(size_t)(t + 1) * N + n];
+                }
+                y[k] = acc;
+            }
+            for (int n = 0; n < N; n++) G[n] = 0;
+            for (int t = T - 1; t >= 0; t--) {
+                const size_t r = (size_t)b * T + t, k = r * E + e;
+                const double g = dy[k], dt = delta[k], xv = x[k];
+                double ddt = 0, dxv = D[e] * g;
+                dD[e] += g * xv;
+                for (int n = 0; n < N; n++) {
+                    const double A = -exp((double)A_log[e * N + n]), ab = exp(dt * A), Bn = dbc[r * Sd + R + n],
+                                 Cn = dbc[r * Sd + R + N + n], st = S[(size_t)(t + 1) * N + n], sp = S[(size_t)t * N + n];
+                    ddbc[r * Sd + R + N + n] += g * st;
+                    G[n] += Cn * g;
+                    ddt += G[n] * (A * ab * sp + Bn * xv);
+                    dA_log[e * N + n] += G[n] * dt * ab * sp * A;
+                    ddbc[r * Sd + R + n] += G[n] * dt * xv;
+                    dxv += G[n] * dt * Bn;
+                    G[n] *= ab;
+                }
+                ddelta[k] = ddt;
+                dx[k] = dxv;
+            }
+        }
+    free(S);
+    free(G);
+}
+
+static double maxabs(const double *v, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    return m;
+}
+
+/* float result close to the double one: |a - b| <= 1e-4 |b| + 2e-5 max|b| (fp32 sums over up to T N terms) */
+static int scan_close(const char *what, const float *a, const double *b, size_t n) {
+    return tu_close(what, a, b, n, 2e-5 * fmax(maxabs(b, n), 1e-30), 1e-4);
+}
+
+static void test_scan_vs_double(void **st) {
+    (void)st;
+    const scase cases[] = {{1, 1, 1, 1, 1}, {2, 37, 19, 16, 3}, {3, 65, 40, 5, 2}, {1, 50, 16, 33, 1}, {2, 300, 33, 16, 4},
+                           {1, 7, 17, 4, 1}, {1, 128, 16, 16, 2}, {2, 129, 20, 3, 1}};
+    uint64_t s = tu_seed() ^ 0x5CA7ULL;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const scase *c = &cases[ci];
+        const int Sd = c->R + 2 * c->N;
+        const size_t n = (size_t)c->NB * c->T * c->E, nd = (size_t)c->NB * c->T * Sd, nA = (size_t)c->E * c->N;
+        float *x = malloc(sizeof(float) * n), *delta = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n),
+              *dbc = malloc(sizeof(float) * nd), *A_log = malloc(sizeof(float) * nA), *D = malloc(sizeof(float) * (size_t)c->E);
+        tu_fill(x, n, &s, -1, 1);
+        tu_fill(dy, n, &s, -1, 1);
+        tu_fill(dbc, nd, &s, -1, 1);
+        tu_fill(A_log, nA, &s, -1, 3);           /* A in [-20, -0.37] */
+        tu_fill(D, (size_t)c->E, &s, -1, 2);
+        for (size_t i = 0; i < n; i++) /* softplus outputs: mostly 1e-3..1, some up to 8 (exp(delta A) underflows) */
+            delta[i] = (float)(tu_uniform(&s) < 0.05 ? 8 * tu_uniform(&s) : exp(log(1e-3) + tu_uniform(&s) * log(1e3)));
+        double *y = malloc(sizeof(double) * n), *dx = malloc(sizeof(double) * n), *ddl = malloc(sizeof(double) * n),
+               *ddbc = malloc(sizeof(double) * nd), *dAl = malloc(sizeof(double) * nA), *dD = malloc(sizeof(double) * (size_t)c->E);
+        float *ddbc0 = malloc(sizeof(float) * nd), *dAl0 = malloc(sizeof(float) * nA), *dD0 = malloc(sizeof(float) * (size_t)c->E);
+        tu_fill(ddbc0, nd, &s, -1, 1); /* the backward adds into these */
+        tu_fill(dAl0, nA, &s, -1, 1);
+        tu_fill(dD0, (size_t)c->E, &s, -1, 1);
+        for (size_t i = 0; i < nd; i++) ddbc[i] = ddbc0[i];
+        for (size_t i = 0; i < nA; i++) dAl[i] = dAl0[i];
+        for (int i = 0; i < c->E; i++) dD[i] = dD0[i];
+        scan_double(y, dx, ddl, ddbc, dAl, dD, dy, x, delta, dbc, A_log, D, c);
+        /* 0: derf_scan_* (AVX-512 where built with it) with checkpoints, 2: without, 1: the _ref loops */
+        float *ckpt = aligned_alloc(64, (derf_scan_ckpt_floats(c->NB, c->T, c->E, c->N) * sizeof(float) + 63) / 64 * 64);
+        for (int form = 0; form < 3; form++) {
+            float *fy = malloc(sizeof(float) * n), *fdx = malloc(sizeof(float) * n), *fdl = malloc(sizeof(float) * n),
+                  *fddbc = malloc(sizeof(float) * nd), *fdAl = malloc(sizeof(float) * nA), *fdD = malloc(sizeof(float) * (size_t)c->E);
+            memcpy(fddbc, ddbc0, sizeof(float) * nd);
+            memcpy(fdAl, dAl0, sizeof(float) * nA);
+            memcpy(fdD, dD0, sizeof(float) * (size_t)c->E);
+            if (form == 1) {
+                derf_scan_forward_ref(fy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N);
+                derf_scan_backward_ref(fdx, fdl, fddbc, fdAl, fdD, dy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N);
+            } else {
+                derf_scan_forward(fy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N, form ? NULL : ckpt);
+                derf_scan_backward(fdx, fdl, fddbc, fdAl, fdD, dy, x, delta, dbc, Sd, c->R, A_log, D, c->NB, c->T, c->E, c->N,
+                                   form ? NULL : ckpt);
+            }
+            print_message("scan %s NB %d T %d E %d N %d R %d\n", form == 1 ? "ref" : form ? "fast, no checkpoints" : "fast", c->NB,
+                          c->T, c->E, c->N, c->R);
+            assert_true(scan_close("y", fy, y, n));
+            assert_true(scan_close("dx", fdx, dx, n));
+            assert_true(scan_close("ddelta", fdl, ddl, n));
+            assert_true(scan_close("ddbc", fddbc, ddbc, nd)); /* the dt columns [0,R) untouched */
+            assert_true(scan_close("dA_log", fdAl, dAl, nA));
+            assert_true(scan_close("dD", fdD, dD, (size_t)c->E));
+            free(fy); free(fdx); free(fdl); free(fddbc); free(fdAl); free(fdD);
+        }
+        free(ckpt);
+        free(x); free(delta); free(dy); free(dbc); free(A_log); free(D);
+        free(y); free(dx); free(ddl); free(ddbc); free(dAl); free(dD); free(ddbc0); free(dAl0); free(dD0);
+    }
+}
+
+/* silu, silu', sigmoid, softplus (scan.h) against double libm on a dense grid of [-40, 40] and special points */
+static void test_pointwise(void **st) {
+    (void)st;
+    double worst[4] = {0};
+    const int M = 400001;
+    for (int i = 0; i <= M + 6; i++) {
+        const float sp[] = {0.f, -0.f, 1e-30f, -1e-30f, 20.f, -88.f, 88.f};
+        const float x = i < M ? (float)(-40.0 + 80.0 * i / (M - 1)) : sp[i - M];
+        const double xd = x, sg = 1 / (1 + exp(-xd)), ref[4] = {xd * sg, sg * (1 + xd * (1 - sg)), sg, log1p(exp(xd))};
+        const float got[4] = {derf_siluf(x), derf_dsiluf(x), derf_sigmoidf(x), derf_softplusf(x)};
+        for (int k = 0; k < 4; k++) {
+            /* relative error; silu' = sg (1 + x (1 - sg)) crosses 0 near x = -1.28: relative to sg (1 + |x| (1 - sg)) */
+            double den = k == 1 ? fmax(fabs(ref[k]), sg * (1 + fabs(xd) * (1 - sg))) : fmax(fabs(ref[k]), 1e-37);
+            worst[k] = fmax(worst[k], fabs(got[k] - ref[k]) / den);
+        }
+    }
+    print_message("max relative error: silu %.2e, silu' %.2e, sigmoid %.2e, softplus %.2e\n", worst[0], worst[1], worst[2],
+                  worst[3]);
+    assert_true(worst[0] <= 4e-7);
+    assert_true(worst[1] <= 1.5e-6);
+    assert_true(worst[2] <= 4e-7);
+    assert_true(worst[3] <= 4e-7);
+    assert_true(derf_softplusf(100.f) == 100.f && derf_softplusf(-200.f) == 0.f && isnan(derf_softplusf(NAN)));
+}
+
 typedef struct { const char *norm; int classes, B, T; float emb_scale; } pcase;
 
 static void test_torch_parity(void **st) {
@@ -171,6 +317,8 @@ int main(void) {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_rc_equivariance),
         cmocka_unit_test(test_mlm_mask),
+        cmocka_unit_test(test_scan_vs_double),
+        cmocka_unit_test(test_pointwise),
         cmocka_unit_test(test_torch_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -110,12 +110,16 @@ static void test_bad_files(void **state) {
     assert_non_null(mkdtemp(dir));
     snprintf(args, sizeof args, "train --resume %s", dir);
     expect_error(args, "state.safetensors");
+    char dargs[512];
+    snprintf(dargs, sizeof dargs, "train-dna --resume %s", dir);
+    expect_error(dargs, "state.safetensors");
     /* a truncated / garbage state file */
     snprintf(path, sizeof path, "%s/state.safetensors", dir);
     FILE *f = fopen(path, "wb");
     fwrite("\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":", 1, 13, f);
     fclose(f);
     expect_error(args, "state.safetensors");
+    expect_error(dargs, "state.safetensors");
     /* a data folder without IDX files */
     snprintf(args, sizeof args, "train --data %s --quiet", dir);
     expect_error(args, dir);

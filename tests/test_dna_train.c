@@ -2,7 +2,10 @@
  * construction: a period-8 corpus (entropy 0: the validation loss must fall far below ln 4, the loss of a
  * model that knows only base frequencies), GC-rich vs AT-rich sequences (1-mer frequencies separate them
  * exactly), CpG-rich vs GpC-rich sequences of equal base composition (k = 1 cannot beat chance, k = 2 can),
- * fine-tuning from a pretraining run (the backbone is copied; a checkpoint of another size is refused). */
+ * fine-tuning from a pretraining run (the backbone is copied; a checkpoint of another size is refused); --resume:
+ * K steps, then a resume to N, equals N steps straight (every weight and AdamW moment bit for bit, at one
+ * thread), and states of another model, norm or format, truncated ones and runs past --steps are refused with
+ * one line. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <omp.h>
 
 #include "derf/dna.h"
 #include "derf/dnatrain.h"
@@ -207,11 +212,138 @@ static void test_caduceus_mlm_then_finetune(void **st) {
     assert_int_equal(derf_dna_finetune(&f, &r, err, sizeof err), -1);
 }
 
+/* every tensor of a.safetensors equals b's, bit for bit */
+static void same_tensors(const char *pa, const char *pb) {
+    char err[DERF_ERRLEN];
+    derf_safetensors a, b;
+    assert_int_equal(derf_safetensors_read(&a, pa, 1 << 26, err, sizeof err), 0);
+    assert_int_equal(derf_safetensors_read(&b, pb, 1 << 26, err, sizeof err), 0);
+    assert_int_equal(a.ntensors, b.ntensors);
+    for (int i = 0; i < a.ntensors; i++) {
+        const derf_st_tensor *x = &a.tensors[i], *y = derf_safetensors_find(&b, x->name);
+        assert_non_null(y);
+        assert_int_equal(x->numel, y->numel);
+        if (memcmp(x->data, y->data, x->numel * sizeof(float))) fail_msg("%s: tensor %s differs", pb, x->name);
+    }
+    derf_safetensors_free(&a);
+    derf_safetensors_free(&b);
+}
+
+static void expect_refused(const derf_dna_train_opts *o, const char *what) {
+    char err[DERF_ERRLEN];
+    derf_dna_train_result r;
+    assert_int_equal(derf_dna_pretrain(o, &r, err, sizeof err), -1);
+    print_message("refused (%s): %s\n", what, err);
+    assert_true(err[0] != 0);
+    assert_null(strchr(err, '\n'));
+}
+
+/* N steps straight == K steps (--max-steps K, a checkpoint at every 4th step on the way) then --resume to N */
+static void test_resume_exact(void **st) {
+    (void)st;
+    uint64_t s = tu_seed() ^ 0x2E5;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1); /* bitwise: the scan's per-thread sums would be added in another order */
+    char err[DERF_ERRLEN], corpus[512];
+    snprintf(corpus, sizeof corpus, "%s", tp("r.dnac"));
+    write_periodic_corpus(corpus, &s);
+    for (int arch = 0; arch < 2; arch++) {
+        derf_dna_train_opts o;
+        small_opts(&o);
+        o.arch = arch;
+        if (arch) assert_int_equal(derf_caduceus_preset(&o.cmodel, "test", err, sizeof err), 0);
+        o.corpus = corpus;
+        o.steps = 10;
+        o.eval_every = 4;
+        o.eval_windows = 4;
+        char full[512], part[512];
+        snprintf(full, sizeof full, "%s", tp(arch ? "res_c_full" : "res_h_full"));
+        snprintf(part, sizeof part, "%s", tp(arch ? "res_c_part" : "res_h_part"));
+        derf_dna_train_result r;
+        o.out = full;
+        assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+        const float full_val = r.val_loss;
+        o.out = part;
+        o.max_steps = 6;
+        assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+        assert_int_equal(r.steps, 6);
+        o.max_steps = 0;
+        o.resume = part;
+        assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+        assert_int_equal(r.steps, 10);
+        print_message("%s: resumed at 6 -> 10: val loss %.6f, straight %.6f\n", arch ? "caduceus" : "hyena", (double)r.val_loss,
+                      (double)full_val);
+        assert_true(r.val_loss == full_val);
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s/state.safetensors", full);
+        snprintf(b, sizeof b, "%s/state.safetensors", part);
+        same_tensors(a, b); /* weights and both AdamW moments */
+        snprintf(a, sizeof a, "%s/model.safetensors", full);
+        snprintf(b, sizeof b, "%s/model.safetensors", part);
+        same_tensors(a, b);
+        /* refused: another norm (its metadata differs even where tensor names and shapes would agree) */
+        derf_dna_train_opts q = o;
+        q.out = NULL;
+        assert_int_equal(derf_norm_parse("dyt", arch ? &q.cmodel.norm : &q.model.norm, err, sizeof err), 0);
+        expect_refused(&q, "another norm");
+        /* another architecture */
+        q = o;
+        q.out = NULL;
+        q.arch = !arch;
+        if (q.arch) assert_int_equal(derf_caduceus_preset(&q.cmodel, "test", err, sizeof err), 0);
+        expect_refused(&q, "another architecture");
+        /* past --steps */
+        q = o;
+        q.out = NULL;
+        q.steps = 8;
+        expect_refused(&q, "past --steps");
+        /* a folder without a state */
+        q = o;
+        q.out = NULL;
+        q.resume = tp("nothing_here");
+        expect_refused(&q, "no state");
+    }
+    /* a truncated state, and one of another trainer's format */
+    derf_dna_train_opts o;
+    small_opts(&o);
+    o.corpus = corpus;
+    o.steps = 10;
+    char path[600], bad[512];
+    snprintf(path, sizeof path, "%s/state.safetensors", tp("res_h_full"));
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(len > 1000 && len < sizeof buf);
+    snprintf(bad, sizeof bad, "%s", tp("res_trunc"));
+    assert_int_equal(mkdir(bad, 0777), 0);
+    snprintf(path, sizeof path, "%s/state.safetensors", bad);
+    assert_int_equal(tu_write_raw(path, buf, len - 100), 0);
+    o.resume = bad;
+    expect_refused(&o, "truncated");
+    size_t at = 0;
+    while (at + 10 <= len && memcmp(buf + at, "derf-dna-1", 10)) at++;
+    assert_true(at + 10 <= len);
+    memcpy(buf + at, "derf-lm--1", 10);
+    assert_int_equal(tu_write_raw(path, buf, len), 0);
+    expect_refused(&o, "another format");
+    /* fine-tuning does not resume */
+    o.resume = tp("res_h_full");
+    o.task = tp("r.dnac");
+    char e2[DERF_ERRLEN];
+    derf_dna_train_result r;
+    assert_int_equal(derf_dna_finetune(&o, &r, e2, sizeof e2), -1);
+    assert_non_null(strstr(e2, "pretraining"));
+    omp_set_num_threads(threads);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kmer_baseline),
         cmocka_unit_test(test_pretrain_then_finetune),
         cmocka_unit_test(test_caduceus_mlm_then_finetune),
+        cmocka_unit_test(test_resume_exact),
     };
     return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

@@ -31,7 +31,7 @@
 #define TANH_MAX_ABS  1.0e-7
 #define DENORM_ULP    0x1p-149 /* exp results below FLT_MIN: abs err <= 1 denormal ulp */
 
-enum fn { F_EXP, F_ERF, F_TANH };
+enum fn { F_EXP, F_ERF, F_TANH, F_EXPS };
 
 typedef struct {
     double max_abs, max_rel, max_ulp, max_denorm_abs;
@@ -43,7 +43,7 @@ static float bits2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t f2bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
 static double ref_of(enum fn f, float x) {
-    return f == F_EXP ? exp((double)x) : f == F_ERF ? erf((double)x) : tanh((double)x);
+    return f == F_EXP || f == F_EXPS ? exp((double)x) : f == F_ERF ? erf((double)x) : tanh((double)x);
 }
 
 /* The kernels as a loop over an array: with AVX-512 the 16-lane forms (what the norm kernels use),
@@ -54,12 +54,12 @@ static void apply(enum fn f, const float *x, float *y, int n) {
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        v = f == F_EXP ? derf_exp16(v) : f == F_ERF ? derf_erf16(v) : derf_tanh16(v);
+        v = f == F_EXP ? derf_exp16(v) : f == F_EXPS ? derf_exp16s(v) : f == F_ERF ? derf_erf16(v) : derf_tanh16(v);
         _mm512_mask_storeu_ps(y + i, m, v);
     }
     return;
 #endif
-    if (f == F_EXP)
+    if (f == F_EXP || f == F_EXPS)
         for (int i = 0; i < n; i++) y[i] = derf_fast_expf(x[i]);
     else if (f == F_ERF)
         for (int i = 0; i < n; i++) y[i] = derf_fast_erff(x[i]);
@@ -185,26 +185,46 @@ static void check_scalar_matches_vector(enum fn f) {
     }
 }
 
-static void test_expf(void **state) {
-    (void)state;
+static void exp_test(enum fn f, const char *name) {
     stats s = {0};
-    sweep_bits(F_EXP, f2bits(0.0f), f2bits(89.0f), main_stride(), &s);       /* [0, 89] */
-    sweep_bits(F_EXP, f2bits(-0.0f), f2bits(-104.0f), main_stride(), &s);     /* [-104, -0] */
-    sweep_sym(F_EXP, 0x1p-149f, 0x1p-126f, 16, &s);                            /* denormals */
-    sweep_random(F_EXP, -104.0, 89.0, &s);
-    check_specials_common(F_EXP, &s);
-    report("expf", &s);
+    sweep_bits(f, f2bits(0.0f), f2bits(89.0f), main_stride(), &s);       /* [0, 89] */
+    sweep_bits(f, f2bits(-0.0f), f2bits(-104.0f), main_stride(), &s);     /* [-104, -0] */
+    sweep_sym(f, 0x1p-149f, 0x1p-126f, 16, &s);                            /* denormals */
+    sweep_random(f, -104.0, 89.0, &s);
+    check_specials_common(f, &s);
+    report(name, &s);
     assert_true(s.max_rel <= EXP_MAX_REL);
     assert_true(s.max_denorm_abs <= DENORM_ULP);
     assert_int_equal(s.nan_bad, 0);
     /* documented edges */
     float big[3] = {88.73f, 1e30f, INFINITY}, small[3] = {-104.0f, -1e30f, -INFINITY}, y[3];
-    apply(F_EXP, big, y, 3);
+    apply(f, big, y, 3);
     for (int i = 0; i < 3; i++) assert_true(isinf(y[i]) && y[i] > 0);
-    apply(F_EXP, small, y, 3);
+    apply(f, small, y, 3);
     for (int i = 0; i < 3; i++) assert_true(y[i] == 0.0f && !signbit(y[i]));
     assert_true(derf_fast_expf(0.0f) == 1.0f);
+}
+
+static void test_expf(void **state) {
+    (void)state;
+    exp_test(F_EXP, "expf");
     check_scalar_matches_vector(F_EXP);
+}
+
+/* derf_exp16s (vscalefps form, the selective scan's exp): the same bounds, and bit for bit derf_exp16's
+ * value wherever that is a normal float */
+static void test_exp16s(void **state) {
+    (void)state;
+    exp_test(F_EXPS, "exp16s");
+    enum { N = 20000 };
+    static float x[N], a[N], b[N];
+    uint64_t seed = tu_seed() + 23;
+    tu_fill(x, N, &seed, -100.0, 95.0);
+    apply(F_EXP, x, a, N);
+    apply(F_EXPS, x, b, N);
+    long mism = 0;
+    for (int i = 0; i < N; i++) mism += fabsf(a[i]) >= FLT_MIN && f2bits(a[i]) != f2bits(b[i]);
+    assert_int_equal(mism, 0);
 }
 
 static void odd_fn_test(enum fn f, const char *name, float sw, double max_abs, double max_rel,
@@ -281,6 +301,7 @@ static void test_derf_du(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expf),
+        cmocka_unit_test(test_exp16s),
         cmocka_unit_test(test_erff),
         cmocka_unit_test(test_tanhf),
         cmocka_unit_test(test_derf_du),

@@ -14,8 +14,9 @@
  * sequence, warmup over warmup_frac of the steps then cosine to min_lr; after each epoch val and test
  * accuracy; the reported test accuracy is the one at the best validation accuracy (model selection).
  *
- * Run folders (out): model.safetensors + state.safetensors (derf_run_save, format derf-dna-1) and
- * log.jsonl ({"type":"start"|"train"|"val"|"epoch"|"final", ...}). NaN/inf losses or gradient norms
+ * Run folders (out): model.safetensors + state.safetensors (derf_run_save, format derf-dna-1: weights, AdamW
+ * moments, step, RNG; resume continues a pretraining run from it exactly: the same batches, masks and updates
+ * as an uninterrupted run) and log.jsonl ({"type":"start"|"train"|"val"|"epoch"|"final", ...}). NaN/inf losses or gradient norms
  * stop the run (res->diverged) without writing weights. */
 #ifndef DERF_DNATRAIN_H
 #define DERF_DNATRAIN_H
@@ -52,6 +53,8 @@ typedef struct {
     uint64_t seed;
     int log_every, quiet;
     const char *out;            /* run folder (created); NULL: write nothing */
+    const char *resume;         /* pretraining: continue the run in this folder exactly (its state.safetensors) */
+    int max_steps;              /* pretraining: stop (and save) after this many steps of the schedule (0: all) */
     const derf_st_meta *meta;   /* extra metadata in the checkpoints */
     int nmeta;
 } derf_dna_train_opts;

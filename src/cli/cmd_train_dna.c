@@ -97,18 +97,32 @@ int dna_args_finish(dna_args *a, const char *cmd) {
     return 0;
 }
 
+/* the options of train-dna: reset as one (cli_parse_resumable replays a run's stored options onto defaults) */
+typedef struct {
+    dna_args a;
+    const char *task, *init;
+    int kmer;
+} train_dna_args;
+
+static void reset_args(void *p) {
+    train_dna_args *t = p;
+    memset(t, 0, sizeof *t);
+    dna_args_init(&t->a);
+}
+
 int cmd_train_dna(int argc, char **argv) {
-    static dna_args a;
-    dna_args_init(&a);
-    const char *out = NULL, *task = NULL, *init = NULL;
-    int kmer = 0;
+    static train_dna_args ta;
+    dna_args *a = &ta.a;
+    reset_args(&ta);
+    const char *out = NULL, *resume = NULL;
+    int max_steps = 0;
     cli_opt opts[48];
-    int n = dna_opts_table(&a, opts, 40);
-    opts[n++] = (cli_opt){"task", CLI_STR, &task, "fine-tune on this task (.dnat) instead of pretraining", 0, -1};
-    opts[n++] = (cli_opt){"init", CLI_STR, &init, "fine-tuning: start from this pretraining run (folder or model.safetensors); "
-                                                  "without it the backbone is randomly initialised", 0, -1};
-    opts[n++] = (cli_opt){"kmer", CLI_INT, &kmer, "with --task: the k-mer logistic-regression baseline with this k instead", 0, 8};
-    opts[n++] = (cli_opt){"out", CLI_STR, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", 0, -1};
+    int n = dna_opts_table(a, opts, 40);
+    opts[n++] = (cli_opt){"task", CLI_STR, &ta.task, "fine-tune on this task (.dnat) instead of pretraining", 0, -1};
+    opts[n++] = (cli_opt){"init", CLI_STR, &ta.init, "fine-tuning: start from this pretraining run (folder or model.safetensors); "
+                                                     "without it the backbone is randomly initialised", 0, -1};
+    opts[n++] = (cli_opt){"kmer", CLI_INT, &ta.kmer, "with --task: the k-mer logistic-regression baseline with this k instead", 0, 8};
+    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-dna", "[options]",
         "HyenaDNA or Caduceus-PS (--arch caduceus) on real DNA ('derf data dna' first): pretraining on human chr22\n"
@@ -116,43 +130,53 @@ int cmd_train_dna(int argc, char **argv) {
         "classification task with mean pooling + a linear head (--task), or the k-mer logistic-regression baseline\n"
         "(--task T --kmer K).",
         "Pretraining reports the validation loss (nats and bits per base, fixed windows of the held-out bins) and the\n"
-        "evaluation-mode training loss. Fine-tuning reports the test accuracy at the best validation epoch. See docs/dna.md.",
+        "evaluation-mode training loss. Fine-tuning reports the test accuracy at the best validation epoch.\n"
+        "Resume: 'derf train-dna --resume RUN [--max-steps N]' replays a pretraining run's options (stored in its\n"
+        "state.safetensors) and continues it exactly. See docs/dna.md.",
         opts};
-    char *pos[1];
-    int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
-    if (rc) return rc > 0 ? 0 : 2;
-    if ((rc = dna_args_finish(&a, "train-dna"))) return rc;
-    if ((kmer || init) && !task) return cli_fail("train-dna", "--kmer and --init need --task");
+    char *stored = NULL;
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &ta, &out, NULL, &max_steps, &resume, &stored);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = dna_args_finish(a, "train-dna"))) { free(stored); return rc; }
+    rc = 2;
+    if ((ta.kmer || ta.init) && !ta.task) { cli_fail("train-dna", "--kmer and --init need --task"); goto out; }
+    if ((resume || max_steps) && ta.task) { cli_fail("train-dna", "--resume and --max-steps are for pretraining runs, not --task"); goto out; }
     char err[DERF_ERRLEN];
-    if (kmer) {
-        float va = 0, ta = 0;
-        if (derf_dna_kmer_baseline(task, kmer, a.o.epochs > 10 ? a.o.epochs : 10, a.o.seed, &va, &ta, err, sizeof err))
-            return cli_fail("train-dna", "%s", err);
-        printf("%d-mer logistic regression on %s: val acc %.2f%%, test acc %.2f%%\n", kmer, task, 100 * va, 100 * ta);
-        return 0;
+    if (ta.kmer) {
+        float va = 0, tacc = 0;
+        if (derf_dna_kmer_baseline(ta.task, ta.kmer, a->o.epochs > 10 ? a->o.epochs : 10, a->o.seed, &va, &tacc, err, sizeof err)) {
+            cli_fail("train-dna", "%s", err);
+            goto out;
+        }
+        printf("%d-mer logistic regression on %s: val acc %.2f%%, test acc %.2f%%\n", ta.kmer, ta.task, 100 * va, 100 * tacc);
+        rc = 0;
+        goto out;
     }
-    a.o.out = out;
-    char *args = cli_args_json(argc, argv);
-    derf_st_meta meta[1] = {{"train_args", args}};
-    a.o.meta = meta;
-    a.o.nmeta = 1;
+    derf_st_meta meta[1] = {{"train_args", stored}};
+    a->o.out = out;
+    a->o.resume = resume;
+    a->o.max_steps = max_steps;
+    a->o.meta = meta;
+    a->o.nmeta = 1;
     derf_dna_train_result r;
-    if (task) {
-        a.o.task = task;
-        a.o.init = init;
-        a.o.lr = a.ft_lr;
-        a.o.min_lr = 0.1f * a.ft_lr;
-        a.o.warmup_frac = 0.01f;
-        rc = derf_dna_finetune(&a.o, &r, err, sizeof err);
+    if (ta.task) {
+        a->o.task = ta.task;
+        a->o.init = ta.init;
+        a->o.lr = a->ft_lr;
+        a->o.min_lr = 0.1f * a->ft_lr;
+        a->o.warmup_frac = 0.01f;
+        rc = derf_dna_finetune(&a->o, &r, err, sizeof err);
     } else {
-        rc = derf_dna_pretrain(&a.o, &r, err, sizeof err);
+        rc = derf_dna_pretrain(&a->o, &r, err, sizeof err);
     }
-    free(args);
-    if (rc) return cli_fail("train-dna", "%s", err);
-    if (r.diverged) { fprintf(stderr, "derf train-dna: %s\n", r.diverged_msg); return 1; }
-    if (task) printf("test acc %.2f%% (best val epoch %d, val %.2f%%), eval-mode train loss %.4f\n", 100 * r.test_acc, r.best_epoch,
-                     100 * r.val_acc, (double)r.train_loss_eval);
+    if (rc) { rc = cli_fail("train-dna", "%s", err); goto out; }
+    if (r.diverged) { fprintf(stderr, "derf train-dna: %s\n", r.diverged_msg); rc = 1; goto out; }
+    if (ta.task) printf("test acc %.2f%% (best val epoch %d, val %.2f%%), eval-mode train loss %.4f\n", 100 * r.test_acc, r.best_epoch,
+                        100 * r.val_acc, (double)r.train_loss_eval);
     else printf("val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %lld params, %.0f tok/s\n", (double)r.val_loss,
                 r.val_loss / 0.6931471805599453, (double)r.train_loss_eval, r.params, r.tokens_per_s);
-    return 0;
+    rc = 0;
+out:
+    free(stored);
+    return rc;
 }

@@ -1,10 +1,10 @@
 /* caduceus.c: Caduceus-PS (see derf/caduceus.h): presets, tensors, init, forward and backward of the
- * bidirectional Mamba backbone run on both strands as one 2B batch, the selective scan with its exact
- * reverse-time adjoint (states recomputed per channel in the backward), the RCPS LM head and the conjoined
- * classifier, and BERT-style MLM masking.
+ * bidirectional Mamba backbone run on both strands as one 2B batch (the selective scan and its exact
+ * reverse-time adjoint are in scan.c), the RCPS LM head and the conjoined classifier, and BERT-style MLM masking.
  *
  * Shape letters: B sequences (2B rows inside: ids then rc(ids)), T tokens, d width, E = expand d, N state size,
  * R dt rank, K conv width, V vocabulary. Activations are token-major [2B,T,*]. */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "derf/io.h"
 #include "derf/modelutil.h"
 #include "derf/ops.h"
+#include "models/scan.h"
 
 /* ------------------------------------------------------------------------------- config */
 
@@ -57,7 +58,7 @@ typedef struct { size_t conv_w, conv_b, xproj, dt_w, dt_b, A_log, D; } dir_off;
 typedef struct { size_t norm, in_w, out_w; dir_off dir[2]; } layer_off;
 
 /* forward activations of one direction of one layer ([2B,T,*]) */
-typedef struct { float *xz, *xconv, *xc, *dbc, *dpre, *delta, *y, *g; } dir_acts;
+typedef struct { float *xz, *xconv, *xc, *dbc, *dpre, *delta, *y, *g, *ckpt; } dir_acts; /* ckpt: the scan's checkpoints */
 
 struct derf_caduceus_acts {
     layer_off *lo;
@@ -156,6 +157,8 @@ int derf_caduceus_build(derf_caduceus *m, const derf_caduceus_config *cfg, int m
         q->delta = falloc(BT * E, &fail);
         q->y = falloc(BT * E, &fail);
         q->g = falloc(BT * E, &fail);
+        const size_t nck = derf_scan_ckpt_floats(2 * max_B, max_T, (int)E, (int)N);
+        if (!(q->ckpt = aligned_alloc(64, (nck * sizeof(float) + 63) / 64 * 64))) fail = 1;
     }
     a->gsum = falloc(L * BT * E, &fail);
     a->nf = falloc(BT * d, &fail);
@@ -192,7 +195,7 @@ void derf_caduceus_free(derf_caduceus *m) {
     if (a) {
         for (int i = 0; a->da && i < 2 * m->cfg.n_layer; i++) {
             dir_acts *q = &a->da[i];
-            float *f[] = {q->xz, q->xconv, q->xc, q->dbc, q->dpre, q->delta, q->y, q->g};
+            float *f[] = {q->xz, q->xconv, q->xc, q->dbc, q->dpre, q->delta, q->y, q->g, q->ckpt};
             for (size_t k = 0; k < sizeof f / sizeof *f; k++) free(f[k]);
         }
         float *all[] = {a->res, a->hn, a->st, a->gsum, a->nf, a->stf, a->P, a->pooled, a->hl, a->dres, a->dA, a->dgs, a->dxz,
@@ -246,10 +249,6 @@ void derf_caduceus_init(derf_caduceus *m, uint64_t seed) {
 
 /* ------------------------------------------------------------------------------- pieces */
 
-static inline float silu(float x) { return x / (1.f + expf(-x)); }
-static inline float dsilu(float x) { float sg = 1.f / (1.f + expf(-x)); return sg * (1.f + x * (1.f - sg)); }
-static inline float softplus(float x) { return x > 20.f ? x : log1pf(expf(x)); }
-static inline float sigm(float x) { return 1.f / (1.f + expf(-x)); }
 
 /* rows of [NB,T,C]: dst[b,t] = src[b,T-1-t] */
 static void flip_T(float *dst, const float *src, int NB, int T, int C) {
@@ -260,8 +259,18 @@ static void flip_T(float *dst, const float *src, int NB, int T, int C) {
     }
 }
 
+/* w [E,K] transposed to [K,E], so that the loops over channels read it contiguously (and vectorise) */
+static float *transpose_w(const float *w, int E, int K) {
+    float *wT = malloc(sizeof(float) * (size_t)E * K);
+    if (!wT) { fprintf(stderr, "derf: out of memory in Caduceus' conv\n"); abort(); }
+    for (int e = 0; e < E; e++)
+        for (int j = 0; j < K; j++) wT[(size_t)j * E + e] = w[(size_t)e * K + j];
+    return wT;
+}
+
 /* causal depthwise conv on channels [0,E) of rows of stride S: y[b,t,e] = bias[e] + sum_j w[e,j] x[b,t-K+1+j,e] */
 static void dconv_forward(float *y, const float *x, int S, const float *w, const float *bias, int NB, int T, int E, int K) {
+    float *wT = transpose_w(w, E, K);
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < NB * T; bt++) {
         const int t = bt % T;
@@ -270,14 +279,16 @@ static void dconv_forward(float *y, const float *x, int S, const float *w, const
         for (int j = 0; j < K; j++) {
             int s = t - K + 1 + j;
             if (s < 0) continue;
-            const float *xr = x + (size_t)(bt - t + s) * S;
-            for (int e = 0; e < E; e++) yr[e] += w[e * K + j] * xr[e];
+            const float *xr = x + (size_t)(bt - t + s) * S, *wj = wT + (size_t)j * E;
+            for (int e = 0; e < E; e++) yr[e] += wj[e] * xr[e];
         }
     }
+    free(wT);
 }
 
 static void dconv_backward(float *dx, int S, float *dw, float *db, const float *dy, const float *x, const float *w, int NB, int T,
                            int E, int K) {
+    float *wT = transpose_w(w, E, K);
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < NB * T; bt++) {
         const int t = bt % T;
@@ -285,99 +296,39 @@ static void dconv_backward(float *dx, int S, float *dw, float *db, const float *
         for (int j = 0; j < K; j++) { /* x[s] feeds y[s + K - 1 - j] */
             int tt = t + K - 1 - j;
             if (tt >= T) continue;
-            const float *dyr = dy + (size_t)(bt + K - 1 - j) * E;
-            for (int e = 0; e < E; e++) dxr[e] += w[e * K + j] * dyr[e];
+            const float *dyr = dy + (size_t)(bt + K - 1 - j) * E, *wj = wT + (size_t)j * E;
+            for (int e = 0; e < E; e++) dxr[e] += wj[e] * dyr[e];
         }
     }
-    for (int bt = 0; bt < NB * T; bt++) {
-        const int t = bt % T;
-        const float *dyr = dy + (size_t)bt * E;
-        for (int e = 0; e < E; e++) db[e] += dyr[e];
-        for (int j = 0; j < K; j++) {
-            int s = t - K + 1 + j;
-            if (s < 0) continue;
-            const float *xr = x + (size_t)(bt - t + s) * S;
-            for (int e = 0; e < E; e++) dw[e * K + j] += dyr[e] * xr[e];
-        }
-    }
-}
-
-/* Selective scan over [NB,T]: x, delta [NB,T,E]; B, C at dbc + R and dbc + R + N (row stride Sd); A_log [E,N]. */
-static void scan_forward(float *y, const float *x, const float *delta, const float *dbc, int Sd, int R, const float *A_log,
-                         const float *D, int NB, int T, int E, int N) {
+    /* dw, db: sums over all rows, per thread into [K,E] / [E] (contiguous over channels), then added up */
 #pragma omp parallel
     {
-        float *s = malloc(sizeof(float) * (size_t)N), *A = malloc(sizeof(float) * (size_t)N);
+        float *acc = calloc((size_t)(K + 1) * E, sizeof(float));
+        if (!acc) { fprintf(stderr, "derf: out of memory in Caduceus' conv\n"); abort(); }
+        float *adb = acc + (size_t)K * E;
 #pragma omp for schedule(static)
-        for (int be = 0; be < NB * E; be++) {
-            const int b = be / E, e = be % E;
-            for (int n = 0; n < N; n++) { s[n] = 0; A[n] = -expf(A_log[(size_t)e * N + n]); }
-            for (int t = 0; t < T; t++) {
-                const size_t r = (size_t)b * T + t;
-                const float dt = delta[r * E + e], xv = x[r * E + e];
-                const float *Bt = dbc + r * Sd + R, *Ct = Bt + N;
-                float acc = 0;
-                for (int n = 0; n < N; n++) {
-                    s[n] = expf(dt * A[n]) * s[n] + dt * Bt[n] * xv;
-                    acc += Ct[n] * s[n];
-                }
-                y[r * E + e] = acc + D[e] * xv;
+        for (int bt = 0; bt < NB * T; bt++) {
+            const int t = bt % T;
+            const float *dyr = dy + (size_t)bt * E;
+            for (int e = 0; e < E; e++) adb[e] += dyr[e];
+            for (int j = 0; j < K; j++) {
+                int s = t - K + 1 + j;
+                if (s < 0) continue;
+                const float *xr = x + (size_t)(bt - t + s) * S;
+                float *aj = acc + (size_t)j * E;
+                for (int e = 0; e < E; e++) aj[e] += dyr[e] * xr[e];
             }
         }
-        free(s);
-        free(A);
-    }
-}
-
-/* The exact adjoint. dy [NB,T,E] in; dx, ddelta (overwritten) [NB,T,E]; ddbc's B and C columns ADDED;
- * dA_log, dD added. States recomputed per (b,e); parallel over b (each b owns its rows of ddbc). */
-static void scan_backward(float *dx, float *ddelta, float *ddbc, float *dA_log, float *dD, const float *dy, const float *x,
-                          const float *delta, const float *dbc, int Sd, int R, const float *A_log, const float *D, int NB, int T,
-                          int E, int N) {
-#pragma omp parallel
-    {
-        float *S = malloc(sizeof(float) * (size_t)(T + 1) * N), *G = malloc(sizeof(float) * (size_t)N),
-              *A = malloc(sizeof(float) * (size_t)N);
-        double *dAl = calloc((size_t)E * N, sizeof(double)), *dDl = calloc((size_t)E, sizeof(double));
-#pragma omp for schedule(static)
-        for (int b = 0; b < NB; b++)
-            for (int e = 0; e < E; e++) {
-                for (int n = 0; n < N; n++) { S[n] = 0; A[n] = -expf(A_log[(size_t)e * N + n]); G[n] = 0; }
-                for (int t = 0; t < T; t++) { /* S[t+1] = s_t, S[0] = s_{-1} = 0 */
-                    const size_t r = (size_t)b * T + t;
-                    const float dt = delta[r * E + e], xv = x[r * E + e];
-                    const float *Bt = dbc + r * Sd + R;
-                    for (int n = 0; n < N; n++)
-                        S[(size_t)(t + 1) * N + n] = expf(dt * A[n]) * S[(size_t)t * N + n] + dt * Bt[n] * xv;
-                }
-                for (int t = T - 1; t >= 0; t--) {
-                    const size_t r = (size_t)b * T + t;
-                    const float dt = delta[r * E + e], xv = x[r * E + e], g = dy[r * E + e];
-                    const float *Bt = dbc + r * Sd + R, *Ct = Bt + N, *st = S + (size_t)(t + 1) * N, *sp = S + (size_t)t * N;
-                    float *dBt = ddbc + r * Sd + R, *dCt = dBt + N;
-                    float ddt = 0, dxv = D[e] * g;
-                    dDl[e] += (double)g * xv;
-                    for (int n = 0; n < N; n++) {
-                        dCt[n] += g * st[n];
-                        G[n] += Ct[n] * g;                         /* dL/ds_t */
-                        const float ab = expf(dt * A[n]);
-                        ddt += G[n] * (A[n] * ab * sp[n] + Bt[n] * xv);
-                        dAl[(size_t)e * N + n] += (double)G[n] * dt * ab * sp[n] * A[n]; /* dA * dA/dA_log (= A) */
-                        dBt[n] += G[n] * dt * xv;
-                        dxv += G[n] * dt * Bt[n];
-                        G[n] *= ab;                                 /* carried to s_{t-1} */
-                    }
-                    ddelta[r * E + e] = ddt;
-                    dx[r * E + e] = dxv;
-                }
-            }
-#pragma omp critical(derf_scan_reduce)
+#pragma omp critical(derf_caduceus_dconv)
         {
-            for (size_t i = 0; i < (size_t)E * N; i++) dA_log[i] += (float)dAl[i];
-            for (int e = 0; e < E; e++) dD[e] += (float)dDl[e];
+            for (int e = 0; e < E; e++) {
+                db[e] += adb[e];
+                for (int j = 0; j < K; j++) dw[(size_t)e * K + j] += acc[(size_t)j * E + e];
+            }
         }
-        free(S); free(G); free(A); free(dAl); free(dDl);
+        free(acc);
     }
+    free(wT);
 }
 
 /* ------------------------------------------------------------------------------- forward */
@@ -389,21 +340,23 @@ static void core_forward(const derf_caduceus *m, const float *P, const dir_off *
     const derf_caduceus_config *c = &m->cfg;
     const int d = c->d_model, E = c->expand * d, N = c->d_state, R = c->dt_rank, K = c->d_conv, NT = NB * T, Sd = R + 2 * N;
     dconv_forward(q->xconv, q->xz, 2 * E, P + o->conv_w, P + o->conv_b, NB, T, E, K);
-    for (size_t i = 0; i < (size_t)NT * E; i++) q->xc[i] = silu(q->xconv[i]);
-    derf_linear_forward(q->dbc, q->xc, P + o->xproj, NULL, NT, E, Sd);
-    /* dt_proj on the first R columns of dbc (row stride Sd): small, by hand */
-    const float *Wdt = P + o->dt_w, *bdt = P + o->dt_b;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < NT; i++)
-        for (int e = 0; e < E; e++) {
-            float acc = bdt[e];
-            for (int k = 0; k < R; k++) acc += Wdt[(size_t)e * R + k] * q->dbc[(size_t)i * Sd + k];
-            q->dpre[(size_t)i * E + e] = acc;
-            q->delta[(size_t)i * E + e] = softplus(acc);
-        }
-    scan_forward(q->y, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D, NB, T, E, N);
+        for (int e = 0; e < E; e++) q->xc[(size_t)i * E + e] = derf_siluf(q->xconv[(size_t)i * E + e]);
+    derf_linear_forward(q->dbc, q->xc, P + o->xproj, NULL, NT, E, Sd);
+    /* dt_proj on the first R columns of dbc (row stride Sd) */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < NT; i++) memcpy(q->dpre + (size_t)i * E, P + o->dt_b, sizeof(float) * (size_t)E);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, NT, E, R, 1.0f, q->dbc, Sd, P + o->dt_w, R, 1.0f, q->dpre, E);
+    const float *dpre = q->dpre;
+    float *delta = q->delta;
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < NT; i++)
-        for (int e = 0; e < E; e++) q->g[(size_t)i * E + e] = q->y[(size_t)i * E + e] * silu(q->xz[(size_t)i * 2 * E + E + e]);
+        for (int e = 0; e < E; e++) delta[(size_t)i * E + e] = derf_softplusf(dpre[(size_t)i * E + e]);
+    derf_scan_forward(q->y, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D, NB, T, E, N, q->ckpt);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < NT; i++)
+        for (int e = 0; e < E; e++) q->g[(size_t)i * E + e] = q->y[(size_t)i * E + e] * derf_siluf(q->xz[(size_t)i * 2 * E + E + e]);
 }
 
 float derf_caduceus_forward(derf_caduceus *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
@@ -472,31 +425,30 @@ static void core_backward(derf_caduceus *m, const dir_off *o, const dir_acts *q,
     float *G = m->params.grads;
     memset(dxz, 0, sizeof(float) * (size_t)NT * 2 * E);
     float *dy = a->dxconv; /* scratch: dy of the scan */
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < NT; i++)
         for (int e = 0; e < E; e++) {
             size_t k = (size_t)i * E + e;
             float z = q->xz[(size_t)i * 2 * E + E + e];
-            dy[k] = dg[k] * silu(z);
-            dxz[(size_t)i * 2 * E + E + e] = dg[k] * q->y[k] * dsilu(z);
+            dy[k] = dg[k] * derf_siluf(z);
+            dxz[(size_t)i * 2 * E + E + e] = dg[k] * q->y[k] * derf_dsiluf(z);
         }
     memset(a->ddbc, 0, sizeof(float) * (size_t)NT * Sd);
-    scan_backward(a->dxc, a->ddelta, a->ddbc, G + o->A_log, G + o->D, dy, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D,
-                  NB, T, E, N);
-    /* delta = softplus(dpre); dpre = dt_w . dbc[:R] + dt_b */
-    const float *Wdt = P + o->dt_w;
-    float *gW = G + o->dt_w, *gb = G + o->dt_b;
+    derf_scan_backward(a->dxc, a->ddelta, a->ddbc, G + o->A_log, G + o->D, dy, q->xc, q->delta, q->dbc, Sd, R, P + o->A_log, P + o->D,
+                       NB, T, E, N, q->ckpt);
+    /* delta = softplus(dpre); dpre = dt_w . dbc[:R] + dt_b: dp = ddelta * sigmoid(dpre) (in place), then
+     * ddbc[:, :R] += dp dt_w, dt_w' += dp^T dbc[:, :R], dt_b' += sum_i dp */
+    float *dp = a->ddelta;
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < NT; i++)
-        for (int e = 0; e < E; e++) {
-            size_t k = (size_t)i * E + e;
-            float dp = a->ddelta[k] * sigm(q->dpre[k]);
-            gb[e] += dp;
-            for (int r = 0; r < R; r++) {
-                gW[(size_t)e * R + r] += dp * q->dbc[(size_t)i * Sd + r];
-                a->ddbc[(size_t)i * Sd + r] += dp * Wdt[(size_t)e * R + r];
-            }
-        }
+        for (int e = 0; e < E; e++) dp[(size_t)i * E + e] *= derf_sigmoidf(q->dpre[(size_t)i * E + e]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, NT, R, E, 1.0f, dp, E, P + o->dt_w, R, 1.0f, a->ddbc, Sd);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, R, NT, 1.0f, dp, E, q->dbc, Sd, 1.0f, G + o->dt_w, R);
+    derf_linear_backward(NULL, NULL, G + o->dt_b, dp, NULL, NULL, NT, 0, E);
     derf_linear_backward(a->dxc, G + o->xproj, NULL, a->ddbc, q->xc, P + o->xproj, NT, E, Sd); /* adds into dxc */
-    for (size_t k = 0; k < (size_t)NT * E; k++) a->dxc[k] *= dsilu(q->xconv[k]);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < NT; i++)
+        for (int e = 0; e < E; e++) a->dxc[(size_t)i * E + e] *= derf_dsiluf(q->xconv[(size_t)i * E + e]);
     dconv_backward(dxz, 2 * E, G + o->conv_w, G + o->conv_b, a->dxc, q->xz, P + o->conv_w, NB, T, E, K);
 }
 

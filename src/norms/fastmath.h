@@ -162,6 +162,17 @@ static inline __m512 derf_exp16(__m512 x) {
     return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
 }
 
+/* derf_exp16 with the 2^n scaling done by one vscalefps (one rounding, so a denormal result is rounded
+ * once from p; Mamba's selective scan uses it, src/models/scan.c): the same value bit for bit wherever
+ * the result is a normal float, abs err <= 1 denormal ulp below FLT_MIN, +0 for x <= -104, +inf above
+ * 88.7228, NaN -> NaN (tests/test_fastmath.c). About 8 instructions fewer than derf_exp16. */
+static inline __m512 derf_exp16s(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+    __m512 n, p = derf_exp16_poly_(x, &n);
+    return _mm512_scalef_ps(p, n);
+}
+
 /* One piecewise polynomial on |x| (see derf_fast_erff): min(a*INV_W, 15) truncated is the interval
  * (min_ps returns 15 for NaN, as the scalar form does). */
 #define DERF_PW_POLY16_(TAB, DEG, INV_W, SAT, x, out)                                          \

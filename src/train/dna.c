@@ -107,12 +107,12 @@ static void diverge(derf_dna_train_result *res, FILE *log, int quiet, int step, 
     if (log) { fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"what\":\"%s\"}\n", step, what); fflush(log); }
 }
 
-static FILE *open_log(const char *out, char *err, size_t errlen) {
+static FILE *open_log(const char *out, int append, char *err, size_t errlen) {
     if (!out) return NULL;
     mkdir(out, 0777);
     char path[1200];
     snprintf(path, sizeof path, "%s/log.jsonl", out);
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, append ? "a" : "w");
     if (!f) derf_io_errf(err, errlen, "cannot write %s: does the folder exist and is it writable?", path);
     return f;
 }
@@ -170,6 +170,33 @@ static float train_step(dmodel *m, const int32_t *tok, const int32_t *tgt, int B
 }
 
 /* ------------------------------------------------------------------------------- pretraining */
+
+/* --resume: the weights, AdamW moments, step and RNG of dir/state.safetensors (derf_run_load checks the format
+ * and every tensor's shape); the model config in its metadata (architecture, sizes, norm) must be this run's,
+ * and the run must not be past o->steps. */
+static int resume_run(const derf_dna_train_opts *o, dmodel *m, int *step, derf_rng *rng, char *err, size_t errlen) {
+    char path[1200], keys[16][32], vals[16][128];
+    snprintf(path, sizeof path, "%s/state.safetensors", o->resume);
+    derf_safetensors st;
+    if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
+    const int nk = dm_meta(m, keys, vals, 16);
+    int rc = 0;
+    for (int i = 0; i < nk && !rc; i++) {
+        const char *v = derf_safetensors_meta(&st, keys[i]);
+        if (!v || strcmp(v, vals[i])) {
+            derf_io_errf(err, errlen, "%s: a run with %s=%s, not %s (resume with the run's own options)", path, keys[i],
+                         v ? v : "(none)", vals[i]);
+            rc = -1;
+        }
+    }
+    derf_safetensors_free(&st);
+    if (rc || derf_run_load(o->resume, "derf-dna-1", m->params, NULL, step, rng, err, errlen)) return -1;
+    if (*step > o->steps) {
+        derf_io_errf(err, errlen, "%s is at step %d, past --steps %d", path, *step, o->steps);
+        return -1;
+    }
+    return 0;
+}
 
 /* windows of W = T+1 bases: a fixed grid (non-overlapping, segment by segment) of one split */
 typedef struct { uint64_t *pos; size_t n; } grid;
@@ -253,23 +280,27 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     }
     if (dm_build(&m, o, 0, B, T, err, errlen)) goto done;
     res->params = (long long)m.params->total;
-    if (o->out && !(log = open_log(o->out, err, errlen))) goto done;
     derf_rng rng;
     derf_rng_seed(&rng, o->seed, 0xD7A);
+    int step = 0;
+    if (o->resume && resume_run(o, &m, &step, &rng, err, errlen)) goto done;
+    if (o->out && !(log = open_log(o->out, o->resume != NULL, err, errlen))) goto done;
     char desc[300];
     dm_describe(&m, desc, sizeof desc);
     const int warm = (int)(o->warmup_frac * o->steps);
     if (!o->quiet)
         fprintf(stderr, "[derf] %s | %s: %s, %llu train window starts, %zu val windows | %d x %d tokens/step, %d steps, "
-                        "rc_aug %d\n", desc, o->corpus, m.arch ? "masked LM" : "next-token", (unsigned long long)cum[nseg], gv.n, B,
-                T, o->steps, o->rc_aug);
+                        "rc_aug %d%s\n", desc, o->corpus, m.arch ? "masked LM" : "next-token", (unsigned long long)cum[nseg], gv.n, B,
+                T, o->steps, o->rc_aug, o->resume ? " (resumed)" : "");
     if (log)
-        fprintf(log, "{\"type\":\"start\",\"model\":\"%s\",\"tokens_per_step\":%d,\"steps\":%d}\n", desc, B * T, o->steps);
+        fprintf(log, "{\"type\":\"start\",\"model\":\"%s\",\"tokens_per_step\":%d,\"step\":%d,\"steps\":%d,\"resumed\":%s}\n", desc,
+                B * T, step, o->steps, o->resume ? "true" : "false");
     derf_adamw_cfg ac = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     double t0 = derf_now_s(), ttrain = 0, lsum = 0;
-    int ln = 0, step = 0;
+    const int start = step, stop = o->max_steps > 0 && o->max_steps < o->steps ? o->max_steps : o->steps;
+    int ln = 0;
     float lr = o->lr;
-    for (; step < o->steps; step++) {
+    for (; step < stop; step++) {
         double ts = derf_now_s();
         for (int b = 0; b < B; b++) {
             uint64_t r = (((uint64_t)derf_rng_u32(&rng) << 32) | derf_rng_u32(&rng)) % cum[nseg];
@@ -286,9 +317,9 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
         ttrain += derf_now_s() - ts;
         lsum += l;
         ln++;
-        if (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step + 1 == o->steps)) {
-            double tok_s = (step + 1) * (double)B * T / (ttrain + 1e-9);
-            progress(o, log, step + 1, o->steps, (float)(lsum / ln), lr, gn, tok_s, (o->steps - step - 1) * (double)B * T / tok_s,
+        if (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step + 1 == stop)) {
+            double tok_s = (step + 1 - start) * (double)B * T / (ttrain + 1e-9);
+            progress(o, log, step + 1, o->steps, (float)(lsum / ln), lr, gn, tok_s, (stop - step - 1) * (double)B * T / tok_s,
                      derf_now_s() - t0);
             res->final_loss = (float)(lsum / ln);
             lsum = 0;
@@ -303,7 +334,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
         }
     }
     res->steps = step;
-    res->tokens_per_s = ttrain > 0 ? step * (double)B * T / ttrain : 0;
+    res->tokens_per_s = ttrain > 0 ? (step - start) * (double)B * T / ttrain : 0;
     if (ln) res->final_loss = (float)(lsum / ln);
     if (!res->diverged) {
         res->val_loss = eval_grid(&m, &c, &gv, T, o->mlm_prob, tok, tgt);
@@ -401,6 +432,7 @@ int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     res->val_loss = res->train_loss_eval = -1.f;
     res->val_acc = res->test_acc = -1.f;
     if (o->batch < 1 || o->epochs < 1) { derf_io_errf(err, errlen, "--batch and --epochs must be >= 1"); return -1; }
+    if (o->resume || o->max_steps) { derf_io_errf(err, errlen, "--resume and --max-steps are for pretraining runs (not --task)"); return -1; }
     derf_dna_task t;
     if (derf_dna_task_read(o->task, &t, err, errlen)) return -1;
     int ntr, nva, nte;
@@ -416,7 +448,7 @@ int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     if (dm_build(&m, o, t.nclass, B, L, err, errlen)) goto done;
     if (o->init && load_backbone(&m, o->init, err, errlen)) goto done;
     res->params = (long long)m.params->total;
-    if (o->out && !(log = open_log(o->out, err, errlen))) goto done;
+    if (o->out && !(log = open_log(o->out, 0, err, errlen))) goto done;
     derf_rng rng;
     derf_rng_seed(&rng, o->seed, 0xF17E);
     const int spe = (ntr + B - 1) / B, total = spe * o->epochs, warm = (int)(o->warmup_frac * total);
