@@ -83,6 +83,9 @@ static void test_dna_cli(void **state) {
     assert_int_equal(system("printf 'a\\ns Hsap.22 10 5 + 100 AC!GT\\n' | gzip > /tmp/derf-cli-bad.maf.gz"), 0);
     expect_error("data dna --maf /tmp/derf-cli-bad.maf.gz --out /tmp/derf-cli-dna", "not a sequence letter");
     expect_error("data dna extra", "");
+    /* compare skips a default task whose file is missing, but not all of them */
+    expect_error("compare --model hyena --smoke --data /nonexistent-dna --out /tmp/derf-cli-cmp", "no task file in /nonexistent-dna");
+    expect_error("data dna --promoter-len 0", "--promoter-len");
     unlink("/tmp/derf-cli-bad.dnac");
     unlink("/tmp/derf-cli-bad.maf.gz");
 }

@@ -2,7 +2,9 @@
  * hand-written string reference, MAF/FASTA readers on small hand-made files (gzip'd with zlib here),
  * hostile and truncated inputs rejected with one line, corpus/task round trips and corrupt files, the
  * coordinate-bin split (disjoint, borders dropped, merging only of contiguous coordinates), and the
- * repeat task (labels from case, balanced, case never in the tokens). */
+ * repeat task (labels from case, balanced, case never in the tokens); the Drosophila upstream headers
+ * (hostile forms refused) and the promoter task on a hand-made file whose expected windows, splits,
+ * filters and counts are worked out by hand. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -339,6 +341,220 @@ static void test_repeat_task(void **st) {
     derf_dna_corpus_free(&c);
 }
 
+/* UCSC upstream headers: the real file's forms parse; anything malformed or inconsistent is refused with one line. */
+static void test_upstream_header(void **st) {
+    (void)st;
+    char err[DERF_ERRLEN];
+    derf_dna_upstream u;
+    assert_int_equal(derf_dna_parse_upstream("NM_078863_up_2000_chr2L_16764737_f", "chr2L:16764737-16766736", 2000, &u, err,
+                                             sizeof err), 0);
+    assert_string_equal(u.chrom, "chr2L");
+    assert_int_equal(u.start, 16764737);
+    assert_int_equal(u.end, 16766736);
+    assert_int_equal(u.strand, 1);
+    assert_int_equal(u.up, 2000);
+    assert_int_equal(derf_dna_parse_upstream("NM_001272973_up_2000_chr2L_2109879_r", "chr2L:2109879-2111878", 2000, &u, err,
+                                             sizeof err), 0);
+    assert_int_equal(u.strand, -1);
+    /* clipped at the chromosome start (two records of the real file): only bases 1..353 */
+    assert_int_equal(derf_dna_parse_upstream("NM_164313_up_2000_chr3R_-1646_f", "chr3R:-1646-353", 353, &u, err, sizeof err), 0);
+    assert_int_equal(u.start, -1646);
+    assert_int_equal(u.end, 353);
+    /* an underscore inside the chromosome name (other assemblies) */
+    assert_int_equal(derf_dna_parse_upstream("X_up_10_chrUn_1_5_f", "chrUn_1:5-14", 10, &u, err, sizeof err), 0);
+    assert_string_equal(u.chrom, "chrUn_1");
+    const struct { const char *name, *desc; size_t len; } bad[] = {
+        {"NM_1_up_2000_chr2L_100_x", "chr2L:100-2099", 2000},          /* strand */
+        {"NM_1_up_2000_chr2L_100", "chr2L:100-2099", 2000},            /* no strand */
+        {"NM_1_dn_2000_chr2L_100_f", "chr2L:100-2099", 2000},          /* not upstream */
+        {"NM_1_up_2k_chr2L_100_f", "chr2L:100-2099", 2000},            /* size not a number */
+        {"NM_1_up_2000_chr2L_1e2_f", "chr2L:100-2099", 2000},          /* start not a number */
+        {"NM_1_up_2000__100_f", ":100-2099", 2000},                   /* empty chromosome */
+        {"NM_1_up_2000_100_f", "chr2L:100-2099", 2000},                /* no chromosome */
+        {"NM_1_up_2000_chr2L_100_f", "chr2R:100-2099", 2000},          /* chromosome disagrees */
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:101-2100", 2000},          /* start disagrees */
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:100-2000", 2000},          /* end - start + 1 != 2000 */
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:100-", 2000},              /* no end */
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:100", 2000},
+        {"NM_1_up_2000_chr2L_100_f", "", 2000},
+        {"NM_1_up_2000_chr2L_100_f", NULL, 2000},
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:100-2099 x", 2000},        /* trailing junk */
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:100-2099", 1999},          /* sequence shorter than the region */
+        {"NM_1_up_2000_chr2L_100_f", "chr2L:100-2099", 2001},
+        {"NM_1_up_2000_chr3R_-1646_f", "chr3R:-1646-353", 2000},       /* clipped, but all 2000 bases */
+        {"NM_1_up_2000_chr3R_-1646_f", "chr3R:-1646-353", 352},
+        {"NM_1_up_0_chr2L_1_f", "chr2L:1-0", 0},                      /* empty region */
+        {"NM_1_up_2000_chr2L_99999999999999999999_f", "chr2L:99999999999999999999-2099", 2000}, /* overflow */
+        {"NM_1_up_2000_chr2L_-3000_f", "chr2L:-3000--1001", 0},        /* end below 1 */
+        {"NM_1_up_2000_chr0123456789012345678901234567890123_1_f", "chr0123456789012345678901234567890123:1-2000", 2000},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        if (derf_dna_parse_upstream(bad[i].name, bad[i].desc, bad[i].len, &u, err, sizeof err) != -1) fail_msg("case %zu accepted", i);
+        one_line(err);
+    }
+}
+
+/* ---- a synthetic upstream file: regions of UP bases, windows of LEN ---- */
+#define UP 60
+#define WLEN 20
+typedef struct { char buf[1 << 16]; size_t n; int id; } fa_buf;
+
+static void fa_add(fa_buf *f, const char *chrom, long start, char strand, const char *seq) {
+    long end = start + UP - 1;
+    f->n += (size_t)snprintf(f->buf + f->n, sizeof f->buf - f->n, ">NM_%d_up_%d_%s_%ld_%c %s:%ld-%ld\n%s\n", f->id++, UP, chrom, start,
+                             strand, chrom, start, end, seq);
+    assert_true(f->n < sizeof f->buf);
+}
+
+static void rand_seq(char *s, size_t n, uint64_t *rs) {
+    for (size_t i = 0; i < n; i++) s[i] = "ACGT"[(int)(tu_uniform(rs) * 4)];
+    s[n] = 0;
+}
+
+/* the promoter window (last WLEN) or background window (first WLEN) of a record */
+static void win(char *dst, const char *seq, int prom) { memcpy(dst, seq + (prom ? UP - WLEN : 0), WLEN); dst[WLEN] = 0; }
+
+/* Split disjointness, balance and every filter on hand-placed regions, the expected counts worked out by hand. */
+static void test_promoter_task(void **st) {
+    (void)st;
+    static fa_buf f;
+    f.n = 0; f.id = 1;
+    uint64_t rs = tu_seed();
+    /* ref: every window the task may hold, with its split and label */
+    static char ref[128][WLEN + 1], absent[16][WLEN + 1];
+    int rsplit[128], rlabel[128], nref = 0, nabs = 0;
+#define REF(seq, prom, split) do { win(ref[nref], seq, prom); rsplit[nref] = split; rlabel[nref++] = prom; } while (0)
+#define ABSENT(seq, prom) win(absent[nabs++], seq, prom)
+    char s[UP + 1], r1[UP + 1], r2[UP + 1];
+    const char *arms[] = {"chr2R", "chrX", "chr2L", "chr3R"};
+    const int split[] = {0, 0, 1, 2};
+    for (int a = 0; a < 4; a++)
+        for (int k = 0; k < 5; k++) {
+            rand_seq(s, UP, &rs);
+            fa_add(&f, arms[a], 1000L * k + 1, "fr"[k % 2], s);
+            if (a == 0 && k == 0) fa_add(&f, arms[a], 1, 'f', s); /* a second transcript of the same region */
+            if (a == 0 && k == 1) memcpy(r1, s, UP + 1);
+            if (a == 0 && k == 2) memcpy(r2, s, UP + 1);
+            if (a == 0 && k == 1) ABSENT(s, 1); /* its promoter window recurs in the test arm */
+            else REF(s, 1, split[a]);
+            REF(s, 0, split[a]);
+        }
+    /* chrX: 2 N in a promoter window (kept: 10%), 3 N (dropped), 3 N in a background; a background equal to R2's */
+    rand_seq(s, UP, &rs); s[45] = s[50] = 'N'; fa_add(&f, "chrX", 10001, 'f', s); REF(s, 1, 0); REF(s, 0, 0);
+    rand_seq(s, UP, &rs); s[41] = s[45] = s[55] = 'N'; fa_add(&f, "chrX", 11001, 'r', s); ABSENT(s, 1); REF(s, 0, 0);
+    rand_seq(s, UP, &rs); s[1] = s[5] = s[19] = 'N'; fa_add(&f, "chrX", 12001, 'f', s); REF(s, 1, 0); ABSENT(s, 0);
+    rand_seq(s, UP, &rs); memcpy(s, r2, WLEN); fa_add(&f, "chrX", 13001, 'f', s); REF(s, 1, 0); /* its background: one copy */
+    /* chr3L: overlaps (region [lo, lo+59]; '+': promoter [lo+40, lo+59], background [lo, lo+19]; '-': the reverse) */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 100001, 'f', s); REF(s, 1, 0); REF(s, 0, 0);     /* A */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 100011, 'f', s); ABSENT(s, 1); ABSENT(s, 0);     /* B: both overlap A's */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 400001, 'f', s); REF(s, 1, 0); ABSENT(s, 0);     /* G: bg under H's promoter */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 399950, 'f', s); REF(s, 1, 0); REF(s, 0, 0);     /* H: promoter 399990-400009 */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 500001, 'r', s); REF(s, 1, 0); ABSENT(s, 0);     /* I: bg 500041-60 under J's bg */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 500031, 'f', s); REF(s, 1, 0); REF(s, 0, 0);     /* J: bg 500031-50 */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 600001, 'r', s); ABSENT(s, 1); REF(s, 0, 0);     /* K: promoter 600001-20 */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr3L", 599950, 'f', s); REF(s, 1, 0); REF(s, 0, 0);     /* L: promoter 599990-600009 */
+    /* test arm: a promoter window equal to the reverse complement of R1's (both dropped: they are in two splits) */
+    char w1[WLEN + 1], w1rc[WLEN + 1];
+    win(w1, r1, 1);
+    rc_str(w1rc, w1);
+    rand_seq(s, UP, &rs); memcpy(s + UP - WLEN, w1rc, WLEN); fa_add(&f, "chr3R", 20001, 'r', s); ABSENT(s, 1); REF(s, 0, 2);
+    /* not used: heterochromatin, unplaced, a region clipped at the chromosome start */
+    rand_seq(s, UP, &rs); fa_add(&f, "chr2LHet", 1, 'f', s); ABSENT(s, 1); ABSENT(s, 0);
+    rand_seq(s, UP, &rs); fa_add(&f, "chrU", 1, 'r', s); ABSENT(s, 1); ABSENT(s, 0);
+    rand_seq(s, 50, &rs);
+    f.n += (size_t)snprintf(f.buf + f.n, sizeof f.buf - f.n, ">NM_0_up_%d_chr3R_-9_f chr3R:-9-50\n%s\n", UP, s);
+    write_gz(tp("up.fa.gz"), f.buf);
+
+    char err[DERF_ERRLEN], path[512];
+    assert_int_equal(derf_dna_build_promoter(tp("up.fa.gz"), 1, tmpdir, WLEN, 7, 1, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/dmel_promoter_%d.dnat", tmpdir, WLEN);
+    derf_dna_task t;
+    assert_int_equal(derf_dna_task_read(path, &t, err, sizeof err), 0);
+    assert_string_equal(t.name, "dmel_promoter_20");
+    assert_int_equal(t.len, WLEN);
+    assert_int_equal(t.nclass, 2);
+    /* by hand: train 18 promoters / 17 backgrounds, val 5 / 5, test 5 / 6 -> 17, 5, 5 of each */
+    int cnt[3][2] = {{0}};
+    for (int i = 0; i < t.n; i++) {
+        char x[WLEN + 1];
+        for (int k = 0; k < WLEN; k++) x[k] = derf_dna_id_char(t.tok[(size_t)i * WLEN + k]);
+        x[WLEN] = 0;
+        int found = -1;
+        for (int j = 0; j < nref; j++)
+            if (!strcmp(ref[j], x)) found = j;
+        assert_true(found >= 0);
+        assert_int_equal(t.split[i], rsplit[found]);
+        assert_int_equal(t.label[i], rlabel[found]);
+        for (int j = 0; j < nabs; j++) assert_string_not_equal(absent[j], x);
+        for (int j = 0; j < i; j++) /* no sequence twice (either strand), so none in two splits */
+            assert_false(!memcmp(t.tok + (size_t)j * WLEN, t.tok + (size_t)i * WLEN, WLEN));
+        if (i) assert_true(t.split[i] > t.split[i - 1] || (t.split[i] == t.split[i - 1] && t.label[i] >= t.label[i - 1]));
+        cnt[t.split[i]][t.label[i]]++;
+    }
+    const int want[3] = {17, 5, 5};
+    for (int sp = 0; sp < 3; sp++) {
+        assert_int_equal(cnt[sp][0], want[sp]);
+        assert_int_equal(cnt[sp][1], want[sp]);
+    }
+    /* the statistics, by hand */
+    derf_dna_records recs = {0};
+    derf_dna_promoter_stats ps;
+    derf_dna_task t2;
+    assert_int_equal(derf_dna_read_fasta(tp("up.fa.gz"), &recs, err, sizeof err), 0);
+    assert_int_equal(derf_dna_make_promoter_task(&recs, WLEN, 7, &t2, &ps, err, sizeof err), 0);
+    assert_int_equal(ps.records, 37);
+    assert_int_equal(ps.clipped, 1);
+    assert_int_equal(ps.other_arm, 2);
+    assert_int_equal(ps.dup_region, 1);
+    assert_int_equal(ps.overlap_prom, 2); /* B, K */
+    assert_int_equal(ps.overlap_bg, 3);   /* B, G, I */
+    assert_int_equal(ps.n_rich, 2);
+    assert_int_equal(ps.dup_seq, 3);      /* R1 and the test copy; one of R2's background pair */
+    assert_int_equal(ps.avail[0][1], 18);
+    assert_int_equal(ps.avail[0][0], 17);
+    assert_int_equal(ps.avail[2][0], 6);
+    /* the same seed gives the same file */
+    assert_int_equal(t2.n, t.n);
+    assert_memory_equal(t2.tok, t.tok, (size_t)t.n * WLEN);
+    derf_dna_task_free(&t2);
+    derf_dna_task_free(&t);
+    /* a window too long for the region, a length of 0 */
+    assert_int_equal(derf_dna_make_promoter_task(&recs, UP / 2 + 1, 7, &t2, NULL, err, sizeof err), -1);
+    one_line(err);
+    assert_int_equal(derf_dna_make_promoter_task(&recs, 0, 7, &t2, NULL, err, sizeof err), -1);
+    one_line(err);
+    derf_dna_records_free(&recs);
+
+    /* a missing default file is skipped (1); a missing file that was asked for, a bad header, two records of
+     * one region that disagree, an arm without a class, a truncated gzip stream: one line naming the file */
+    assert_int_equal(derf_dna_build_promoter(tp("none.fa.gz"), 0, tmpdir, WLEN, 7, 1, err, sizeof err), 1);
+    assert_int_equal(derf_dna_build_promoter(tp("none.fa.gz"), 1, tmpdir, WLEN, 7, 1, err, sizeof err), -1);
+    one_line(err);
+    char bad[4][512];
+    rand_seq(s, UP, &rs);
+    rand_seq(r1, UP, &rs);
+    snprintf(bad[0], sizeof bad[0], ">NM_1_up_60_chr2L_1_f chr2L:1-61\n%s\n", s);
+    snprintf(bad[1], sizeof bad[1], ">NM_1_up_60_chr2L_1_f chr2L:1-60\n%s\n>NM_2_up_60_chr2L_1_f chr2L:1-60\n%s\n", s, r1);
+    snprintf(bad[2], sizeof bad[2], ">NM_1_up_60_chr2L_1_f chr2L:1-60\n%s\n", s); /* no train or test windows */
+    snprintf(bad[3], sizeof bad[3], ">NM_1_up_60_chr2L_1_f\n%s\n", s);
+    for (int i = 0; i < 4; i++) {
+        write_gz(tp("bad.fa.gz"), bad[i]);
+        err[0] = 0;
+        assert_int_equal(derf_dna_build_promoter(tp("bad.fa.gz"), 1, tmpdir, WLEN, 7, 1, err, sizeof err), -1);
+        one_line(err);
+        assert_non_null(strstr(err, "bad.fa.gz"));
+    }
+    void *gz;
+    size_t len;
+    assert_int_equal(derf_io_read_file(tp("up.fa.gz"), 1 << 20, &gz, &len, err, sizeof err), 0);
+    write_raw(tp("trunc.fa.gz"), gz, len / 2);
+    free(gz);
+    assert_int_equal(derf_dna_build_promoter(tp("trunc.fa.gz"), 1, tmpdir, WLEN, 7, 1, err, sizeof err), -1);
+    one_line(err);
+    assert_non_null(strstr(err, "trunc.fa.gz"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer),
@@ -348,6 +564,8 @@ int main(void) {
         cmocka_unit_test(test_corpus_task_files),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_repeat_task),
+        cmocka_unit_test(test_upstream_header),
+        cmocka_unit_test(test_promoter_task),
     };
     return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

