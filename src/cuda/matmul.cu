@@ -97,7 +97,7 @@ extern "C" void derf_cuda_linear_forward(void *out, const void *inp, const void 
                                          int N, int C, int OC, derf_dtype dt) {
     derf_cu_require();
     cudaDataType t = cu_type(dt);
-    const bool fused = b && dt == DERF_F32;
+    const bool fused = b && dt == DERF_F32 && ptr_align(b) >= 16; /* the epilogue reads the bias as vectors */
     lt_matmul(true, false, OC, N, C, w, t, C, inp, t, C, out, t, OC, 0.0f, fused ? b : NULL);
     if (b && !fused) {
         size_t n = (size_t)N * OC;
