@@ -5,7 +5,8 @@
 #include "derf/io.h"
 #include "derf/vit.h"
 
-#define NO_CUDA_MSG "--device cuda: this derf was built without CUDA; rebuild it with 'make CUDA=1' (needs nvcc, docs/cuda.md)"
+#define NO_CUDA_MSG "--device cuda: this derf was built without CUDA; rebuild it with 'make CUDA=1' (needs nvcc, " \
+                    "docs/cuda.md), or pass --device cpu (a GPU run resumes on the CPU)"
 
 int derf_gpt2_cuda_attach(derf_gpt2 *m, int bf16, char *err, size_t errlen) {
     (void)m;
