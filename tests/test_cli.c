@@ -105,6 +105,9 @@ static void test_bad_flags(void **state) {
     expect_error("train-lm --device tpu", "--device must be cpu or cuda");
     /* make test runs the CPU build (plain make): no GPU support compiled in */
     expect_error("train-lm --device cuda", "built without CUDA");
+    expect_error("train --device tpu", "--device must be cpu, cuda or cuda:fp32");
+    expect_error("train --device cuda", "built without CUDA");
+    expect_error("train --device cuda:fp32 --preset test", "built without CUDA");
 }
 
 static void test_bad_files(void **state) {

@@ -1,12 +1,17 @@
 /* test_train.c: the training machinery: LR schedule and EMA against closed forms, augmentation
  * invariants, exact resume (N steps straight == N/2, stop, resume, N/2: loss for loss and weight for
- * weight), determinism, and divergence handling. Uses a small slice of real Fashion-MNIST. */
+ * weight), determinism, and divergence handling. Uses a small slice of real Fashion-MNIST.
+ * The trainer's device plumbing (--device cuda): this file defines derf_vit_cuda_attach (the CPU
+ * build's is weak) to attach a stand-in device that keeps its own copy of the weights, moments and EMA
+ * and runs the CPU model on it; a run through it must equal the plain CPU run bit for bit, and
+ * checkpoints must move between the two (what the GPU runs rely on, checked here without a GPU). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "derf/io.h"
@@ -147,6 +152,21 @@ static int read_losses(const char *dir, double *loss, int max) {
     return n;
 }
 
+/* DIR_A/name and DIR_B/name hold the same tensors, bit for bit */
+static void same_tensors(const char *a, const char *b, const char *name) {
+    char pa[600], pb[600], err[DERF_ERRLEN];
+    snprintf(pa, sizeof pa, "%s/%s", a, name);
+    snprintf(pb, sizeof pb, "%s/%s", b, name);
+    derf_safetensors sa, sb;
+    assert_int_equal(derf_safetensors_read(&sa, pa, 1 << 28, err, sizeof err), 0);
+    assert_int_equal(derf_safetensors_read(&sb, pb, 1 << 28, err, sizeof err), 0);
+    assert_int_equal(sa.ntensors, sb.ntensors);
+    assert_int_equal(sa.data_len, sb.data_len);
+    assert_memory_equal(sa.data, sb.data, sa.data_len);
+    derf_safetensors_free(&sa);
+    derf_safetensors_free(&sb);
+}
+
 static void test_resume_exact(void **state) {
     (void)state;
     char a[] = "/tmp/derf-resume-XXXXXX", b[] = "/tmp/derf-resume-XXXXXX";
@@ -178,17 +198,7 @@ static void test_resume_exact(void **state) {
         assert_true(la[i] == lb[i]);
     }
     /* and the final weights are bit-identical */
-    char pa[600], pb[600];
-    snprintf(pa, sizeof pa, "%s/state.safetensors", a);
-    snprintf(pb, sizeof pb, "%s/state.safetensors", b);
-    derf_safetensors sa, sb;
-    assert_int_equal(derf_safetensors_read(&sa, pa, 1 << 28, err, sizeof err), 0);
-    assert_int_equal(derf_safetensors_read(&sb, pb, 1 << 28, err, sizeof err), 0);
-    assert_int_equal(sa.ntensors, sb.ntensors);
-    assert_int_equal(sa.data_len, sb.data_len);
-    assert_memory_equal(sa.data, sb.data, sa.data_len);
-    derf_safetensors_free(&sa);
-    derf_safetensors_free(&sb);
+    same_tensors(a, b, "state.safetensors");
 }
 
 static void test_divergence(void **state) {
@@ -228,10 +238,133 @@ static void test_bad_inputs(void **state) {
     assert_non_null(strstr(err, "/nonexistent-run"));
 }
 
+/* ---- the stand-in device ------------------------------------------------------------------------ */
+typedef struct {
+    derf_vit *host;
+    derf_vit dev;          /* the "device": its own slabs (params, grads, m, v) and activations */
+    float *ema_host, *ema; /* the trainer's EMA slab and the device's copy */
+} mock_dev;
+static int g_mock_forwards, g_mock_steps;
+
+static mock_dev *md(void *c) { return c; }
+static void mock_forward(void *c, const float *img, int B, int train, derf_rng *rng) {
+    mock_dev *d = md(c);
+    derf_vit_forward(&d->dev, img, B, train, rng);
+    memcpy(d->host->logits, d->dev.logits, sizeof(float) * (size_t)B * d->host->cfg.classes);
+    memcpy(d->host->features, d->dev.features, sizeof(float) * (size_t)B * d->host->cfg.dim);
+    g_mock_forwards++;
+}
+static void mock_backward(void *c, const float *dl, int B) { derf_vit_backward(&md(c)->dev, dl, B); }
+static void mock_zero_grad(void *c) { derf_params_zero_grad(&md(c)->dev.params); }
+static float mock_clip(void *c, float mx) { return derf_clip_grad_norm(&md(c)->dev.params, mx); }
+static void mock_adamw(void *c, const derf_adamw_cfg *cfg, int step) {
+    derf_adamw_step(&md(c)->dev.params, cfg, step);
+    g_mock_steps++;
+}
+static void mock_ema_update(void *c, float decay) {
+    mock_dev *d = md(c);
+    if (d->ema) derf_ema_update(d->ema, d->dev.params.params, d->dev.params.total, decay);
+}
+static void mock_swap_ema(void *c) {
+    mock_dev *d = md(c);
+    if (d->ema) derf_vit_swap_ema(&d->dev, &d->ema);
+}
+/* moves params, grads, m, v (and the EMA) from one model's slabs to the other's */
+static void mock_copy(derf_params *to, const derf_params *from, float *ema_to, const float *ema_from) {
+    const size_t b = from->total * sizeof(float);
+    memcpy(to->params, from->params, b);
+    memcpy(to->grads, from->grads, b);
+    memcpy(to->m, from->m, b);
+    memcpy(to->v, from->v, b);
+    if (ema_to) memcpy(ema_to, ema_from, b);
+}
+static void mock_to_host(void *c) { mock_copy(&md(c)->host->params, &md(c)->dev.params, md(c)->ema_host, md(c)->ema); }
+static void mock_to_device(void *c) { mock_copy(&md(c)->dev.params, &md(c)->host->params, md(c)->ema, md(c)->ema_host); }
+static void mock_free(void *c) {
+    mock_dev *d = md(c);
+    derf_vit_dev *h = d->host->dev;
+    d->host->dev = NULL;
+    derf_vit_free(&d->dev);
+    free(d->ema);
+    free(h);
+    free(d);
+}
+
+int derf_vit_cuda_attach(derf_vit *m, int bf16, float *ema, char *err, size_t errlen) {
+    (void)bf16;
+    if (!m) return 0;
+    mock_dev *d = calloc(1, sizeof *d);
+    derf_vit_dev *h = calloc(1, sizeof *h);
+    assert_int_equal(derf_vit_build(&d->dev, &m->cfg, m->max_batch, err, errlen), 0);
+    d->dev.shard_total = m->shard_total;
+    d->dev.shard_off = m->shard_off;
+    d->host = m;
+    d->ema_host = ema;
+    if (ema) d->ema = malloc(m->params.total * sizeof(float));
+    /* the host slabs are scribbled over after the upload: anything the trainer reads from them without a
+     * download (or writes without an upload) shows as a difference from the CPU run */
+    *h = (derf_vit_dev){d, mock_forward, mock_backward, mock_zero_grad, mock_clip, mock_adamw, mock_ema_update,
+                        mock_swap_ema, mock_to_host, mock_to_device, mock_free};
+    m->dev = h;
+    derf_vit_sync_device(m);
+    for (size_t i = 0; i < m->params.total; i++) m->params.params[i] = m->params.m[i] = m->params.v[i] = NAN;
+    if (ema) for (size_t i = 0; i < m->params.total; i++) ema[i] = NAN;
+    return 0;
+}
+
+/* --device cuda through the stand-in device == the CPU run, bit for bit (losses, results, checkpoints),
+ * and a run moves between the devices through its checkpoint in both directions */
+static void test_device_plumbing(void **state) {
+    (void)state;
+    char a[] = "/tmp/derf-dev-XXXXXX", b[] = "/tmp/derf-dev-XXXXXX", c[] = "/tmp/derf-dev-XXXXXX";
+    assert_non_null(mkdtemp(a));
+    assert_non_null(mkdtemp(b));
+    assert_non_null(mkdtemp(c));
+    derf_cls_opts o;
+    derf_cls_result ra, rb, rc;
+    char err[DERF_ERRLEN];
+    opts_small(&o, a, "derf");
+    o.max_steps = 12; /* an epoch boundary (evaluation with raw and EMA weights) at 8 */
+    assert_int_equal(derf_cls_train(&o, &ra, err, sizeof err), 0);
+    g_mock_forwards = g_mock_steps = 0;
+    opts_small(&o, b, "derf");
+    o.max_steps = 12;
+    o.device = "cuda";
+    assert_int_equal(derf_cls_train(&o, &rb, err, sizeof err), 0);
+    assert_int_equal(g_mock_steps, 12);
+    assert_true(g_mock_forwards > 12); /* the training steps and the evaluations */
+    assert_true(ra.test_loss == rb.test_loss && ra.test_acc == rb.test_acc);
+    assert_true(ra.test_loss_ema == rb.test_loss_ema && ra.test_acc_ema == rb.test_acc_ema);
+    double la[64], lb[64];
+    assert_int_equal(read_losses(a, la, 64), 12);
+    assert_int_equal(read_losses(b, lb, 64), 12);
+    for (int i = 0; i < 12; i++) assert_true(la[i] == lb[i]);
+    same_tensors(a, b, "state.safetensors");
+    same_tensors(a, b, "model_ema.safetensors");
+    /* 6 steps on the device, resumed on the CPU to 8; then on the device again to 12 */
+    opts_small(&o, c, "derf");
+    o.max_steps = 6;
+    o.device = "cuda:fp32";
+    assert_int_equal(derf_cls_train(&o, &rc, err, sizeof err), 0);
+    opts_small(&o, c, "derf");
+    o.max_steps = 8;
+    o.resume = c;
+    assert_int_equal(derf_cls_train(&o, &rc, err, sizeof err), 0);
+    opts_small(&o, c, "derf");
+    o.max_steps = 12;
+    o.resume = c;
+    o.device = "cuda";
+    assert_int_equal(derf_cls_train(&o, &rc, err, sizeof err), 0);
+    assert_true(ra.test_loss == rc.test_loss && ra.test_acc_ema == rc.test_acc_ema);
+    same_tensors(a, c, "state.safetensors");
+    same_tensors(a, c, "model.safetensors");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule),   cmocka_unit_test(test_ema),        cmocka_unit_test(test_augment),
         cmocka_unit_test(test_resume_exact), cmocka_unit_test(test_divergence), cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_device_plumbing),
     };
     return cmocka_run_group_tests_name("train", tests, NULL, NULL);
 }

@@ -373,6 +373,59 @@ static void test_forward_batch_independent(void **state) {
     derf_vit_free(&m);
 }
 
+/* derf_vit_drop_path_draw (what a device forward uses) against timm's rule written out here: block l
+ * has rate p_l = drop_path * l / (depth - 1); each sample of each branch keeps with scale 1/(1-p_l) when
+ * its uniform draw is >= p_l, else 0; the draws of the attention branch, then the MLP branch, block by
+ * block, none for rate 0. The CPU forward must consume exactly those draws (same rng state after). */
+static void test_drop_path_draw(void **state) {
+    (void)state;
+    derf_vit m;
+    char err[256];
+    uint64_t s = g_seed ^ 0x5eedULL;
+    derf_vit_config c = test_config("derf", DERF_POOL_AVG);
+    c.depth = 3;
+    c.drop_path = 0.6f;
+    enum { B = 8 };
+    assert_int_equal(derf_vit_build(&m, &c, B, err, sizeof err), 0);
+    randomize(&m, &s, 0.2);
+    float keep[2 * 3 * B], img[B * 64];
+    int32_t lab[B];
+    fill_batch(&c, B, img, lab, &s);
+    derf_rng r1, r2, r3;
+    derf_rng_seed(&r1, s, 3);
+    r2 = r3 = r1;
+    derf_vit_drop_path_draw(&m, keep, B, 1, &r1);
+    int dropped = 0;
+    for (int l = 0; l < 3; l++) {
+        const float p = 0.6f * (float)l / 2.0f;
+        for (int j = 0; j < 2; j++)
+            for (int b = 0; b < B; b++) {
+                float want = 1.0f;
+                if (p > 0) want = derf_rng_uniform(&r2) < p ? 0.0f : 1.0f / (1.0f - p);
+                assert_true(keep[(2 * l + j) * B + b] == want);
+                dropped += want == 0.0f;
+            }
+    }
+    assert_true(dropped > 0);
+    assert_memory_equal(&r1, &r2, sizeof r1);
+    derf_vit_forward(&m, img, B, 1, &r3);
+    assert_memory_equal(&r1, &r3, sizeof r1);
+    /* evaluation mode: all 1, no draws */
+    derf_vit_drop_path_draw(&m, keep, B, 0, &r1);
+    for (int i = 0; i < 2 * 3 * B; i++) assert_true(keep[i] == 1.0f);
+    assert_memory_equal(&r1, &r3, sizeof r1);
+    /* derf_vit_swap_ema on the CPU swaps the slab pointers, twice restores them */
+    float *raw = m.params.params, *ema = calloc(m.params.total, sizeof(float)), *e0 = ema;
+    derf_vit_swap_ema(&m, &ema);
+    assert_ptr_equal(m.params.params, e0);
+    assert_ptr_equal(ema, raw);
+    derf_vit_swap_ema(&m, &ema);
+    assert_ptr_equal(m.params.params, raw);
+    assert_ptr_equal(ema, e0);
+    free(ema);
+    derf_vit_free(&m);
+}
+
 /* --------------------------------------------------------------------- PyTorch parity */
 
 typedef struct { const char *norm; derf_pool pool; derf_gelu_kind gelu; int B, img, chans, dim, depth, heads; } parity_case;
@@ -446,6 +499,7 @@ int main(void) {
         cmocka_unit_test(test_presets_and_checks),
         cmocka_unit_test(test_meta_roundtrip),
         cmocka_unit_test(test_forward_batch_independent),
+        cmocka_unit_test(test_drop_path_draw),
         cmocka_unit_test(test_gradcheck_layernorm),
         cmocka_unit_test(test_gradcheck_derf),
         cmocka_unit_test(test_gradcheck_dyt_cls),

@@ -9,6 +9,10 @@ after --warmup untimed ones.
   bench_torch_gpu.py gpt2 [--batch 16 --seq 1024 --norm layernorm|derf]   one GPT-2 124M training
         step (bf16 autocast, fp32 master weights, flash attention via scaled_dot_product_attention,
         fused AdamW, clip 1.0), eager and torch.compile; tokens/s.
+  bench_torch_gpu.py vit [--batch 128 --norm layernorm|derf --modes eager,compile]   one ViT-S/16 training step (224x224x3,
+        1000 classes, avg pooling, bf16 autocast, fp32 master weights, scaled_dot_product_attention,
+        fused AdamW, soft-target cross-entropy), eager and torch.compile; images/s. The model is
+        tools/vit_torch_parity.py's (timm's layout), the config derf's cuda_check --bench ViT.
 
 Output on stdout: 'torch VERSION DEVICE', then one line per measure,
   'TORCH <key> <ms>'   e.g. 'TORCH norm derf bf16 16384x768 fwd+bwd compile 0.0612'
@@ -117,6 +121,25 @@ class FlashAttention(gp.CausalSelfAttention):
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
+def make_step(model, loss_fn, lr, betas, wd):
+    """One training step as PyTorch users write it: AdamW (fused, weight decay on the >= 2-D tensors
+    only), bf16 autocast around loss_fn(), clipping at 1.0."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    nodecay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": nodecay, "weight_decay": 0.0}],
+                            lr=lr, betas=betas, eps=1e-8, fused=True)
+    params = list(model.parameters())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            loss = loss_fn()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return step
+
+
 class GPTOnDevice(gp.GPT):
     def forward(self, idx, targets):
         B, T = idx.shape
@@ -142,23 +165,10 @@ def bench_gpt2(a):
         torch.manual_seed(0)
         model = GPTOnDevice(cfg).to(DEV)
         model.train()
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        nodecay = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": nodecay, "weight_decay": 0.0}],
-                                lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
         fwd = model if mode == "eager" else torch.compile(model)
         tokens = torch.randint(0, 50257, (a.batch, a.seq), device=DEV)
         targets = torch.randint(0, 50257, (a.batch, a.seq), device=DEV)
-        params = list(model.parameters())
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                loss = fwd(tokens, targets)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-
+        step = make_step(model, lambda: fwd(tokens, targets), 6e-4, (0.9, 0.95), 0.1)
         try:
             ms = median_ms(step, 3, a.reps)
         except Exception as e:  # noqa: BLE001
@@ -167,7 +177,48 @@ def bench_gpt2(a):
         report(f"gpt2 {a.norm} B{a.batch} T{a.seq} step {mode}", ms)
         print(f"[torch] gpt2 {a.norm} {mode}: {ms:.1f} ms/step, {a.batch * a.seq / ms * 1e3:.0f} tokens/s",
               file=sys.stderr)
-        del model, opt, fwd
+        del model, step, fwd
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------ ViT
+class SDPAttention(vp.Attention):
+    """The parity model's attention through scaled_dot_product_attention (flash / memory-efficient)."""
+
+    def forward(self, x):
+        B, T, D = x.shape
+        qkv = self.qkv(x).reshape(B, T, 3, self.NH, self.hs).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+VIT_S16 = {"img": 224, "chans": 3, "patch": 16, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4,
+           "classes": 1000, "pool": "avg", "gelu": "erf"}
+
+
+def bench_vit(a):
+    vp.Attention = SDPAttention  # Block looks the name up when it is built
+    spec = vp.parse_norm(a.norm)
+    if spec["kind"] == "layernorm":
+        vp.make_norm = lambda sp, C: nn.LayerNorm(C, eps=sp["eps"])
+    cfg = dict(VIT_S16, norm=spec)
+    for mode in a.modes.split(","):
+        torch.manual_seed(0)
+        model = vp.ViT(cfg).to(DEV)
+        model.train()
+        fwd = model if mode == "eager" else torch.compile(model)
+        img = torch.randn(a.batch, 3, 224, 224, device=DEV)
+        q = torch.softmax(torch.randn(a.batch, 1000, device=DEV), dim=-1)   # soft targets (mixup-like)
+        step = make_step(model, lambda: -(q * F.log_softmax(fwd(img).float(), dim=-1)).sum(-1).mean(), 1e-3,
+                         (0.9, 0.999), 0.05)
+        try:
+            ms = median_ms(step, 3, a.reps)
+        except Exception as e:  # noqa: BLE001
+            print(f"[torch] vit {a.norm} {mode}: {e}", file=sys.stderr)
+            continue
+        report(f"vit-s16 {a.norm} B{a.batch} 224px step {mode}", ms)
+        print(f"[torch] vit-s16 {a.norm} {mode}: {ms:.1f} ms/step, {a.batch / ms * 1e3:.0f} images/s", file=sys.stderr)
+        del model, step, fwd
         torch.cuda.empty_cache()
 
 
@@ -183,6 +234,11 @@ def main():
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--norm", default="layernorm")
     p.add_argument("--reps", type=int, default=10)
+    p = sub.add_parser("vit")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--norm", default="layernorm")
+    p.add_argument("--modes", default="eager,compile", help="eager, compile or both (comma-separated)")
+    p.add_argument("--reps", type=int, default=10)
     a = ap.parse_args()
     if a.reps < 1:
         ap.error("--reps must be >= 1")
@@ -190,9 +246,11 @@ def main():
         ap.error("--rows and --cols must be >= 1")
     if a.part == "gpt2" and not (1 <= a.seq <= 1024 and a.batch >= 1):
         ap.error("--batch must be >= 1 and --seq in [1, 1024]")
+    if a.part == "vit" and (a.batch < 1 or not set(a.modes.split(",")) <= {"eager", "compile"}):
+        ap.error("--batch must be >= 1 and --modes eager, compile or eager,compile")
     torch.backends.cuda.matmul.allow_tf32 = True
     print("torch", torch.__version__, torch.cuda.get_device_name(0).replace(" ", "_"), flush=True)
-    bench_norms(a) if a.part == "norms" else bench_gpt2(a)
+    {"norms": bench_norms, "gpt2": bench_gpt2, "vit": bench_vit}[a.part](a)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,18 @@
 #      objects and libraries of .gpubundle/, made on the development machine by tools/gpu_bundle.sh;
 #      the CUDA sources are always compiled here by nvcc);
 #   2. runs every GPU kernel against the CPU reference on fresh random inputs (build/cuda/cuda_check);
-#   3. GPT-2 on the GPU vs the CPU: one step's gradients and a 20-step loss curve of a small model from
-#      the same init on the same batches (part of cuda_check; `derf train-lm --device cuda` does not
-#      exist yet);
-#   4. benchmarks the norm kernels (16384x768, bf16 and fp32) and derf's GPT-2 124M step (B=16,
-#      T=1024, bf16), and runs the PyTorch peers on the same GPU (tools/bench_torch_gpu.py: eager and torch.compile, and the GPT-2 124M step, B=16 T=1024);
+#   3. GPT-2 and ViT on the GPU vs the CPU: one step's gradients and a 20-step loss curve of small
+#      models from the same init on the same batches (part of cuda_check), then `derf train-lm` and
+#      `derf train` end to end on the CPU, on the GPU, and a GPU checkpoint resumed on the CPU;
+#   4. benchmarks the norm kernels (16384x768, bf16 and fp32), derf's GPT-2 124M step (B=16, T=1024,
+#      bf16) and ViT-S/16 step (224x224x3, B=128, bf16), and runs the PyTorch peers on the same GPU
+#      (tools/bench_torch_gpu.py: norms eager and torch.compile, ViT-S/16 eager, GPT-2 124M eager and
+#      compiled);
 #   5. prints one table. Logs go to $OUT (the device tool's folder) or build/gpu_check.
+# Time budget on an H100 (expected / stage limit, seconds): build 60-90 / 240, kernel + model checks
+# 20-40 / 120, train-lm end to end 20 / 4x90, train (ViT) end to end 15 / 4x60, derf benchmarks 30-45 /
+# 90, torch norms 60 / 100, torch ViT eager 15 / 45, torch GPT-2 whatever is left of 345 s; later
+# stages are skipped (and say so) rather than run past 6 minutes.
 # DERF_FORCE_BUNDLE=1 takes the .gpubundle path even where the headers exist (to test it).
 # Every stage has its own time limit; the whole run is meant to stay under 6 minutes.
 # Exit status: 0 when the build and every kernel check passed, 1 otherwise.
@@ -66,12 +72,16 @@ if [ "$build" != fail ]; then
   grep -E 'MISMATCH|checks,|cuda_check:|SEED| curve ' "$LOG/check.log"
 fi
 
-# ---- 3. GPT-2 GPU vs CPU loss curve (run by cuda_check: mini model, 20 AdamW steps, same init and batches)
+# ---- 3. GPT-2 and ViT GPU vs CPU loss curves (run by cuda_check: 20 AdamW steps, same init and batches)
 gpt2_curve="not run"
+vit_curve="not run"
 if [ -f "$LOG/check.log" ] && grep -q ' curve ' "$LOG/check.log"; then
-  ok=$(grep ' curve ' "$LOG/check.log" | grep -c ' ok$')
-  bad=$(grep ' curve ' "$LOG/check.log" | grep -c 'MISMATCH')
+  ok=$(grep '^gpt2.* curve ' "$LOG/check.log" | grep -c ' ok$')
+  bad=$(grep '^gpt2.* curve ' "$LOG/check.log" | grep -c 'MISMATCH')
   gpt2_curve="mini GPT-2, 20 steps, derf+layernorm x fp32+bf16: $ok agree, $bad differ (CURVE lines: $LOG/check.log)"
+  ok=$(grep '^vit.* curve ' "$LOG/check.log" | grep -c ' ok$')
+  bad=$(grep '^vit.* curve ' "$LOG/check.log" | grep -c 'MISMATCH')
+  vit_curve="tiny ViT, 20 steps, derf+layernorm, avg+cls, drop path 0+0.2, fp32+bf16: $ok agree, $bad differ"
 fi
 
 # ---- 3b. derf train-lm --device cuda end to end: the same short run on the CPU and on the GPU, and a GPU
@@ -91,15 +101,39 @@ if [ "$build" != fail ] && [ "$check" = pass ]; then
   rm -rf "$LM"
 fi
 
+# ---- 3c. derf train --device cuda end to end (ViT tiny preset, synthetic 28x28 IDX images, 2 epochs of 16
+# steps): CPU, GPU fp32, GPU bf16, and GPU fp32 for 16 steps resumed on the CPU; final test losses compared
+vit_e2e="not run"
+if [ "$build" != fail ] && [ "$check" = pass ]; then
+  say "train (ViT): CPU vs GPU fp32 vs GPU bf16 vs GPU-then-CPU (tiny preset, 32 steps)"
+  VT=$(mktemp -d /tmp/derf-vit.XXXXXX)
+  $PY tools/gpu_table.py --idx "$VT/data"
+  A="--preset tiny --data $VT/data --epochs 2 --batch 64 --seed 1 --log-every 4"
+  timeout 60 ./derf train $A --device cpu --out "$VT/cpu" > "$LOG/vit.log" 2>&1
+  timeout 60 ./derf train $A --device cuda:fp32 --out "$VT/gpu" >> "$LOG/vit.log" 2>&1
+  timeout 60 ./derf train $A --device cuda --out "$VT/bf16" >> "$LOG/vit.log" 2>&1
+  timeout 60 ./derf train $A --device cuda:fp32 --out "$VT/mix" --max-steps 16 >> "$LOG/vit.log" 2>&1
+  timeout 60 ./derf train --resume "$VT/mix" --device cpu >> "$LOG/vit.log" 2>&1
+  vit_e2e=$($PY tools/gpu_table.py --compare-vit "$VT/cpu" "$VT/gpu" "$VT/bf16" "$VT/mix")
+  say "train (ViT): $vit_e2e"
+  rm -rf "$VT"
+fi
+
 # ---- 4. benchmarks ----------------------------------------------------------------------------------
 if [ "$check" = pass ]; then
   say "derf kernel benchmark"
-  timeout 75 ./build/cuda/cuda_check --no-check --bench > "$LOG/bench_derf.log" 2>&1 || say "derf bench: exit $?"
+  timeout 90 ./build/cuda/cuda_check --no-check --bench > "$LOG/bench_derf.log" 2>&1 || say "derf bench: exit $?"
 fi
 say "PyTorch peers ($PY)"
 PYTHONUNBUFFERED=1 timeout 100 $PY tools/bench_torch_gpu.py norms > "$LOG/bench_torch_norms.log" 2> "$LOG/bench_torch_norms.err" \
   || say "torch norms: exit $? (see $LOG/bench_torch_norms.err)"
-left=$(( 330 - $(el) ))
+if [ $(( 300 - $(el) )) -gt 45 ]; then
+  PYTHONUNBUFFERED=1 timeout 45 $PY tools/bench_torch_gpu.py vit --modes eager > "$LOG/bench_torch_vit.log" 2> "$LOG/bench_torch_vit.err" \
+    || say "torch vit: exit $? (see $LOG/bench_torch_vit.err)"
+else
+  say "torch vit: skipped (the 6-minute budget is nearly spent)"
+fi
+left=$(( 345 - $(el) ))
 if [ $left -gt 40 ]; then
   PYTHONUNBUFFERED=1 timeout $left $PY tools/bench_torch_gpu.py gpt2 > "$LOG/bench_torch_gpt2.log" 2> "$LOG/bench_torch_gpt2.err" \
     || say "torch gpt2: exit $? (see $LOG/bench_torch_gpt2.err)"
@@ -108,8 +142,8 @@ else
 fi
 
 # ---- 5. one table -------------------------------------------------------------------------------------
-cat "$LOG"/bench_derf.log "$LOG"/bench_torch_norms.log "$LOG"/bench_torch_gpt2.log 2>/dev/null | \
-$PY tools/gpu_table.py "$build" "$check" "$gpt2_curve; train-lm: $lm_e2e" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
+cat "$LOG"/bench_derf.log "$LOG"/bench_torch_norms.log "$LOG"/bench_torch_vit.log "$LOG"/bench_torch_gpt2.log 2>/dev/null | \
+$PY tools/gpu_table.py "$build" "$check" "GPT-2 GPU vs CPU: $gpt2_curve; train-lm: $lm_e2e | ViT GPU vs CPU: $vit_curve; train: $vit_e2e" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
   | tee "$LOG/table.txt"
 say "done in $(el)s; logs in $LOG"
 [ "$build" != fail ] && [ "$check" = pass ]

@@ -8,6 +8,11 @@
                                                   noisy deterministic successor rule, so a model can learn it
   gpu_table.py --compare-runs CPU GPU MIX         one line comparing the final validation losses of three
                                                   `derf train-lm` run folders (log.jsonl)
+  gpu_table.py --idx DIR                          writes DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte: a
+                                                  synthetic 28x28 10-class image set (a class-placed bright
+                                                  square on noise) for `derf train`
+  gpu_table.py --compare-vit CPU GPU BF16 MIX     one line comparing the final test losses of four `derf train`
+                                                  run folders: CPU, GPU fp32, GPU bf16, GPU fp32 then CPU resume
 """
 import json
 import os
@@ -27,6 +32,50 @@ def write_shards(d, V):
         hdr = struct.pack("<256i", 20240520, 1, n, V, *([0] * 252))
         with open(os.path.join(d, name), "wb") as f:
             f.write(hdr + struct.pack(f"<{n}H", *toks))
+
+
+def write_idx(d):
+    os.makedirs(d, exist_ok=True)
+    rng = random.Random(0)
+    for split, n in (("train", 1024), ("t10k", 256)):
+        labels, pix = [], bytearray()
+        for _ in range(n):
+            c = rng.randrange(10)
+            img = [rng.randrange(64) for _ in range(28 * 28)]
+            y0, x0 = 2 + (c // 5) * 13, 1 + (c % 5) * 5          # a 9x4 bright block per class
+            for y in range(y0 + rng.randrange(3), y0 + 9):
+                for x in range(x0, x0 + 4):
+                    img[y * 28 + x] = 160 + rng.randrange(96)
+            labels.append(c)
+            pix += bytes(img)
+        with open(os.path.join(d, f"{split}-images-idx3-ubyte"), "wb") as f:
+            f.write(struct.pack(">iiii", 0x803, n, 28, 28) + pix)
+        with open(os.path.join(d, f"{split}-labels-idx1-ubyte"), "wb") as f:
+            f.write(struct.pack(">ii", 0x801, n) + bytes(labels))
+
+
+def final_record(run):
+    try:
+        with open(os.path.join(run, "log.jsonl")) as f:
+            recs = [json.loads(line) for line in f if line.strip()]
+        fin = next(r for r in reversed(recs) if r.get("type") == "final")
+        ips = [r["images_per_s"] for r in recs if r.get("type") == "train"]
+        return fin["test_loss"], (ips[-1] if ips else None)
+    except (OSError, StopIteration, ValueError, KeyError):
+        return None, None
+
+
+def compare_vit(cpu, gpu, bf16, mix):
+    (c, ci), (g, gi), (b, bi), (m, _mi) = (final_record(r) for r in (cpu, gpu, bf16, mix))
+    if None in (c, g, b, m):
+        print(f"FAILED (final test loss cpu {c}, gpu fp32 {g}, gpu bf16 {b}, gpu->cpu resume {m}; see vit.log)")
+        return
+    w32 = max(abs(g - c), abs(m - c)) / c
+    w16 = abs(b - c) / c
+    verdict = "agree" if w32 <= 1e-2 and w16 <= 5e-2 else "DIFFER"
+    ips = "" if ci is None or gi is None else f"; {ci:.0f} img/s cpu, {gi:.0f} gpu fp32, {bi:.0f} gpu bf16"
+    print(f"final test loss cpu {c:.4f}, gpu fp32 {g:.4f}, gpu bf16 {b:.4f}, gpu half + cpu resume {m:.4f}: "
+          f"{verdict} (fp32 worst rel {w32:.1e} tol 1e-2, bf16 {w16:.1e} tol 5e-2){ips}")
 
 
 def final_val(run):
@@ -54,6 +103,10 @@ def main():
         return write_shards(sys.argv[2], int(sys.argv[3]))
     if len(sys.argv) == 5 and sys.argv[1] == "--compare-runs":
         return compare_runs(*sys.argv[2:5])
+    if len(sys.argv) == 3 and sys.argv[1] == "--idx":
+        return write_idx(sys.argv[2])
+    if len(sys.argv) == 6 and sys.argv[1] == "--compare-vit":
+        return compare_vit(*sys.argv[2:6])
     if len(sys.argv) != 5:
         sys.exit("usage: gpu_table.py BUILD CHECK CURVE DEVICE < bench lines")
     build, check, curve, dev = sys.argv[1:5]
@@ -75,7 +128,9 @@ def main():
     print(f"== derf GPU check: {dev or 'no GPU seen'} | torch {tv} ==")
     print(f"build (make CUDA=1)                 {build}")
     print(f"kernels vs CPU reference            {check}")
-    print(f"GPT-2 GPU vs CPU loss curve         {curve}")
+    for part in curve.split(" | "):   # "GPT-2 ...: ... | ViT ...: ..."
+        what, _, res = part.partition(": ")
+        print(f"{what:36s}{res}")
     print()
     head = "benchmark (median ms)"
     print(f"{head:44s} {'derf':>9s} {'eager':>9s} {'compile':>9s} {'derf/compile':>12s}")
@@ -104,6 +159,13 @@ def main():
         tok = None if v is None else 16 * 1024 / v * 1e3
         verdict = "pending" if tok is None else f"{tok:,.0f} tokens/s " + ("MET" if tok >= 520e3 else "NOT MET")
         print(f"  derf GPT-2 124M ({norm}) B=16 T=1024 >= 520k tokens/s : {verdict}")
+    for k in sorted(set(list(derf) + [k for (k, _m) in torch])):
+        if k.startswith("vit-s16"):                      # vit-s16 NORM B128 224px step
+            B = int(k.split()[2][1:])
+            row = [("derf", derf.get(k)), ("PyTorch eager", torch.get((k, "eager"))),
+                   ("PyTorch compile", torch.get((k, "compile")))]
+            print(f"  ViT-S/16 {k.split()[1]} B={B} images/s: " + ", ".join(
+                f"{n} {B / v * 1e3:,.0f}" if v else f"{n} -" for n, v in row))
 
 
 if __name__ == "__main__":

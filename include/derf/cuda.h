@@ -20,6 +20,7 @@ extern "C" {
 #include "derf/ops.h"
 #include "derf/optim.h"
 #include "derf/gpt2.h"
+#include "derf/vit.h"
 
 typedef enum { DERF_F32 = 0, DERF_BF16 = 1 } derf_dtype;
 
@@ -75,6 +76,25 @@ void derf_cuda_embed_backward(float *dwte, float *dwpe, const void *dout, const 
 float derf_cuda_xent_forward_backward(void *dlogits, const void *logits, const int32_t *targets,
                                       float smoothing, float scale, int N, int V, derf_dtype dt);
 
+/* ---- ViT stem, pooling, drop path, EMA (src/cuda/vit.cu) ------------------------------------ */
+/* im2col of images[B,Cin,H,W] (fp32) into cols[B*NP, Cin*P*P] (dt), rows in patch order, columns in
+ * (channel, ky, kx) order: derf_patch_embed_forward's layout, so cols @ w^T is the patch embedding. */
+void derf_cuda_patch_cols(void *cols, const float *img, int B, int Cin, int H, int W, int P, derf_dtype dt);
+/* x0[B,T,D] (dt) = [cls ; pe[B,T-1,D]] + pos[T,D] (cls, pos fp32). Backward: dpos += sum_b dx0,
+ * dcls += sum_b dx0[b,0], dpe = dx0[:,1:] (fixed order over b). */
+void derf_cuda_vit_tokens_forward(void *x0, const void *pe, const float *cls, const float *pos, int B, int T,
+                                  int D, derf_dtype dt);
+void derf_cuda_vit_tokens_backward(float *dpos, float *dcls, void *dpe, const void *dx0, int B, int T, int D,
+                                   derf_dtype dt);
+/* pooled[B,D] = mean of x[B,T,D] over tokens 1..T-1 (avg) or token 0 (avg = 0). Backward SETS
+ * dx[B,T,D] (zero where the pooling did not look). */
+void derf_cuda_pool_forward(void *pooled, const void *x, int B, int T, int D, int avg, derf_dtype dt);
+void derf_cuda_pool_backward(void *dx, const void *dpooled, int B, int T, int D, int avg, derf_dtype dt);
+/* out[b, :] = in[b, :] * keep[b] over rows of `rest` elements (keep on the device; out may be in). */
+void derf_cuda_row_scale(void *out, const void *in, const float *keep, int B, size_t rest, derf_dtype dt);
+/* ema[n] = decay * ema + (1 - decay) * params (derf_ema_update) */
+void derf_cuda_ema_update(float *ema, const float *params, size_t n, float decay);
+
 /* ---- matrix products (cuBLASLt, fp32 accumulation) ----------------------------------------- */
 /* out[N,OC] (dt) = inp[N,C] @ w[OC,C]^T + b[OC]; inp, w in dt; b fp32 or NULL. */
 void derf_cuda_linear_forward(void *out, const void *inp, const void *w, const float *b,
@@ -113,6 +133,23 @@ void derf_gpt2_cuda_zero_grad(derf_gpt2_cuda *g);
 float derf_gpt2_cuda_clip_grad_norm(derf_gpt2_cuda *g, float max_norm);
 void derf_gpt2_cuda_adamw_step(derf_gpt2_cuda *g, const derf_adamw_cfg *cfg, int step);
 void derf_gpt2_cuda_free(derf_gpt2_cuda *g);
+
+/* ---- ViT on the GPU (src/cuda/vit.cu) ----------------------------------------------------------
+ * Wraps a built CPU model (derf/vit.h) like derf_gpt2_cuda: the host slabs (and the trainer's EMA
+ * slab, ema, may be NULL) are the source of truth for init and checkpoints; on the device: fp32
+ * params, grads, AdamW m, v and EMA, a dt copy of the weights for the products, and the activations
+ * of batches up to the model's max_batch. forward takes host images and writes the host logits and
+ * features (m->logits, m->features); the loss (soft targets: mixup, smoothing) is the CPU's, on the
+ * host, and backward takes the host dlogits. */
+typedef struct derf_vit_cuda derf_vit_cuda;
+derf_vit_cuda *derf_vit_cuda_new(derf_vit *host, derf_dtype dt, float *ema, char *err, size_t errlen);
+void derf_vit_cuda_upload(derf_vit_cuda *g);      /* host params, m, v, EMA -> device */
+void derf_vit_cuda_download(derf_vit_cuda *g);    /* device params, grads, m, v, EMA -> host */
+void derf_vit_cuda_forward(derf_vit_cuda *g, const float *images, int B, int train, derf_rng *rng);
+void derf_vit_cuda_backward(derf_vit_cuda *g, const float *dlogits, int B);   /* grads += */
+void derf_vit_cuda_free(derf_vit_cuda *g);
+/* zeroing the gradients, clipping, AdamW, the EMA update and swap: through the derf_vit_* functions of
+ * derf/vit.h once derf_vit_cuda_attach has attached the model (what the trainer and cuda_check use) */
 
 #ifdef __cplusplus
 }

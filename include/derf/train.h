@@ -77,6 +77,9 @@ typedef struct {
     int quiet;
     const char *out;          /* run directory (created); NULL: write nothing */
     const char *resume;       /* run directory to continue from (its state.safetensors) */
+    const char *device;       /* "cpu" (NULL too), "cuda" (bf16 activations, fp32 master weights) or
+                                 "cuda:fp32" (fp32 activations); needs `make CUDA=1`; checkpoints are
+                                 the same files either way (docs/cuda.md) */
     const derf_st_meta *meta; /* extra metadata stored in checkpoints (e.g. the CLI options) */
     int nmeta;
 } derf_cls_opts;

@@ -35,6 +35,24 @@ int derf_vit_preset(derf_vit_config *cfg, const char *name, char *err, size_t er
 /* Checks a config (sizes positive and divisible). Returns 0 or -1 with one error line. */
 int derf_vit_check(const derf_vit_config *cfg, char *err, size_t errlen);
 
+/* A device that runs the model instead of the CPU (derf_vit_cuda_attach installs the GPU one). The
+ * host slabs stay the checkpoint format: to_host / to_device move params, m, v and the EMA weights
+ * given at attach (and the grads, to the host) between them and the device. forward writes the
+ * host m->logits and m->features; ema_update / swap_ema work on the device copy of the EMA. */
+typedef struct derf_vit_dev {
+    void *ctx;
+    void (*forward)(void *ctx, const float *images, int B, int train, derf_rng *rng);
+    void (*backward)(void *ctx, const float *dlogits, int B);
+    void (*zero_grad)(void *ctx);
+    float (*clip_grad_norm)(void *ctx, float max_norm);
+    void (*adamw_step)(void *ctx, const derf_adamw_cfg *cfg, int step);
+    void (*ema_update)(void *ctx, float decay);
+    void (*swap_ema)(void *ctx);
+    void (*to_host)(void *ctx);
+    void (*to_device)(void *ctx);
+    void (*free)(void *ctx);
+} derf_vit_dev;
+
 typedef struct {
     derf_vit_config cfg;
     derf_params params;       /* named tensors (timm names), slabs for params/grads/m/v */
@@ -48,6 +66,7 @@ typedef struct {
      * global batch of shard_total, and drop-path masks are drawn for the whole global batch */
     int shard_total, shard_off;
     float *features;          /* [B, dim] after forward: the head's input (fc_norm / norm output) */
+    derf_vit_dev *dev;        /* NULL: the CPU; else forward/backward/optimizer run there */
 } derf_vit;
 
 /* Registers the tensors and allocates everything for batches up to max_batch. */
@@ -60,7 +79,27 @@ void derf_vit_init(derf_vit *m, uint64_t seed);
 void derf_vit_forward(derf_vit *m, const float *images, int B, int train, derf_rng *rng);
 /* dlogits: [B, classes]. ADDS into m->params.grads (zero them first for a fresh step). */
 void derf_vit_backward(derf_vit *m, const float *dlogits, int B);
-void derf_vit_free(derf_vit *m);
+void derf_vit_free(derf_vit *m);   /* frees the device side too */
+
+/* The training step's parameter operations, on the CPU slabs or on the attached device. */
+void derf_vit_zero_grad(derf_vit *m);
+float derf_vit_clip_grad_norm(derf_vit *m, float max_norm);
+void derf_vit_adamw_step(derf_vit *m, const derf_adamw_cfg *cfg, int step);
+void derf_vit_ema_update(derf_vit *m, float *ema, float decay);   /* ema = decay*ema + (1-decay)*params */
+/* Swaps the live weights with the EMA ones (call again to swap back): on the CPU the slab pointers
+ * m->params.params and *ema, on a device its two buffers. */
+void derf_vit_swap_ema(derf_vit *m, float **ema);
+void derf_vit_sync_host(derf_vit *m);    /* device params, grads, m, v, EMA -> host slabs (no-op on the CPU) */
+void derf_vit_sync_device(derf_vit *m);  /* host params, m, v, EMA -> device */
+/* The drop-path scales one training forward draws, in derf_vit_forward's order and with its rng
+ * draws: keep[(2*l + j) * B + b] (j 0: attention branch, 1: MLP branch of block l). All 1 unless
+ * train and rng. Used by the device forward so both devices drop the same samples. */
+void derf_vit_drop_path_draw(const derf_vit *m, float *keep, int B, int train, derf_rng *rng);
+/* Moves the model onto the first CUDA GPU (src/cuda/vit.cu; a build without `make CUDA=1` answers -1
+ * with "built without CUDA"). bf16: 1 for bf16 activations (fp32 master weights either way), 0 for
+ * fp32. ema: the host EMA slab (params.total floats) or NULL. Uploads params, m, v and the EMA.
+ * Returns 0, or -1 with one error line. m NULL: only checks that a GPU is usable. */
+int derf_vit_cuda_attach(derf_vit *m, int bf16, float *ema, char *err, size_t errlen);
 
 /* Config <-> safetensors __metadata__ (key/value strings), so checkpoints describe their model. */
 int derf_vit_config_to_meta(const derf_vit_config *cfg, char keys[][32], char vals[][128], int max);

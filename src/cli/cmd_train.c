@@ -115,6 +115,8 @@ int cmd_train(int argc, char **argv) {
     int max_steps = 0;
     cli_opt opts[64];
     int n = train_opts_table(&a, opts, 60);
+    opts[n++] = (cli_opt){"device", CLI_STR, &a.o.device,
+                          "cpu, cuda (GPU, bf16 activations) or cuda:fp32; needs make CUDA=1 (docs/cuda.md)", 0, -1};
     n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train", "[options]",

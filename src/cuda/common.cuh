@@ -35,6 +35,14 @@ enum { WS_NORM_PART, WS_REDUCE, WS_ATT_D, WS_ATT_P, WS_EMBED, WS_XENT, WS_COUNT 
 void *derf_cu_ws(int slot, size_t bytes);
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+/* blocks for a grid-stride loop over n elements: enough to fill the GPU, at most 32 per SM */
+static inline unsigned grid_for(size_t n, int threads) {
+    unsigned b = cdiv(n, threads), cap = (unsigned)derf_cu_sms * 32u;
+    unsigned r = b < cap ? b : cap;
+    return r ? r : 1u;
+}
+#define GRID_STRIDE(i, n) \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 /* ---- loads and stores --------------------------------------------------------------------- */
 __device__ __forceinline__ float to_f(float v) { return v; }

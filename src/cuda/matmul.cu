@@ -9,8 +9,24 @@
 
 static cudaDataType cu_type(derf_dtype dt) { return dt == DERF_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
+template <typename T> __global__ void add_bias_kernel(T *out, const float *b, size_t N, int OC) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * OC; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = from_f<T>(to_f(out[i]) + __ldg(b + i % OC));
+}
+
+/* the largest power of two (at most 256) dividing the address: what cuBLASLt may assume of a pointer
+ * (weights in a bf16 copy of the fp32 slab start at any even address) */
+static uint32_t ptr_align(const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && (uintptr_t)p % a) a >>= 1;
+    return a;
+}
+
 /* Column-major D[m,n] = alpha op(A) op(B) + beta D. A: (transA ? k x m : m x k), B likewise.
- * bias (fp32, length m, added to every column) only when D is fp32. */
+ * bias (fp32, length m, added to every column) only when D is fp32. cuBLASLt is told the real
+ * alignment of each pointer; where it has no algorithm for a shape (odd leading dimensions in bf16,
+ * as the ViT's 49-wide patches or 10-class head), or refuses one, the product goes through
+ * cublasGemmEx (same fp32 accumulation) and the bias is added by a kernel. */
 static void lt_matmul(bool transA, bool transB, int m, int n, int k, const void *A, cudaDataType ta, int lda,
                       const void *B, cudaDataType tb, int ldb, void *D, cudaDataType td, int ldd, float beta,
                       const float *bias) {
@@ -32,27 +48,32 @@ static void lt_matmul(bool transA, bool transB, int m, int n, int k, const void 
     CKB(cublasLtMatmulPreferenceCreate(&pref));
     CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &derf_cu_lt_ws_bytes,
                                              sizeof derf_cu_lt_ws_bytes));
+    const uint32_t al_a = ptr_align(A), al_b = ptr_align(B), al_d = ptr_align(D);
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d));
+    CKB(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    CKB(cublasLtMatmulAlgoGetHeuristic(derf_cu_lt, op, la, lb, ld, ld, pref, 1, &heur, &found));
-    if (!found) {
-        fprintf(stderr, "derf: cuBLASLt has no algorithm for a %d x %d x %d product (types %d %d -> %d)\n", m, n, k,
-                (int)ta, (int)tb, (int)td);
-        exit(1);
-    }
     const float alpha = 1.0f;
-    CKB(cublasLtMatmul(derf_cu_lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, derf_cu_lt_ws,
-                       derf_cu_lt_ws_bytes, 0));
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(derf_cu_lt, op, la, lb, ld, ld, pref, 1, &heur, &found);
+    if (st == CUBLAS_STATUS_SUCCESS && found)
+        st = cublasLtMatmul(derf_cu_lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &heur.algo, derf_cu_lt_ws,
+                            derf_cu_lt_ws_bytes, 0);
+    if (st != CUBLAS_STATUS_SUCCESS || !found) { /* the fallback: plain cuBLAS takes any layout */
+        CKB(cublasGemmEx(derf_cu_blas, opa, opb, m, n, k, &alpha, A, ta, lda, B, tb, ldb, &beta, D, td, ldd,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        if (bias) {
+            add_bias_kernel<float><<<std::min<unsigned>(cdiv((size_t)m * n, 256), derf_cu_sms * 32u), 256>>>(
+                (float *)D, bias, (size_t)n, m);
+            CK_LAUNCH();
+        }
+    }
     CKB(cublasLtMatmulPreferenceDestroy(pref));
     CKB(cublasLtMatrixLayoutDestroy(la));
     CKB(cublasLtMatrixLayoutDestroy(lb));
     CKB(cublasLtMatrixLayoutDestroy(ld));
     CKB(cublasLtMatmulDescDestroy(op));
-}
-
-template <typename T> __global__ void add_bias_kernel(T *out, const float *b, size_t N, int OC) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * OC; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = from_f<T>(to_f(out[i]) + __ldg(b + i % OC));
 }
 
 /* db[oc] += sum_n dout[n, oc]: block (32, 32) per 32 columns; y strides rows, then a fixed tree. */
@@ -76,7 +97,7 @@ extern "C" void derf_cuda_linear_forward(void *out, const void *inp, const void 
                                          int N, int C, int OC, derf_dtype dt) {
     derf_cu_require();
     cudaDataType t = cu_type(dt);
-    const bool fused = b && dt == DERF_F32;
+    const bool fused = b && dt == DERF_F32 && ptr_align(b) >= 16; /* the epilogue reads the bias as vectors */
     lt_matmul(true, false, OC, N, C, w, t, C, inp, t, C, out, t, OC, 0.0f, fused ? b : NULL);
     if (b && !fused) {
         size_t n = (size_t)N * OC;

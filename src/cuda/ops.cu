@@ -10,11 +10,6 @@
 #include "ops/gelu_fn.h"
 #include "core/adamw_fn.h"
 
-static unsigned grid_for(size_t n, int threads) {
-    return std::max(1u, std::min<unsigned>(cdiv(n, threads), (unsigned)derf_cu_sms * 32));
-}
-#define GRID_STRIDE(i, n) \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
 /* ---- GELU ----------------------------------------------------------------------------------- */
 template <typename T> __global__ void gelu_forward_kernel(T *out, const T *inp, size_t n, int tanh_form) {

@@ -21,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "derf/io.h"
+#include "derf/train.h"
 #include "derf/vit.h"
+#include "models/vit_weights.h"
 
 /* ------------------------------------------------------------------------------- presets */
 
@@ -101,14 +103,6 @@ int derf_vit_check(const derf_vit_config *c, char *err, size_t errlen) {
  * the first one's offset is the norm's parameter block. */
 enum { T_CLS, T_POS, T_PE_W, T_PE_B, T_BLOCKS };
 
-typedef struct {
-    float *n1, *qkv_w, *qkv_b, *proj_w, *proj_b, *n2, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} vit_block_w;
-
-typedef struct {
-    float *cls, *pos, *pe_w, *pe_b, *fnorm, *head_w, *head_b;
-} vit_top_w;
-
 static int norm_tensors(const derf_vit *m) {
     derf_norm_param np[4];
     return derf_norm_params(&m->cfg.norm, m->cfg.dim, np);
@@ -120,7 +114,7 @@ static float *tensor_at(const derf_vit *m, float *slab, int idx, int is_norm) {
     return slab + m->params.t[idx].offset;
 }
 
-static void block_weights(const derf_vit *m, float *slab, int l, vit_block_w *w) {
+void derf_vit_block_weights(const derf_vit *m, float *slab, int l, vit_block_w *w) {
     const int kn = norm_tensors(m), base = T_BLOCKS + l * (2 * kn + 8);
     w->n1 = tensor_at(m, slab, base, 1);
     w->qkv_w = tensor_at(m, slab, base + kn, 0);
@@ -134,7 +128,7 @@ static void block_weights(const derf_vit *m, float *slab, int l, vit_block_w *w)
     w->fc2_b = tensor_at(m, slab, base + 2 * kn + 7, 0);
 }
 
-static void top_weights(const derf_vit *m, float *slab, vit_top_w *w) {
+void derf_vit_top_weights(const derf_vit *m, float *slab, vit_top_w *w) {
     const int kn = norm_tensors(m), fin = T_BLOCKS + m->cfg.depth * (2 * kn + 8);
     w->cls = tensor_at(m, slab, T_CLS, 0);
     w->pos = tensor_at(m, slab, T_POS, 0);
@@ -324,6 +318,7 @@ int derf_vit_build(derf_vit *m, const derf_vit_config *cfg, int max_batch, char 
 }
 
 void derf_vit_free(derf_vit *m) {
+    if (m->dev) m->dev->free(m->dev->ctx);
     derf_params_free(&m->params);
     free(m->acts);
     memset(m, 0, sizeof *m);
@@ -345,7 +340,7 @@ void derf_vit_init(derf_vit *m, uint64_t seed) {
     derf_rng_seed(&r, seed, 0x7669u /* "vi" */);
     memset(m->params.params, 0, m->params.total * sizeof(float));   /* every bias starts at 0 */
     vit_top_w w;
-    top_weights(m, m->params.params, &w);
+    derf_vit_top_weights(m, m->params.params, &w);
     derf_rng_fill_normal(&r, w.cls, (size_t)D, 0.0f, 1e-6f);         /* cls_token ~ N(0, 1e-6) */
     trunc_normal(&r, w.pos, (size_t)m->T * D, 0.02f);               /* pos_embed */
     const float bound = 1.0f / sqrtf((float)K);                      /* nn.Conv2d default init */
@@ -353,7 +348,7 @@ void derf_vit_init(derf_vit *m, uint64_t seed) {
     derf_rng_fill_uniform(&r, w.pe_b, (size_t)D, -bound, bound);
     for (int l = 0; l < c->depth; l++) {
         vit_block_w b;
-        block_weights(m, m->params.params, l, &b);
+        derf_vit_block_weights(m, m->params.params, l, &b);
         if (b.n1) derf_norm_init(&c->norm, D, b.n1);
         trunc_normal(&r, b.qkv_w, (size_t)3 * D * D, 0.02f);
         trunc_normal(&r, b.proj_w, (size_t)D * D, 0.02f);
@@ -369,7 +364,7 @@ void derf_vit_init(derf_vit *m, uint64_t seed) {
 
 /* drop-path rate of block l: linspace(0, drop_path, depth)[l] (timm). Drop path is active only when
  * train != 0 and rng != NULL; otherwise every keep scale is 1 (eval mode). */
-static float block_drop_rate(const derf_vit_config *c, int l) {
+float derf_vit_block_drop_rate(const derf_vit_config *c, int l) {
     return c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : 0.0f;
 }
 
@@ -383,10 +378,14 @@ void derf_vit_forward(derf_vit *m, const float *images, int B, int train, derf_r
         fprintf(stderr, "derf: ViT forward with batch %d, built for 1..%d\n", B, m->max_batch);
         abort();
     }
+    if (m->dev) {
+        m->dev->forward(m->dev->ctx, images, B, train, rng);
+        return;
+    }
     vit_acts a;
     vit_layout(m, m->acts, &a);
     vit_top_w w;
-    top_weights(m, m->params.params, &w);
+    derf_vit_top_weights(m, m->params.params, &w);
 
     /* patch embedding: images[B,C,img,img] -> cols[B*NP,K] -> pe[B*NP,D] */
     derf_patch_embed_forward(a.pe, a.cols, images, w.pe_w, w.pe_b, B, c->chans, c->img, c->img, c->patch, D);
@@ -401,9 +400,9 @@ void derf_vit_forward(derf_vit *m, const float *images, int B, int train, derf_r
     for (int l = 0; l < c->depth; l++) {
         vit_block_w bw;
         vit_layer_acts y;
-        block_weights(m, m->params.params, l, &bw);
+        derf_vit_block_weights(m, m->params.params, l, &bw);
         layer_acts(m, &a, l, &y);
-        const float p = (train && rng) ? block_drop_rate(c, l) : 0.0f;
+        const float p = (train && rng) ? derf_vit_block_drop_rate(c, l) : 0.0f;
         /* attention branch: xmid[B,T,D] = x + DropPath(proj(Attn(qkv(norm1(x))))) */
         derf_norm_forward(ns, y.ln1, y.st1, y.x, bw.n1, BT, D);                    /* ln1[B,T,D] */
         derf_linear_forward(y.qkv, y.ln1, bw.qkv_w, bw.qkv_b, BT, D, 3 * D);       /* qkv[B,T,3D] */
@@ -453,11 +452,15 @@ void derf_vit_backward(derf_vit *m, const float *dlogits, int B) {
         fprintf(stderr, "derf: ViT backward with batch %d, built for 1..%d\n", B, m->max_batch);
         abort();
     }
+    if (m->dev) {
+        m->dev->backward(m->dev->ctx, dlogits, B);
+        return;
+    }
     vit_acts a;
     vit_layout(m, m->acts, &a);
     vit_top_w w, dw;
-    top_weights(m, m->params.params, &w);
-    top_weights(m, m->params.grads, &dw);
+    derf_vit_top_weights(m, m->params.params, &w);
+    derf_vit_top_weights(m, m->params.grads, &dw);
     const size_t btd = (size_t)BT * D, bth = (size_t)BT * H;
 
     /* head: dlogits[B,V] -> dfnorm[B,D] */
@@ -478,8 +481,8 @@ void derf_vit_backward(derf_vit *m, const float *dlogits, int B) {
     for (int l = c->depth - 1; l >= 0; l--) {
         vit_block_w bw, bg;
         vit_layer_acts y;
-        block_weights(m, m->params.params, l, &bw);
-        block_weights(m, m->params.grads, l, &bg);
+        derf_vit_block_weights(m, m->params.params, l, &bw);
+        derf_vit_block_weights(m, m->params.grads, l, &bg);
         layer_acts(m, &a, l, &y);
         /* MLP branch: dres = dL/dxout[B,T,D]; the identity path keeps it, norm2's input gradient adds */
         const float *dbr = branch_grad(a.branch, a.dres, y.keep2, B, (size_t)T * D);
@@ -509,6 +512,55 @@ void derf_vit_backward(derf_vit *m, const float *dlogits, int B) {
         memcpy(a.dln + (size_t)b * NP * D, g + D, (size_t)NP * D * sizeof(float));      /* dpe[B*NP,D] */
     }
     derf_patch_embed_backward(dw.pe_w, dw.pe_b, a.dln, a.cols, B, c->chans, c->img, c->img, c->patch, D);
+}
+
+/* ------------------------------------------------------------------------------- optimizer, device */
+
+void derf_vit_drop_path_draw(const derf_vit *m, float *keep, int B, int train, derf_rng *rng) {
+    const int gB = m->shard_total > 0 ? m->shard_total : B, gO = m->shard_total > 0 ? m->shard_off : 0;
+    for (int l = 0; l < m->cfg.depth; l++) {
+        const float p = (train && rng) ? derf_vit_block_drop_rate(&m->cfg, l) : 0.0f;
+        for (int j = 0; j < 2; j++) /* as the forward: attention branch, then MLP branch */
+            derf_drop_path_forward_shard(NULL, keep + (size_t)(2 * l + j) * B, p, B, 0, rng, gB, gO);
+    }
+}
+
+void derf_vit_zero_grad(derf_vit *m) {
+    if (m->dev) m->dev->zero_grad(m->dev->ctx);
+    else derf_params_zero_grad(&m->params);
+}
+
+float derf_vit_clip_grad_norm(derf_vit *m, float max_norm) {
+    return m->dev ? m->dev->clip_grad_norm(m->dev->ctx, max_norm) : derf_clip_grad_norm(&m->params, max_norm);
+}
+
+void derf_vit_adamw_step(derf_vit *m, const derf_adamw_cfg *cfg, int step) {
+    if (m->dev) m->dev->adamw_step(m->dev->ctx, cfg, step);
+    else derf_adamw_step(&m->params, cfg, step);
+}
+
+void derf_vit_ema_update(derf_vit *m, float *ema, float decay) {
+    if (!ema) return;
+    if (m->dev) m->dev->ema_update(m->dev->ctx, decay);
+    else derf_ema_update(ema, m->params.params, m->params.total, decay);
+}
+
+void derf_vit_swap_ema(derf_vit *m, float **ema) {
+    if (m->dev) {
+        m->dev->swap_ema(m->dev->ctx);
+        return;
+    }
+    float *t = m->params.params;
+    m->params.params = *ema;
+    *ema = t;
+}
+
+void derf_vit_sync_host(derf_vit *m) {
+    if (m->dev) m->dev->to_host(m->dev->ctx);
+}
+
+void derf_vit_sync_device(derf_vit *m) {
+    if (m->dev) m->dev->to_device(m->dev->ctx);
 }
 
 /* ------------------------------------------------------------------------------- metadata */

@@ -36,6 +36,7 @@ void derf_cls_opts_default(derf_cls_opts *o) {
     o->seed = 0;
     o->eval_train_loss = 1;
     o->log_every = 50;
+    o->device = "cpu";
 }
 
 void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
@@ -72,13 +73,21 @@ void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st,
     free(img); free(idx); free(tg);
 }
 
-/* Evaluates with the EMA weights by swapping them into the parameter slab. */
+/* Evaluates with the EMA weights by swapping them in (host slabs, or the device's buffers). */
 static void evaluate_ema(derf_vit *m, float *ema, const derf_dataset *ds, derf_pixel_stats st, int limit,
                          float *loss, float *acc, float *class_acc) {
-    float *raw = m->params.params;
-    m->params.params = ema;
+    derf_vit_swap_ema(m, &ema);
     derf_cls_evaluate(m, ds, st, limit, loss, acc, class_acc);
-    m->params.params = raw;
+    derf_vit_swap_ema(m, &ema);
+}
+
+/* --device: 0 cpu, 1 cuda (bf16 activations), 2 cuda:fp32; -1 with an error line */
+static int parse_device(const char *d, char *err, size_t errlen) {
+    if (!d || !strcmp(d, "cpu")) return 0;
+    if (!strcmp(d, "cuda")) return 1;
+    if (!strcmp(d, "cuda:fp32")) return 2;
+    derf_io_errf(err, errlen, "--device must be cpu, cuda or cuda:fp32, not '%s'", d);
+    return -1;
 }
 
 static int load_data(const derf_cls_opts *o, derf_dataset *tr, derf_dataset *te, char *err, size_t errlen) {
@@ -129,6 +138,14 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     res->train_loss_eval = res->train_loss_eval_ema = -1.f;
     if (o->batch < 1 || o->epochs < 1) { derf_io_errf(err, errlen, "batch and epochs must be at least 1"); return -1; }
     if (derf_vit_check(&o->model, err, errlen)) return -1;
+    const int cuda = parse_device(o->device, err, errlen);
+    if (cuda < 0) return -1;
+    if (cuda && derf_dist_size() > 1) {
+        derf_io_errf(err, errlen, "--device cuda under mpirun is not supported for the ViT: train on one GPU, or on "
+                     "CPUs under mpirun");
+        return -1;
+    }
+    if (cuda && derf_vit_cuda_attach(NULL, 1, NULL, err, errlen)) return -1; /* is a GPU usable at all? */
     derf_dataset tr, te;
     if (load_data(o, &tr, &te, err, errlen)) return -1;
     if (tr.rows != o->model.img || tr.cols != o->model.img) {
@@ -170,6 +187,9 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     int *perm = malloc(sizeof(int) * (size_t)tr.n);
     if (o->resume && derf_run_load(o->resume, "derf-vit-1", p, rs.ema, &rs.step, &rs.rng, err, errlen)) goto done;
     derf_run_bcast(p, rs.ema, &rs.step, &rs.rng); /* every process starts from rank 0's state */
+    /* on a GPU: uploads the (resumed) weights, moments and EMA; forward, backward, clipping, AdamW and
+     * the EMA then run there, the loss on the host logits */
+    if (cuda && derf_vit_cuda_attach(&m, cuda == 1, rs.ema, err, errlen)) goto done;
     if (o->out && derf_dist_rank() == 0) {
         mkdir(o->out, 0777);
         char path[1200];
@@ -210,14 +230,14 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
             if (log) fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"loss\":null}\n", rs.step);
             break;
         }
-        derf_params_zero_grad(p);
+        derf_vit_zero_grad(&m);
         derf_vit_backward(&m, dlogits, Bl);
-        derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step */
-        float gn = derf_clip_grad_norm(p, o->clip);
+        derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step (CPU runs) */
+        float gn = derf_vit_clip_grad_norm(&m, o->clip);
         acfg.lr = derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr);
-        derf_adamw_step(p, &acfg, rs.step + 1);
+        derf_vit_adamw_step(&m, &acfg, rs.step + 1);
         derf_dist_perturb_hook(rs.step + 1, p->params);
-        if (rs.ema) derf_ema_update(rs.ema, p->params, p->total, o->ema);
+        derf_vit_ema_update(&m, rs.ema, o->ema);
         rs.step++;
         loss_sum += loss;
         loss_n++;
@@ -276,6 +296,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
                     rs.step, (double)res->test_acc, (double)res->test_loss, (double)res->test_acc_ema,
                     (double)res->test_loss_ema, (double)res->train_loss_eval, (double)res->train_loss_eval_ema,
                     res->seconds, derf_dist_size());
+        derf_vit_sync_host(&m); /* the checkpoint files are written from the host slabs */
         if (save_all(&rs, err, errlen)) goto done;
     }
     rc = 0;

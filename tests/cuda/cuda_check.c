@@ -8,8 +8,12 @@
  * GPT-2 ("mini" preset, derf and layernorm, fp32 and bf16): one step's loss and every parameter
  * gradient against the CPU model, then 20 AdamW steps from the same init on the same batches on both
  * (the 'CURVE' lines are the two loss curves).
- * With --bench: times the norm kernels and a GPT-2 124M training step (B=16, T=1024, bf16; cudaEvent,
- * median) and prints 'BENCH key ms' lines.
+ * ViT: the stem, pooling, drop-path and EMA kernels against the CPU ops; the "tiny" model (derf /
+ * layernorm, avg / cls pooling, drop path 0 / 0.2, fp32 and bf16) attached to the GPU as the trainer
+ * does: one step's logits, loss and every gradient against the CPU model, 20 steps of clip + AdamW +
+ * EMA on both (CURVE lines), the final weights, EMA weights and the EMA model's logits.
+ * With --bench: times the norm kernels, a GPT-2 124M training step (B=16, T=1024, bf16) and a ViT-S/16
+ * training step (224x224x3, B=128, bf16) (cudaEvent, median) and prints 'BENCH key ms' lines.
  * Usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C] */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +22,8 @@
 #include "derf/cuda.h"
 #include "derf/gpt2.h"
 #include "derf/rng.h"
+#include "derf/train.h"
+#include "derf/vit.h"
 #include "../testutil.h"
 
 static derf_rng g_rng;
@@ -319,6 +325,27 @@ static void check_adamw(void) {
     derf_params_free(&p);
 }
 
+/* Per tensor of `layout`: worst |got - ref| / max|ref|; the worst tensor against tol. */
+static void compare_slabs(const char *name, const char *what, derf_dtype dt, const char *shape,
+                          const derf_params *layout, const float *ref, const float *got, double tol) {
+    double worst = 0;
+    int wt = 0;
+    for (int t = 0; t < layout->n; t++) {
+        const derf_tensor *te = &layout->t[t];
+        double mx = 0, d = 0;
+        for (size_t i = 0; i < te->numel; i++) {
+            mx = fmax(mx, fabs(ref[te->offset + i]));
+            d = fmax(d, fabs((double)got[te->offset + i] - ref[te->offset + i]));
+        }
+        double e = d != d ? INFINITY : d / (mx > 1e-30 ? mx : 1.0);
+        if (e > worst || e != e) { worst = e; wt = t; }
+    }
+    g_checks++;
+    if (!(worst <= tol)) g_fail++;
+    printf("%-34s %-8s %-5s %-16s err %9.2e  tol %7.1e  %s  (worst: %s)\n", name, what, dtn(dt), shape, worst, tol,
+           worst <= tol ? "ok" : "MISMATCH", layout->t[wt].name);
+}
+
 /* ---- GPT-2: one step's gradients and a short training curve, GPU vs CPU --------------------------- */
 static void random_batch(int32_t *tok, int32_t *tgt, int n, int V) {
     for (int i = 0; i < n; i++) {
@@ -329,7 +356,7 @@ static void random_batch(int32_t *tok, int32_t *tgt, int n, int V) {
 
 static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
     derf_gpt2_config cfg;
-    char err[512], name[96], what[160];
+    char err[512], name[96];
     derf_gpt2_preset(&cfg, "mini", err, sizeof err);
     if (derf_norm_parse(norm, &cfg.norm, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
     const int B = 4, T = 64, V = cfg.vocab, n = B * T;
@@ -354,26 +381,7 @@ static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
     derf_gpt2_cuda_backward(g, 1.0f);
     derf_gpt2_cuda_download(g);
     compare(name, "loss", dt, "B4 T64", &lg, &lc, 1, bf ? 1e-2 : 1e-5);
-    double worst = 0;
-    int wt = 0;
-    for (int t = 0; t < cpu.params.n; t++) {
-        const derf_tensor *te = &cpu.params.t[t];
-        double mx = 0, d = 0;
-        for (size_t i = 0; i < te->numel; i++) {
-            mx = fmax(mx, fabs(cpu.params.grads[te->offset + i]));
-            d = fmax(d, fabs((double)host.params.grads[te->offset + i] - cpu.params.grads[te->offset + i]));
-        }
-        double e = d != d ? INFINITY : d / (mx > 1e-30 ? mx : 1.0);
-        if (e > worst || e != e) { worst = e; wt = t; }
-    }
-    snprintf(what, sizeof what, "grads (worst: %s)", cpu.params.t[wt].name);
-    {
-        const double tol = bf ? 1e-1 : 1e-3;
-        g_checks++;
-        if (!(worst <= tol)) g_fail++;
-        printf("%-34s %-8s %-5s %-16s err %9.2e  tol %7.1e  %s  %s\n", name, "grads", dtn(dt), "B4 T64", worst, tol,
-               worst <= tol ? "ok" : "MISMATCH", what);
-    }
+    compare_slabs(name, "grads", dt, "B4 T64", &cpu.params, cpu.params.grads, host.params.grads, bf ? 1e-1 : 1e-3);
     /* a short training run from the same init on the same batches: the two loss curves */
     derf_gpt2_init(&cpu, 7);
     derf_gpt2_init(&host, 7);
@@ -409,6 +417,239 @@ static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
     derf_gpt2_free(&host);
     free(tok);
     free(tgt);
+}
+
+/* ---- ViT: the stem / pooling / drop-path / EMA kernels, then the whole model, GPU vs CPU ------------ */
+static void check_vit_ops(derf_dtype dt) {
+    const int B = 3, Cin = 2, S = 12, P = 4, D = 40, NP = (S / P) * (S / P), T = NP + 1, K = Cin * P * P;
+    const size_t nimg = (size_t)B * Cin * S * S, ncol = (size_t)B * NP * K, ntd = (size_t)B * T * D;
+    const double act_tol = dt == DERF_BF16 ? 8e-3 : 1e-7;
+    /* im2col: CPU cols from derf_patch_embed_forward; exact (bf16: the same rounding) */
+    float *img = hrand(nimg, -1.f, 1.f, dt), *w = hrand((size_t)D * K, -.1f, .1f, DERF_F32);
+    float *pe = hnew((size_t)B * NP * D), *cols = hnew(ncol);
+    derf_patch_embed_forward(pe, cols, img, w, NULL, B, Cin, S, S, P, D);
+    float *gimg = dput(img, nimg, DERF_F32);
+    void *gcols = derf_cuda_malloc(ncol * 4);
+    derf_cuda_patch_cols(gcols, gimg, B, Cin, S, S, P, dt);
+    float *hc = dget(gcols, ncol, dt);
+    compare("vit patch_cols", "cols", dt, "3x2x12x12 P4", hc, cols, ncol, 0.0);
+    /* class token + position embedding, forward and backward */
+    float *gpe_in = hrand((size_t)B * NP * D, -1.f, 1.f, dt), *cls = hrand(D, -1.f, 1.f, DERF_F32);
+    float *pos = hrand((size_t)T * D, -1.f, 1.f, DERF_F32), *x0 = hnew(ntd);
+    for (int b = 0; b < B; b++) {
+        memcpy(x0 + (size_t)b * T * D, cls, (size_t)D * 4);
+        memcpy(x0 + ((size_t)b * T + 1) * D, gpe_in + (size_t)b * NP * D, (size_t)NP * D * 4);
+    }
+    derf_add_pos_forward(x0, pos, B, T, D);
+    round_if(x0, ntd, dt);
+    void *gpe = dput(gpe_in, (size_t)B * NP * D, dt), *gx0 = derf_cuda_malloc(ntd * 4);
+    float *gcls = dput(cls, D, DERF_F32), *gpos = dput(pos, (size_t)T * D, DERF_F32);
+    derf_cuda_vit_tokens_forward(gx0, gpe, gcls, gpos, B, T, D, dt);
+    float *hx0 = dget(gx0, ntd, dt);
+    compare("vit tokens", "x0", dt, "3x10x40", hx0, x0, ntd, act_tol);
+    float *dx0 = hrand(ntd, -1.f, 1.f, dt), *dpos = hrand((size_t)T * D, -1.f, 1.f, DERF_F32);
+    float *dcls = hrand(D, -1.f, 1.f, DERF_F32), *dpe = hnew((size_t)B * NP * D);
+    float *gdpos = dput(dpos, (size_t)T * D, DERF_F32), *gdcls = dput(dcls, D, DERF_F32);
+    derf_add_pos_backward(dpos, dx0, B, T, D);
+    for (int b = 0; b < B; b++) {
+        for (int d = 0; d < D; d++) dcls[d] += dx0[(size_t)b * T * D + d];
+        memcpy(dpe + (size_t)b * NP * D, dx0 + ((size_t)b * T + 1) * D, (size_t)NP * D * 4);
+    }
+    void *gdx0 = dput(dx0, ntd, dt), *gdpe = derf_cuda_malloc((size_t)B * NP * D * 4);
+    derf_cuda_vit_tokens_backward(gdpos, gdcls, gdpe, gdx0, B, T, D, dt);
+    float *hdpos = dget(gdpos, (size_t)T * D, DERF_F32), *hdcls = dget(gdcls, D, DERF_F32);
+    float *hdpe = dget(gdpe, (size_t)B * NP * D, dt);
+    compare("vit tokens", "dpos+=", dt, "3x10x40", hdpos, dpos, (size_t)T * D, 2e-6);
+    compare("vit tokens", "dcls+=", dt, "3x10x40", hdcls, dcls, D, 2e-6);
+    compare("vit tokens", "dpe", dt, "3x10x40", hdpe, dpe, (size_t)B * NP * D, 0.0);
+    /* pooling (mean of tokens 1.., or token 0) and its backward */
+    for (int avg = 0; avg < 2; avg++) {
+        const char *pn = avg ? "vit pool avg" : "vit pool cls";
+        float *pooled = hnew((size_t)B * D), *dpool = hrand((size_t)B * D, -1.f, 1.f, dt), *dx = hnew(ntd);
+        if (avg) {
+            derf_mean_pool_forward(pooled, x0, B, T, 1, D);
+            derf_mean_pool_backward(dx, dpool, B, T, 1, D);
+        } else {
+            for (int b = 0; b < B; b++) {
+                memcpy(pooled + (size_t)b * D, x0 + (size_t)b * T * D, (size_t)D * 4);
+                memcpy(dx + (size_t)b * T * D, dpool + (size_t)b * D, (size_t)D * 4);
+            }
+        }
+        round_if(pooled, (size_t)B * D, dt);
+        round_if(dx, ntd, dt);
+        void *gpool = derf_cuda_malloc((size_t)B * D * 4), *gdpool = dput(dpool, (size_t)B * D, dt);
+        void *gdx = dput(x0, ntd, dt); /* garbage the backward must overwrite */
+        derf_cuda_pool_forward(gpool, gx0, B, T, D, avg, dt);
+        derf_cuda_pool_backward(gdx, gdpool, B, T, D, avg, dt);
+        float *hp = dget(gpool, (size_t)B * D, dt), *hdx = dget(gdx, ntd, dt);
+        compare(pn, "pooled", dt, "3x10x40", hp, pooled, (size_t)B * D, avg ? (dt == DERF_BF16 ? 8e-3 : 1e-6) : 0.0);
+        compare(pn, "dx", dt, "3x10x40", hdx, dx, ntd, act_tol);
+        derf_cuda_free(gpool); derf_cuda_free(gdpool); derf_cuda_free(gdx);
+        free(pooled); free(dpool); free(dx); free(hp); free(hdx);
+    }
+    /* drop-path row scaling (derf_drop_path_backward's rows) and the EMA update */
+    float keep[3] = {0.0f, 1.25f, 1.0f}, *sc = hnew(ntd);
+    memcpy(sc, dx0, ntd * 4);
+    derf_drop_path_backward(sc, keep, B, (size_t)T * D);
+    round_if(sc, ntd, dt);
+    float *gkeep = dput(keep, 3, DERF_F32);
+    void *gsc = derf_cuda_malloc(ntd * 4);
+    derf_cuda_row_scale(gsc, gdx0, gkeep, B, (size_t)T * D, dt);
+    float *hsc = dget(gsc, ntd, dt);
+    compare("vit row_scale", "out", dt, "3x10x40", hsc, sc, ntd, act_tol);
+    if (dt == DERF_F32) {
+        float *ema = hrand(ntd, -1.f, 1.f, DERF_F32), *gema = dput(ema, ntd, DERF_F32), *gp = dput(dx0, ntd, DERF_F32);
+        derf_ema_update(ema, dx0, ntd, 0.99f);
+        derf_cuda_ema_update(gema, gp, ntd, 0.99f);
+        float *he = dget(gema, ntd, DERF_F32);
+        compare("vit ema", "ema", dt, "1200", he, ema, ntd, 1e-7);
+        derf_cuda_free(gema); derf_cuda_free(gp);
+        free(ema); free(he);
+    }
+    void *dev[] = {gimg, gcols, gpe, gx0, gcls, gpos, gdpos, gdcls, gdx0, gdpe, gkeep, gsc};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) derf_cuda_free(dev[i]);
+    float *host[] = {img, w, pe, cols, hc, gpe_in, cls, pos, x0, hx0, dx0, dpos, dcls, dpe, hdpos, hdcls, hdpe, sc, hsc};
+    for (size_t i = 0; i < sizeof host / sizeof *host; i++) free(host[i]);
+}
+
+/* a batch of images (bf16 runs: values already bf16, so both sides embed the same pixels) and soft
+ * targets (random labels with label smoothing 0.1, as the trainer's default) */
+static void vit_batch(float *img, float *q, int B, size_t npx, int V, derf_dtype dt) {
+    derf_rng_fill_uniform(&g_rng, img, (size_t)B * npx, -1.f, 1.f);
+    round_if(img, (size_t)B * npx, dt);
+    for (int b = 0; b < B; b++) {
+        const int label = (int)derf_rng_below(&g_rng, (uint32_t)V);
+        for (int v = 0; v < V; v++) q[(size_t)b * V + v] = 0.1f / V + (v == label ? 0.9f : 0.f);
+    }
+}
+
+/* one training forward + backward through the derf_vit entry points (the CPU, or the attached GPU) */
+static float vit_fwd_bwd(derf_vit *m, const float *img, const float *q, float *dl, int B, derf_rng *r) {
+    const int V = m->cfg.classes;
+    derf_vit_forward(m, img, B, 1, r);
+    memset(dl, 0, sizeof(float) * (size_t)B * V);
+    float loss = derf_xent_soft_forward_backward(dl, m->logits, q, 1.f, B, V);
+    derf_vit_zero_grad(m);
+    derf_vit_backward(m, dl, B);
+    return loss;
+}
+
+/* The tiny preset (28x28x1, patch 7: 17 tokens, dim 64, depth 4), B 16, from the same init and batches
+ * on the CPU model and on a copy attached to the GPU (the trainer's path: derf_vit_cuda_attach and the
+ * derf_vit_* hooks): one step's logits, loss and every parameter gradient; then `steps` steps of
+ * clipping + AdamW + EMA on both: the loss curves, the final weights and the EMA model's logits. */
+static void check_vit(const char *norm, derf_pool pool, float drop_path, derf_dtype dt, int steps) {
+    derf_vit_config cfg;
+    char err[512], name[96], shape[32];
+    derf_vit_preset(&cfg, "tiny", err, sizeof err);
+    if (derf_norm_parse(norm, &cfg.norm, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
+    cfg.pool = pool;
+    cfg.drop_path = drop_path;
+    const int B = 16, V = cfg.classes, bf = dt == DERF_BF16;
+    const size_t npx = (size_t)cfg.chans * cfg.img * cfg.img;
+    derf_vit cpu, gpu;
+    if (derf_vit_build(&cpu, &cfg, B, err, sizeof err) || derf_vit_build(&gpu, &cfg, B, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        exit(2);
+    }
+    derf_vit_init(&cpu, 7);
+    derf_vit_init(&gpu, 7);
+    const size_t n = cpu.params.total;
+    float *ema_c = hnew(n), *ema_g = hnew(n);
+    memcpy(ema_c, cpu.params.params, n * 4);
+    memcpy(ema_g, gpu.params.params, n * 4);
+    if (derf_vit_cuda_attach(&gpu, bf, ema_g, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
+    float *img = hnew((size_t)B * npx), *q = hnew((size_t)B * V), *dl = hnew((size_t)B * V);
+    snprintf(name, sizeof name, "vit tiny %s %s dp%.1f", norm, pool == DERF_POOL_AVG ? "avg" : "cls", (double)drop_path);
+    snprintf(shape, sizeof shape, "B%d T%d", B, cpu.T);
+    derf_rng rc, rg;
+    derf_rng_seed(&rc, 5, 9);
+    derf_rng_seed(&rg, 5, 9);
+    vit_batch(img, q, B, npx, V, dt);
+    float lc = vit_fwd_bwd(&cpu, img, q, dl, B, &rc);
+    float *logits_c = hnew((size_t)B * V);
+    memcpy(logits_c, cpu.logits, sizeof(float) * (size_t)B * V);
+    float lg = vit_fwd_bwd(&gpu, img, q, dl, B, &rg);
+    derf_vit_sync_host(&gpu);
+    compare(name, "logits", dt, shape, gpu.logits, logits_c, (size_t)B * V, bf ? 3e-2 : 1e-4);
+    compare(name, "loss", dt, shape, &lg, &lc, 1, bf ? 1e-2 : 1e-5);
+    compare_slabs(name, "grads", dt, shape, &cpu.params, cpu.params.grads, gpu.params.grads, bf ? 1e-1 : 1e-3);
+    /* training: clip 1, AdamW, EMA 0.9, drop path drawn from the same rng state on both */
+    derf_adamw_cfg acfg = {2e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
+    double worst_rel = 0;
+    for (int s = 1; s <= steps; s++) {
+        vit_batch(img, q, B, npx, V, dt);
+        lc = vit_fwd_bwd(&cpu, img, q, dl, B, &rc);
+        lg = vit_fwd_bwd(&gpu, img, q, dl, B, &rg);
+        derf_vit_clip_grad_norm(&cpu, 1.0f);
+        derf_vit_clip_grad_norm(&gpu, 1.0f);
+        derf_vit_adamw_step(&cpu, &acfg, s);
+        derf_vit_adamw_step(&gpu, &acfg, s);
+        derf_vit_ema_update(&cpu, ema_c, 0.9f);
+        derf_vit_ema_update(&gpu, ema_g, 0.9f);
+        double rel = fabs((double)lg - lc) / fabs(lc);
+        worst_rel = rel > worst_rel || rel != rel ? rel : worst_rel;
+        printf("CURVE vit-%s-%s-dp%.1f %s step %d cpu %.6f gpu %.6f\n", norm, pool == DERF_POOL_AVG ? "avg" : "cls",
+               (double)drop_path, dtn(dt), s, lc, lg);
+    }
+    {
+        const double tol = bf ? 3e-2 : 1e-3;
+        char detail[80];
+        snprintf(detail, sizeof detail, "%d AdamW steps: worst |gpu-cpu|/cpu loss %.2e (tol %.0e)", steps, worst_rel, tol);
+        verdict(name, "curve", worst_rel <= tol, detail);
+    }
+    /* the EMA model in evaluation mode (derf_vit_swap_ema: the GPU swaps its device buffers). Weights
+     * are compared through the logits only: AdamW turns the rounding noise of gradients that are 0 in
+     * exact arithmetic (the key bias) into full-size steps of either sign, which change no output. */
+    float *logits_g = hnew((size_t)B * V);
+    derf_vit_swap_ema(&cpu, &ema_c);
+    derf_vit_swap_ema(&gpu, &ema_g);
+    derf_vit_forward(&cpu, img, B, 0, NULL);
+    derf_vit_forward(&gpu, img, B, 0, NULL);
+    memcpy(logits_g, gpu.logits, sizeof(float) * (size_t)B * V);
+    compare(name, "ema-logit", dt, shape, logits_g, cpu.logits, (size_t)B * V, bf ? 5e-2 : 1e-3);
+    derf_vit_swap_ema(&cpu, &ema_c);
+    derf_vit_swap_ema(&gpu, &ema_g);
+    /* the EMA slab as a checkpoint saves it (downloaded), run by the CPU model: the GPU's logits */
+    derf_vit_sync_host(&gpu);
+    derf_vit_swap_ema(&cpu, &ema_g);
+    derf_vit_forward(&cpu, img, B, 0, NULL);
+    derf_vit_swap_ema(&cpu, &ema_g);
+    compare(name, "ema-ckpt", dt, shape, logits_g, cpu.logits, (size_t)B * V, bf ? 3e-2 : 1e-4);
+    free(logits_g);
+    derf_vit_free(&cpu);
+    derf_vit_free(&gpu);
+    free(ema_c); free(ema_g); free(img); free(q); free(dl); free(logits_c);
+}
+
+/* ViT-S/16 training step (224x224x3, 1000 classes, B images, bf16 activations, soft targets; the
+ * host-to-device copy of the images and the logits round trip included), median ms */
+typedef struct { derf_vit *m; const float *img, *q; float *dl; int B, step; } vit_bench_ctx;
+static void vit_step_fn(void *vc) {
+    vit_bench_ctx *c = vc;
+    derf_adamw_cfg acfg = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f};
+    vit_fwd_bwd(c->m, c->img, c->q, c->dl, c->B, NULL);
+    derf_vit_clip_grad_norm(c->m, 1.0f);
+    derf_vit_adamw_step(c->m, &acfg, ++c->step);
+}
+static void bench_vit(const char *norm, int B) {
+    derf_vit_config cfg;
+    char err[512];
+    derf_vit_preset(&cfg, "tiny", err, sizeof err);
+    cfg.img = 224; cfg.chans = 3; cfg.patch = 16; cfg.dim = 384; cfg.depth = 12; cfg.heads = 6; cfg.classes = 1000;
+    derf_norm_parse(norm, &cfg.norm, err, sizeof err);
+    derf_vit m;
+    if (derf_vit_build(&m, &cfg, B, err, sizeof err)) { fprintf(stderr, "%s\n", err); return; }
+    derf_vit_init(&m, 1);
+    if (derf_vit_cuda_attach(&m, 1, NULL, err, sizeof err)) { fprintf(stderr, "%s\n", err); derf_vit_free(&m); return; }
+    const size_t npx = (size_t)3 * 224 * 224;
+    float *img = hnew((size_t)B * npx), *q = hnew((size_t)B * 1000), *dl = hnew((size_t)B * 1000);
+    vit_batch(img, q, B, npx, 1000, DERF_BF16);
+    vit_bench_ctx c = {&m, img, q, dl, B, 0};
+    float ms = derf_cuda_time_ms(vit_step_fn, &c, 2, 5);
+    printf("BENCH vit-s16 %s B%d 224px step %.4f ms %.0f images/s\n", norm, B, ms, B / ms * 1e3);
+    derf_vit_free(&m);
+    free(img); free(q); free(dl);
 }
 
 typedef struct { derf_gpt2_cuda *g; const int32_t *tok, *tgt; int B, T, step; } gpt2_bench_ctx;
@@ -527,12 +768,17 @@ int main(int argc, char **argv) {
             check_linear(dt);
             check_attention(dt, 1);
             check_attention(dt, 0);
+            check_vit_ops(dt);
         }
         check_adamw();
         check_gpt2("derf", DERF_F32, 20);
         check_gpt2("layernorm", DERF_F32, 20);
         check_gpt2("derf", DERF_BF16, 20);
         check_gpt2("layernorm", DERF_BF16, 20);
+        check_vit("derf", DERF_POOL_AVG, 0.0f, DERF_F32, 20);
+        check_vit("layernorm", DERF_POOL_CLS, 0.2f, DERF_F32, 20);
+        check_vit("derf", DERF_POOL_AVG, 0.2f, DERF_BF16, 20);
+        check_vit("layernorm", DERF_POOL_AVG, 0.0f, DERF_BF16, 20);
         printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
     }
     if (bench) {
@@ -543,6 +789,8 @@ int main(int argc, char **argv) {
         }
         bench_gpt2("derf", 16, 1024);
         bench_gpt2("layernorm", 16, 1024);
+        bench_vit("derf", 128);
+        bench_vit("layernorm", 128);
     }
     return g_fail ? 1 : 0;
 }
