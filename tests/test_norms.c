@@ -157,6 +157,30 @@ static double pw_y(const derf_norm_spec *s, double x, double a, double sh, doubl
     return g * derf_pointwise_eval_f64(s, a * x + sh) + b;
 }
 
+/* Moves every x that lies within 1e-4 of a kink of the point-wise function (clip, flat zones, sign: left and right
+ * slopes differ there) by 1e-3: at a kink the float kernel and the double finite difference may pick different sides,
+ * which says nothing about either. */
+static void nudge_off_kinks(const derf_norm_spec *s, float *x, int N, int C, const double *pd, const derf_norm_param *d, int k) {
+    double a = 1, sh = 0;
+    int shc = s->shift == DERF_SHIFT_CHANNEL, osh = -1;
+    for (int i = 0; i < k; i++) {
+        if (!strcmp(d[i].name, "alpha")) a = pd[d[i].offset];
+        if (!strcmp(d[i].name, "shift")) osh = (int)d[i].offset;
+    }
+    const double e = 1e-4;
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            float *xv = &x[(size_t)n * C + c];
+            if (osh >= 0) sh = pd[osh + (shc ? c : 0)];
+            for (int tries = 0; tries < 8; tries++) {
+                const double u = a * *xv + sh, f0 = derf_pointwise_eval_f64(s, u);
+                const double dl = (f0 - derf_pointwise_eval_f64(s, u - e)) / e, dr = (derf_pointwise_eval_f64(s, u + e) - f0) / e;
+                if (fabs(dl - dr) <= 1e-2 * (fabs(dl) + fabs(dr)) + 1e-3) break;
+                *xv += 1e-3f;
+            }
+        }
+}
+
 static void check_threads(const char *text) {
     derf_norm_spec s;
     assert_int_equal(derf_norm_parse(text, &s, NULL, 0), 0);
@@ -175,6 +199,7 @@ static void check_threads(const char *text) {
     int k = perturb_params(&s, C, p, d, &seed);
     double *pd = malloc(P * 8 + 8);
     for (size_t i = 0; i < P; i++) pd[i] = p[i];
+    if (s.kind == DERF_NORM_POINTWISE) nudge_off_kinks(&s, x, N, C, pd, d, k);
     for (size_t i = 0; i < NC; i++) xd[i] = x[i];
     ref_forward(&s, yd, xd, pd, N, C);
 
