@@ -11,14 +11,19 @@
 #include "derf/io.h"
 #include "derf/safetensors.h"
 
+/* The line is formatted first and written with one call: under mpirun another process's output (MPI_Abort's
+ * notice) must not land inside it. */
 int cli_fail(const char *cmd, const char *fmt, ...) {
+    char line[2 * DERF_ERRLEN];
+    int n;
+    if (derf_dist_size() > 1) n = snprintf(line, sizeof line, "derf %s (rank %d of %d): ", cmd, derf_dist_rank(), derf_dist_size());
+    else n = snprintf(line, sizeof line, "derf %s: ", cmd);
+    if (n < 0 || n >= (int)sizeof line) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    if (derf_dist_size() > 1) fprintf(stderr, "derf %s (rank %d of %d): ", cmd, derf_dist_rank(), derf_dist_size());
-    else fprintf(stderr, "derf %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s\n", line);
     return 2;
 }
 
