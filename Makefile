@@ -47,9 +47,19 @@ NVCCFLAGS += -std=c++17 -O3 --fmad=false $(CUDA_ARCH) -Iinclude -Isrc -MMD -MP \
              -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
 CUDA_SRC  := $(sort $(wildcard src/cuda/*.cu))
 CUDA_OBJ  := $(CUDA_SRC:%.cu=build/%.o)
+# NCCL (GPU all-reduce under mpirun, src/cuda/nccl.cu): used with MPI when nccl.h and libnccl are found
+# under CUDA_HOME (lib64 or lib) or the system folders; otherwise nccl.cu refuses multi-GPU runs with one line.
+NCCL_INC  := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+NCCL_LIB  := $(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so \
+                                    /usr/lib/x86_64-linux-gnu/libnccl.so))
 ifeq ($(CUDA),1)
 LIBA      := build/libderf-cuda.a
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+NCCL_ON   := $(and $(MPI_PC),$(NCCL_INC),$(NCCL_LIB))
+ifneq ($(NCCL_ON),)
+NVCCFLAGS += -DDERF_NCCL -I$(dir $(NCCL_INC))
+LDLIBS    += -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(dir $(NCCL_LIB)) -lnccl
+endif
 MODE      := cuda
 else
 LIBA      := build/libderf.a
@@ -118,6 +128,10 @@ clean:
 build/mpi.flag: FORCE
 	@mkdir -p build && echo '$(MPI_PC)' | cmp -s - $@ || echo '$(MPI_PC)' > $@
 build/src/core/dist.o: build/mpi.flag
+# likewise nccl.cu with NCCL (CUDA=1 only)
+build/nccl.flag: FORCE
+	@mkdir -p build && echo '$(NCCL_ON)' | cmp -s - $@ || echo '$(NCCL_ON)' > $@
+build/src/cuda/nccl.o: build/nccl.flag
 
 clean-cuda:
 	rm -rf build/src/cuda build/cuda build/libderf-cuda.a

@@ -5,8 +5,9 @@
  * erasing and translation on; GPT-2 with gradient accumulation); a run stopped and resumed under MPI
  * equals an uninterrupted one (also when a 1-process run is continued by 2); weights that drift
  * apart between the processes are found and resynchronised; a process that fails ends the whole job with its message, never hangs;
- * a batch that does not split evenly and a one-process command under mpirun are refused.
- * Skipped, with a message, when mpirun is missing or derf was built without MPI. */
+ * a batch that does not split evenly, a one-process command and (CPU build) --device cuda under mpirun
+ * are refused; the GPU choice per local rank refuses fewer GPUs than processes on a machine.
+ * The mpirun tests are skipped, with a message, when mpirun is missing or derf was built without MPI. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -276,6 +277,33 @@ static void test_refusals(void **state) {
     rc = sh(err, sizeof err, MPIRUN "./derf functions derf");
     assert_true(rc != 0 && rc != 124);
     assert_non_null(strstr(err, "'derf functions' runs on one process"));
+    /* GPUs under mpirun: a CPU-only derf says so (each process; the first to stop ends the job), not a missing NCCL path */
+    rc = sh(err, sizeof err, MPIRUN "./derf " LM " --device cuda --out %s/lmc", g_dir, g_dir);
+    assert_true(rc != 0 && rc != 124);
+    if (!strstr(err, " of 2): --device cuda: this derf was built without CUDA")) fprintf(stderr, "stderr:\n%s\n", err);
+    assert_non_null(strstr(err, " of 2): --device cuda: this derf was built without CUDA"));
+    assert_null(strstr(err, "not written yet"));
+}
+
+/* The GPU of a process under mpirun (no MPI needed): local rank r of n on a machine with g GPUs
+ * gets GPU r; fewer GPUs than processes on a machine is refused with one line before NCCL sees it. */
+static void test_gpu_per_local_rank(void **state) {
+    (void)state;
+    char err[DERF_ERRLEN];
+    assert_int_equal(derf_dist_gpu(0, 1, 1, err, sizeof err), 0);
+    assert_int_equal(derf_dist_gpu(1, 2, 2, err, sizeof err), 1);
+    assert_int_equal(derf_dist_gpu(3, 4, 8, err, sizeof err), 3);
+    assert_int_equal(derf_dist_gpu(1, 2, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "this machine has 1 GPU but mpirun started 2 processes on it"));
+    assert_null(strchr(err, '\n'));
+    assert_int_equal(derf_dist_gpu(0, 8, 4, err, sizeof err), -1);
+    assert_non_null(strstr(err, "this machine has 4 GPUs but mpirun started 8 processes on it"));
+    assert_non_null(strstr(err, "start at most 4 here"));
+    assert_int_equal(derf_dist_gpu(0, 1, 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no CUDA device"));
+    /* outside mpirun this process is rank 0 of 1 on its machine */
+    assert_int_equal(derf_dist_local_rank(), 0);
+    assert_int_equal(derf_dist_local_size(), 1);
 }
 
 static int setup(void **state) {
@@ -305,6 +333,7 @@ int main(void) {
         cmocka_unit_test(test_drift_is_found_and_resynced),
         cmocka_unit_test(test_failing_process_stops_the_job),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_gpu_per_local_rank),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

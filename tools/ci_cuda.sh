@@ -15,6 +15,8 @@ fi
 start=$(date +%s)
 make CUDA=1 NVCC="$NVCC" -j"$(nproc)"
 echo "ci_cuda: CUDA build took $(( $(date +%s) - start )) s"
+if ldd ./derf | grep -q libnccl; then echo "ci_cuda: NCCL linked (multi-GPU train-lm under mpirun compiled)"
+else echo "ci_cuda: no NCCL (or no MPI): train-lm --device cuda under mpirun refuses with one line"; fi
 rc=0
 ./build/cuda/cuda_check || rc=$?
 if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then

@@ -24,8 +24,9 @@ extern "C" {
 
 typedef enum { DERF_F32 = 0, DERF_BF16 = 1 } derf_dtype;
 
-/* Picks device 0, creates the cuBLAS / cuBLASLt handles and workspace. 0 on success; -1 (and a
- * one-line reason in err) when there is no usable device. Safe to call more than once. */
+/* Picks device 0 (under mpirun: the GPU of the process's rank on its machine, derf_dist_gpu),
+ * creates the cuBLAS / cuBLASLt handles and workspace. 0 on success; -1 (and a one-line reason in
+ * err) when there is no usable device. Safe to call more than once. */
 int derf_cuda_init(char *err, size_t errlen);
 const char *derf_cuda_device_name(void);
 void derf_cuda_sync(void);                           /* waits for the GPU, checks for errors */
@@ -116,6 +117,18 @@ void derf_cuda_adamw_step(const derf_params *layout, float *params, const float 
 /* Global L2 norm of grads[n] (double partials, fixed order); scales like derf_clip_grad_norm. */
 float derf_cuda_clip_grad_norm(float *grads, size_t n, float max_norm);
 
+/* ---- data-parallel training over GPUs (src/cuda/nccl.cu; docs/distributed.md) --------------------
+ * One NCCL communicator over the MPI processes, one GPU each. derf_cuda_dist_init(rc, ...) is called
+ * by every process with the result of its own derf_cuda_init: the processes first agree (a small MPI
+ * all-reduce) that every one has its GPU, so none is left waiting in NCCL; then rank 0 makes the
+ * ncclUniqueId, MPI broadcasts it and ncclCommInitRank joins them. Returns 0 (also on one process,
+ * where it does nothing), or -1 with one error line (a process without a GPU; built without NCCL).
+ * derf_cuda_dist_mean_floats: x[n] on the device = the mean over the processes (one ncclAllReduce,
+ * sum, on the stream every kernel runs on, then x *= 1/N, as derf_dist_mean_floats does on the CPU).
+ * NCCL failures print one line (ncclGetErrorString) and end the job (derf_dist_abort). */
+int derf_cuda_dist_init(int local_rc, char *err, size_t errlen);
+void derf_cuda_dist_mean_floats(float *x, size_t n);
+
 /* ---- GPT-2 on the GPU (src/cuda/gpt2.cu) --------------------------------------------------------
  * Wraps a built CPU model (derf/gpt2.h): its config, tensor table and host slabs stay the source
  * of truth for init and checkpoints (upload after init/resume, download before saving: the
@@ -130,6 +143,7 @@ void derf_gpt2_cuda_download(derf_gpt2_cuda *g);  /* device params, m, v (and gr
 float derf_gpt2_cuda_forward(derf_gpt2_cuda *g, const int32_t *tokens, const int32_t *targets, int B, int T);
 void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale);   /* grads += d(scale * loss) */
 void derf_gpt2_cuda_zero_grad(derf_gpt2_cuda *g);
+void derf_gpt2_cuda_mean_grads(derf_gpt2_cuda *g);              /* over the MPI processes (NCCL) */
 float derf_gpt2_cuda_clip_grad_norm(derf_gpt2_cuda *g, float max_norm);
 void derf_gpt2_cuda_adamw_step(derf_gpt2_cuda *g, const derf_adamw_cfg *cfg, int step);
 void derf_gpt2_cuda_free(derf_gpt2_cuda *g);

@@ -15,6 +15,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Starts MPI if launched under an MPI launcher. Returns 0, or -1 with one error line (a launch of
  * several processes by a derf built without MPI; MPI_Init failing). Call once, first thing in main. */
 int derf_dist_init(int *argc, char ***argv, char *err, size_t errlen);
@@ -22,6 +26,15 @@ void derf_dist_finalize(void);      /* after the last collective; no-op when not
 int derf_dist_rank(void);           /* 0 .. size-1; 0 when not started */
 int derf_dist_size(void);           /* number of processes; 1 when not started */
 int derf_dist_built_with_mpi(void); /* 1 if this derf was compiled with MPI support */
+/* Rank among the processes on this machine and their number (MPI_Comm_split_type shared); 0 and 1
+ * when not started. GPU runs give local rank i the machine's GPU i. */
+int derf_dist_local_rank(void);
+int derf_dist_local_size(void);
+/* The GPU a process of local rank r (of local_size on a machine with ngpu GPUs) uses: r; or -1 with
+ * one error line when the machine has fewer GPUs than processes (or none). */
+int derf_dist_gpu(int local_rank, int local_size, int ngpu, char *err, size_t errlen);
+/* fn runs in derf_dist_finalize, before MPI_Finalize (the NCCL communicator is destroyed there). */
+void derf_dist_before_finalize(void (*fn)(void));
 
 /* This process's share of a global batch of B: samples [*off, *off + *b). Fails with one error line
  * when B does not split evenly over the processes (every share must be the same size so the mean
@@ -53,4 +66,7 @@ int derf_dist_fail_hook(int step, char *err, size_t errlen);
 /* Test hook: with DERF_TEST_PERTURB_RANK=R, rank R adds 1e-3 to x[0] at step 1 (weights that drift apart). */
 void derf_dist_perturb_hook(int step, float *x);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

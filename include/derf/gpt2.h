@@ -61,6 +61,7 @@ typedef struct derf_gpt2_dev {
     float (*forward)(void *ctx, const int32_t *tokens, const int32_t *targets, int B, int T);
     void (*backward)(void *ctx, float scale);
     void (*zero_grad)(void *ctx);
+    void (*mean_grads)(void *ctx);   /* average the gradients over the MPI processes (NCCL) */
     float (*clip_grad_norm)(void *ctx, float max_norm);
     void (*adamw_step)(void *ctx, const derf_adamw_cfg *cfg, int step);
     void (*to_host)(void *ctx);
@@ -102,14 +103,19 @@ void derf_gpt2_free(derf_gpt2 *m);   /* frees the device side too */
 
 /* The training step's parameter operations, on the CPU slabs or on the attached device. */
 void derf_gpt2_zero_grad(derf_gpt2 *m);
+/* The gradients = their mean over the MPI processes (derf/dist.h; no-op on one process): one
+ * all-reduce of the slab, MPI on the CPU, NCCL on the device. */
+void derf_gpt2_mean_grads(derf_gpt2 *m);
 float derf_gpt2_clip_grad_norm(derf_gpt2 *m, float max_norm);
 void derf_gpt2_adamw_step(derf_gpt2 *m, const derf_adamw_cfg *cfg, int step);
 void derf_gpt2_sync_host(derf_gpt2 *m);    /* device params, grads, m, v -> host slabs (no-op on the CPU) */
 void derf_gpt2_sync_device(derf_gpt2 *m);  /* host params, m, v -> device (after init or a checkpoint load) */
-/* Moves the model onto the first CUDA GPU (src/cuda/gpt2.cu; a build without `make CUDA=1` answers -1
- * with "built without CUDA"). bf16: 1 for bf16 activations (fp32 master weights either way), 0 for fp32.
- * Uploads the current host params, m, v. Returns 0, or -1 with one error line. m NULL: only checks
- * that a GPU is usable. */
+/* Moves the model onto a CUDA GPU (src/cuda/gpt2.cu; a build without `make CUDA=1` answers -1 with
+ * "built without CUDA"): GPU 0, or under mpirun the GPU of the process's rank on its machine.
+ * bf16: 1 for bf16 activations (fp32 master weights either way), 0 for fp32. Uploads the current
+ * host params, m, v. Returns 0, or -1 with one error line. m NULL: only checks that a GPU is usable
+ * (under mpirun: on every process, then joins them in an NCCL communicator; every process must
+ * call it). */
 int derf_gpt2_cuda_attach(derf_gpt2 *m, int bf16, char *err, size_t errlen);
 
 /* Config <-> safetensors __metadata__ (key/value strings), so checkpoints describe their model.

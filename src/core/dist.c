@@ -15,6 +15,8 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_started = 0;
+static int g_local_rank = 0, g_local_size = 1; /* among the processes on this machine */
+static void (*g_before_finalize)(void);
 
 /* Processes the launcher says it started (0: not launched by an MPI launcher). */
 static int launched_size(void) {
@@ -47,6 +49,13 @@ int derf_dist_init(int *argc, char ***argv, char *err, size_t errlen) {
     g_started = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    /* the processes sharing this machine (its GPUs): rank and count among them */
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+        MPI_Comm_rank(node, &g_local_rank);
+        MPI_Comm_size(node, &g_local_size);
+        MPI_Comm_free(&node);
+    }
     return 0;
 #else
     (void)argc; (void)argv;
@@ -60,16 +69,37 @@ int derf_dist_init(int *argc, char ***argv, char *err, size_t errlen) {
 }
 
 void derf_dist_finalize(void) {
+    if (g_before_finalize) g_before_finalize();
+    g_before_finalize = NULL;
 #ifdef DERF_MPI
     if (g_started) MPI_Finalize();
 #endif
     g_started = 0;
     g_rank = 0;
     g_size = 1;
+    g_local_rank = 0;
+    g_local_size = 1;
 }
 
 int derf_dist_rank(void) { return g_rank; }
 int derf_dist_size(void) { return g_size; }
+int derf_dist_local_rank(void) { return g_local_rank; }
+int derf_dist_local_size(void) { return g_local_size; }
+void derf_dist_before_finalize(void (*fn)(void)) { g_before_finalize = fn; }
+
+int derf_dist_gpu(int local_rank, int local_size, int ngpu, char *err, size_t errlen) {
+    if (ngpu < 1) {
+        derf_io_errf(err, errlen, "no CUDA device on this machine");
+        return -1;
+    }
+    if (local_size > ngpu) {
+        derf_io_errf(err, errlen, "this machine has %d GPU%s but mpirun started %d processes on it: one GPU per process "
+                     "(NCCL refuses two on one GPU); start at most %d here (-np, or slots=%d in the hostfile), and do not "
+                     "hide the GPUs with CUDA_VISIBLE_DEVICES", ngpu, ngpu == 1 ? "" : "s", local_size, ngpu, ngpu);
+        return -1;
+    }
+    return local_rank;
+}
 
 int derf_dist_shard(int B, int *off, int *b, char *err, size_t errlen) {
     if (B % g_size) {

@@ -133,6 +133,11 @@ extern "C" void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale) {
 }
 
 extern "C" void derf_gpt2_cuda_zero_grad(derf_gpt2_cuda *g) { derf_cu_master_zero_grad(&g->w); }
+
+extern "C" void derf_gpt2_cuda_mean_grads(derf_gpt2_cuda *g) {
+    derf_cuda_dist_mean_floats(g->w.grads, g->host->params.total);
+}
+
 extern "C" float derf_gpt2_cuda_clip_grad_norm(derf_gpt2_cuda *g, float max_norm) {
     return derf_cu_master_clip(&g->w, max_norm);
 }
@@ -155,6 +160,7 @@ static float dev_forward(void *c, const int32_t *tok, const int32_t *tgt, int B,
 }
 static void dev_backward(void *c, float scale) { derf_gpt2_cuda_backward((derf_gpt2_cuda *)c, scale); }
 static void dev_zero_grad(void *c) { derf_gpt2_cuda_zero_grad((derf_gpt2_cuda *)c); }
+static void dev_mean_grads(void *c) { derf_gpt2_cuda_mean_grads((derf_gpt2_cuda *)c); }
 static float dev_clip(void *c, float max_norm) { return derf_gpt2_cuda_clip_grad_norm((derf_gpt2_cuda *)c, max_norm); }
 static void dev_adamw(void *c, const derf_adamw_cfg *cfg, int step) {
     derf_gpt2_cuda_adamw_step((derf_gpt2_cuda *)c, cfg, step);
@@ -170,7 +176,7 @@ static void dev_free(void *c) {
 }
 
 extern "C" int derf_gpt2_cuda_attach(derf_gpt2 *m, int bf16, char *err, size_t errlen) {
-    if (!m) return derf_cuda_init(err, errlen);
+    if (!m) return derf_cuda_dist_init(derf_cuda_init(err, errlen), err, errlen); /* + NCCL under mpirun */
     if (m->dev) return 0;
     derf_gpt2_cuda *g = derf_gpt2_cuda_new(m, bf16 ? DERF_BF16 : DERF_F32, err, errlen);
     if (!g) return -1;
@@ -179,6 +185,7 @@ extern "C" int derf_gpt2_cuda_attach(derf_gpt2 *m, int bf16, char *err, size_t e
     d->forward = dev_forward;
     d->backward = dev_backward;
     d->zero_grad = dev_zero_grad;
+    d->mean_grads = dev_mean_grads;
     d->clip_grad_norm = dev_clip;
     d->adamw_step = dev_adamw;
     d->to_host = dev_to_host;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <vector>
 #include "cuda/common.cuh"
+#include "derf/dist.h"
 
 cublasHandle_t derf_cu_blas;
 cublasLtHandle_t derf_cu_lt;
@@ -15,9 +16,9 @@ static char g_name[320];
 static void *g_ws[WS_COUNT];
 static size_t g_ws_bytes[WS_COUNT];
 
+/* one line, then the whole job ends (every process under mpirun, derf/dist.h) */
 void derf_cu_fail(const char *what, const char *detail, const char *file, int line) {
-    fprintf(stderr, "derf: CUDA error in %s (%s:%d): %s\n", what, file, line, detail);
-    exit(1);
+    derf_dist_abort(1, "CUDA error in %s (%s:%d): %s", what, file, line, detail);
 }
 
 void derf_cu_require(void) {
@@ -35,11 +36,14 @@ extern "C" int derf_cuda_init(char *err, size_t errlen) {
             snprintf(err, errlen, "no CUDA device: %s", e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0");
         return -1;
     }
+    /* one process: GPU 0; under mpirun: the GPU of this process's rank on its machine (one GPU per process) */
+    const int dev = derf_dist_size() > 1 ? derf_dist_gpu(derf_dist_local_rank(), derf_dist_local_size(), n, err, errlen) : 0;
+    if (dev < 0) return -1;
     cudaDeviceProp prop;
-    CK(cudaSetDevice(0));
-    CK(cudaGetDeviceProperties(&prop, 0));
-    snprintf(g_name, sizeof g_name, "%.256s (sm_%d%d, %d SMs, %.0f GiB)", prop.name, prop.major, prop.minor,
-             prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
+    CK(cudaSetDevice(dev));
+    CK(cudaGetDeviceProperties(&prop, dev));
+    snprintf(g_name, sizeof g_name, "%.256s (GPU %d, sm_%d%d, %d SMs, %.0f GiB)", prop.name, dev, prop.major,
+             prop.minor, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0);
     if (prop.major < 9) {
         if (err && errlen)
             snprintf(err, errlen, "%s: this build targets sm_90 (H100/H200); rebuild with CUDA_ARCH set for this GPU", g_name);

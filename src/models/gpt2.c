@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "derf/dist.h"
 #include "derf/gpt2.h"
 #include "derf/io.h"
 #include "derf/rng.h"
@@ -497,6 +498,11 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
 void derf_gpt2_zero_grad(derf_gpt2 *m) {
     if (m->dev) m->dev->zero_grad(m->dev->ctx);
     else derf_params_zero_grad(&m->params);
+}
+
+void derf_gpt2_mean_grads(derf_gpt2 *m) {
+    if (m->dev) m->dev->mean_grads(m->dev->ctx);
+    else derf_dist_mean_floats(m->params.grads, m->params.total);
 }
 
 float derf_gpt2_clip_grad_norm(derf_gpt2 *m, float max_norm) {

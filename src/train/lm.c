@@ -5,7 +5,7 @@
  * (temperature, top-k, top-p) for `derf sample`. Deterministic for a given seed and thread count.
  * Data-parallel under MPI (derf/dist.h): every process draws the window offsets of the whole global
  * micro-batch (the same draws as one process) and trains on its share; gradients are averaged once
- * per optimizer step; validation windows are sharded; only rank 0 writes. */
+ * per optimizer step (MPI; NCCL on GPUs); validation windows are sharded; only rank 0 writes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,10 +182,13 @@ typedef struct {
 static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen) {
     derf_lm_result *res = e->res;
     const int step = e->rs->step;
-    derf_run_resync(&e->m->params, NULL, step, e->log, e->o->quiet || derf_dist_rank() != 0);
+    /* the weight check and the checkpoint read the host slabs: on a GPU, fetch them first, and send
+     * rank 0's back when the processes had drifted apart */
+    derf_gpt2_sync_host(e->m);
+    if (derf_run_resync(&e->m->params, NULL, step, e->log, e->o->quiet || derf_dist_rank() != 0))
+        derf_gpt2_sync_device(e->m);
     double ts = derf_now_s();
     float vl = derf_lm_eval_loss(e->m, e->va, e->T, e->o->eval_windows);
-    derf_gpt2_sync_host(e->m); /* the weight check and the checkpoint read the host slabs */
     e->eval_time += derf_now_s() - ts;
     e->nevals++;
     if (bad_loss(vl) || !all_finite(e->m->params.params, e->m->params.total)) {
@@ -221,12 +224,8 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         derf_io_errf(err, errlen, "--device must be cpu or cuda, not '%s'", o->device);
         return -1;
     }
-    if (cuda && derf_dist_size() > 1) {
-        derf_io_errf(err, errlen, "--device cuda under mpirun needs the NCCL all-reduce, which is not written yet: "
-                     "train on one GPU, or on CPUs under mpirun");
-        return -1;
-    }
-    if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1; /* is a GPU usable at all? */
+    /* is a GPU usable at all? (under mpirun: one per process, joined by NCCL; every process calls it) */
+    if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1;
     derf_gpt2_config cfg = o->model;
     const int T = o->seq > 0 ? o->seq : cfg.block_size;
     if (T > cfg.block_size) {
@@ -314,7 +313,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
             lsum += l;
         }
         if (res->diverged) break;
-        derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step */
+        derf_gpt2_mean_grads(&m); /* the one all-reduce of the step (MPI, or NCCL on GPUs) */
         float loss = (float)(lsum / o->accum);
         float gn = derf_gpt2_clip_grad_norm(&m, o->clip);
         if (!isfinite(gn)) { set_diverged(res, log, o, rs.step, "gradient norm", gn, lr); break; }
