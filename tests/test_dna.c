@@ -4,7 +4,7 @@
  * coordinate-bin split (disjoint, borders dropped, merging only of contiguous coordinates), and the
  * repeat task (labels from case, balanced, case never in the tokens); the Drosophila upstream headers
  * (hostile forms refused) and the promoter task on a hand-made file whose expected windows, splits,
- * filters and counts are worked out by hand. */
+ * filters and counts are worked out by hand; the out-of-distribution corpus (letters against the FASTA). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -555,6 +555,56 @@ static void test_promoter_task(void **st) {
     assert_non_null(strstr(err, "trunc.fa.gz"));
 }
 
+/* The out-of-distribution corpus: every record one segment of split test, tokens the letters upper-cased
+ * (IUPAC codes -> N), checked letter by letter against the FASTA text; missing / hostile inputs. */
+static void test_ood_corpus(void **st) {
+    (void)st;
+    char err[DERF_ERRLEN], path[512];
+    const char *fa = ">c1 first chromosome\nACGTacgtNnRy\nGG\n>c2\nttAA\n>c3\nC\n";
+    const char *want[] = {"ACGTACGTNNNNGG", "TTAA", "C"};
+    write_gz(tp("fungus.fa.gz"), fa);
+    assert_int_equal(derf_dna_build_ood(tp("fungus.fa.gz"), 1, tmpdir, "fungus", 1, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/fungus.dnac", tmpdir);
+    derf_dna_corpus c;
+    assert_int_equal(derf_dna_corpus_read(path, &c, err, sizeof err), 0);
+    assert_string_equal(c.name, "fungus");
+    assert_int_equal(c.nseg, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c.seg[i].split, DERF_DNA_TEST);
+        assert_int_equal(c.seg[i].source, i);
+        assert_int_equal(c.seg[i].start, 0);
+        assert_int_equal(c.seg[i].length, strlen(want[i]));
+        for (size_t k = 0; k < strlen(want[i]); k++) assert_int_equal(derf_dna_id_char(c.tok[c.seg[i].offset + k]), want[i][k]);
+    }
+    derf_dna_corpus_free(&c);
+    /* missing: skipped (1) unless asked for; bad letters, an empty record, a truncated stream: one line naming the file */
+    assert_int_equal(derf_dna_build_ood(tp("none.fa.gz"), 0, tmpdir, "fungus", 1, err, sizeof err), 1);
+    assert_int_equal(derf_dna_build_ood(tp("none.fa.gz"), 1, tmpdir, "fungus", 1, err, sizeof err), -1);
+    one_line(err);
+    const char *bad[] = {">a\nAC*T\n", ">a\n>b\nAC\n", "ACGT\n"};
+    for (int i = 0; i < 3; i++) {
+        write_gz(tp("badf.fa.gz"), bad[i]);
+        assert_int_equal(derf_dna_build_ood(tp("badf.fa.gz"), 1, tmpdir, "fungus2", 1, err, sizeof err), -1);
+        one_line(err);
+        assert_non_null(strstr(err, "badf.fa.gz"));
+    }
+    void *gz;
+    size_t len;
+    char big[8000];
+    size_t k = (size_t)sprintf(big, ">x\n");
+    uint64_t s = tu_seed();
+    for (int i = 0; i < 6000; i++) big[k++] = "ACGT"[(int)(tu_uniform(&s) * 4)];
+    big[k] = 0;
+    write_gz(tp("bigf.fa.gz"), big);
+    assert_int_equal(derf_io_read_file(tp("bigf.fa.gz"), 1 << 20, &gz, &len, err, sizeof err), 0);
+    write_raw(tp("truncf.fa.gz"), gz, len / 2);
+    free(gz);
+    assert_int_equal(derf_dna_build_ood(tp("truncf.fa.gz"), 1, tmpdir, "fungus2", 1, err, sizeof err), -1);
+    one_line(err);
+    snprintf(path, sizeof path, "%s/fungus2.dnac", tmpdir);
+    assert_int_not_equal(access(path, F_OK), 0); /* nothing written on errors */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer),
@@ -566,6 +616,7 @@ int main(void) {
         cmocka_unit_test(test_repeat_task),
         cmocka_unit_test(test_upstream_header),
         cmocka_unit_test(test_promoter_task),
+        cmocka_unit_test(test_ood_corpus),
     };
     return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

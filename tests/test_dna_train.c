@@ -5,7 +5,8 @@
  * fine-tuning from a pretraining run (the backbone is copied; a checkpoint of another size is refused); --resume:
  * K steps, then a resume to N, equals N steps straight (every weight and AdamW moment bit for bit, at one
  * thread), and states of another model, norm or format, truncated ones and runs past --steps are refused with
- * one line. */
+ * one line; the
+ * out-of-distribution loss (a copy of the validation data gives the validation loss exactly). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -338,12 +339,75 @@ static void test_resume_exact(void **st) {
     omp_set_num_threads(threads);
 }
 
+/* The out-of-distribution loss: an OOD corpus holding exactly the validation segments (as split test) gives
+ * exactly the validation loss (same windows, same order); found by default as umaydis.dnac beside the corpus;
+ * iid random bases give a higher loss than the periodic validation data; "none" turns it off; a missing file
+ * or one without test windows is an error. */
+static void test_ood_loss(void **st) {
+    (void)st;
+    uint64_t s = tu_seed() ^ 0x0D;
+    char err[DERF_ERRLEN], dir[512], cp[600], up[600];
+    snprintf(dir, sizeof dir, "%s/ood", tmpdir);
+    assert_int_equal(mkdir(dir, 0777), 0);
+    snprintf(cp, sizeof cp, "%s/p.dnac", dir);
+    snprintf(up, sizeof up, "%s/umaydis.dnac", dir);
+    write_periodic_corpus(cp, &s);
+    derf_dna_corpus c, v = {0};
+    assert_int_equal(derf_dna_corpus_read(cp, &c, err, sizeof err), 0);
+    snprintf(v.name, sizeof v.name, "valcopy");
+    for (size_t i = 0; i < c.nseg; i++)
+        if (c.seg[i].split == DERF_DNA_VAL) derf_dna_corpus_add(&v, c.tok + c.seg[i].offset, c.seg[i].length, 0, DERF_DNA_TEST, 0);
+    assert_int_equal(derf_dna_corpus_write(up, &v, err, sizeof err), 0);
+    derf_dna_corpus_free(&v);
+    derf_dna_train_opts o;
+    small_opts(&o);
+    o.corpus = cp;
+    o.steps = 120;
+    derf_dna_train_result r;
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+    assert_true(r.val_loss >= 0);
+    assert_true(r.ood_loss == r.val_loss);
+    float periodic = r.val_loss;
+    /* iid random bases: nothing to predict, and the periodic model is confidently wrong */
+    derf_dna_corpus rnd = {0};
+    snprintf(rnd.name, sizeof rnd.name, "random");
+    uint8_t buf[3000];
+    for (int g = 0; g < 4; g++) {
+        for (int i = 0; i < 3000; i++) buf[i] = (uint8_t)(DERF_DNA_A + (int)(tu_uniform(&s) * 4));
+        derf_dna_corpus_add(&rnd, buf, 3000, 0, DERF_DNA_TEST, 0);
+    }
+    assert_int_equal(derf_dna_corpus_write(tp("rnd.dnac"), &rnd, err, sizeof err), 0);
+    o.ood_corpus = tp("rnd.dnac");
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+    print_message("OOD loss: periodic val %.4f, iid random %.4f nats/base (ln 4 = 1.386)\n", (double)r.val_loss, (double)r.ood_loss);
+    assert_true(r.val_loss == periodic); /* the same run: the OOD corpus does not change training */
+    assert_true(r.ood_loss > 1.3f);
+    assert_true(r.ood_loss > r.val_loss + 0.5f);
+    o.steps = 2;
+    o.ood_corpus = "none";
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+    assert_true(r.ood_loss == -1.f);
+    o.ood_corpus = tp("missing.dnac");
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "missing.dnac"));
+    o.ood_corpus = cp; /* the training corpus has test windows; a corpus with none is refused */
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
+    for (size_t i = 0; i < rnd.nseg; i++) rnd.seg[i].split = DERF_DNA_TRAIN;
+    assert_int_equal(derf_dna_corpus_write(tp("rnd.dnac"), &rnd, err, sizeof err), 0);
+    o.ood_corpus = tp("rnd.dnac");
+    assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no test-split window"));
+    derf_dna_corpus_free(&rnd);
+    derf_dna_corpus_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kmer_baseline),
         cmocka_unit_test(test_pretrain_then_finetune),
         cmocka_unit_test(test_caduceus_mlm_then_finetune),
         cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_ood_loss),
     };
     return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);
 }

@@ -114,6 +114,7 @@ typedef struct {
     const char *out;      /* output folder (default runs/data/dna) */
     const char *dmel;     /* dm3 upstream2000 FASTA (default DERF_DNA_DMEL_DEFAULT; a missing default is skipped) */
     int promoter_len;     /* promoter task window (default DERF_DNA_PROMOTER_LEN) */
+    const char *umaydis;  /* U. maydis genome FASTA (default DERF_DNA_UMAYDIS_DEFAULT; a missing default is skipped) */
     uint64_t seed;        /* task sampling */
     int quiet;
 } derf_dna_build_opts;
@@ -125,9 +126,12 @@ typedef struct {
  * deb without installing R */
 #define DERF_DNA_DMEL_DEFAULT "/usr/local/share/derf/r-bioc-biostrings/dm3_upstream2000.fa.gz"
 #define DERF_DNA_PROMOTER_LEN 300
+/* the fungus Ustilago maydis (maffilter-examples): the out-of-distribution evaluation corpus */
+#define DERF_DNA_UMAYDIS_DEFAULT "/usr/share/doc/maffilter/examples/Umaydis/Umaydis.fasta.gz"
 
-/* Writes out/human_chr22.dnac, out/human_repeat_500.dnat, out/bact_species_200.dnat and, when the
- * Drosophila file is there, out/dmel_promoter_<len>.dnat; prints a summary to stdout (unless quiet). */
+/* Writes out/human_chr22.dnac, out/human_repeat_500.dnat, out/bact_species_200.dnat and, when their
+ * source files are there, out/dmel_promoter_<len>.dnat and out/umaydis.dnac; prints a summary to stdout
+ * (unless quiet). */
 int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen);
 
 /* Repeat task from a split corpus and its soft mask: non-overlapping windows of len bases with at
@@ -180,5 +184,11 @@ int derf_dna_make_promoter_task(const derf_dna_records *rs, int len, uint64_t se
  * stderr saying how to get it), 0 when written, -1 on errors. */
 int derf_dna_build_promoter(const char *path, int required, const char *out, int len, uint64_t seed, int quiet,
                             char *err, size_t errlen);
+
+/* Out-of-distribution corpus: reads a FASTA genome and writes out/<name>.dnac with every record one segment
+ * (pieces of at most 2^31 bases), all of split test, source = record index mod 256, start = the offset in the
+ * record. Returns 1 without writing when path is missing and !required (after one line on stderr), 0 when
+ * written, -1 on errors. */
+int derf_dna_build_ood(const char *path, int required, const char *out, const char *name, int quiet, char *err, size_t errlen);
 
 #endif

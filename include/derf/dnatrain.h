@@ -6,7 +6,8 @@
  * with probability 1/2 when rc_aug is on; AdamW (beta1, beta2), weight decay on the tensors hyena.h lists,
  * linear warmup then cosine to min_lr, global-norm clipping. Validation: mean CE (nats/base; bits = nats /
  * ln 2) over a fixed grid of non-overlapping windows of the validation segments (no rc_aug); at the end
- * the same on a fixed grid of training windows (the evaluation-mode training loss).
+ * the same on a fixed grid of training windows (the evaluation-mode training loss) and, with an out-of-distribution
+ * corpus (ood_corpus), on a fixed grid of its test-split windows (the OOD loss).
  *
  * Fine-tuning (derf_dna_finetune): a .dnat task; the backbone from a pretraining run (its
  * model.safetensors; every tensor but head.*) or random (init NULL: the randomly initialised baseline);
@@ -39,6 +40,8 @@ typedef struct {
     derf_caduceus_config cmodel;/* Caduceus-PS */
     float mlm_prob;             /* Caduceus masked-LM probability (0.15) */
     const char *corpus;         /* pretraining corpus (.dnac) */
+    const char *ood_corpus;     /* out-of-distribution corpus (.dnac, its test split): NULL: umaydis.dnac beside corpus if
+                                 * it exists; "" or "none": none */
     const char *task;           /* fine-tuning task (.dnat) */
     const char *init;           /* fine-tuning: model.safetensors of a pretraining run, or its folder; NULL: random */
     int steps;                  /* pretraining optimizer steps */
@@ -64,6 +67,7 @@ typedef struct {
     long long params;
     float final_loss;           /* mean training loss of the last log interval */
     float val_loss, train_loss_eval; /* pretraining (nats/base); -1: not measured */
+    float ood_loss;             /* pretraining: the same measure on the out-of-distribution corpus; -1: none */
     float val_acc, test_acc;    /* fine-tuning, in [0,1], at the best validation epoch */
     int best_epoch;
     double seconds, tokens_per_s;

@@ -181,33 +181,35 @@ int cmd_compare_dna(int argc, char **argv) {
                    a.o.rc_aug, a.o.train_limit ? ", at most --train-limit training sequences" : "",
                    a.o.eval_limit ? ", at most --eval-limit val/test sequences" : "", a.seed, a.seed + seeds - 1,
                    smoke ? " **Smoke run: the numbers mean nothing.**" : "");
-    derf_sb_printf(&md, "| norm | val loss (nats/base) | val bits/base | eval-mode train loss |");
-    printf("\n%-22s %-17s %-17s %-17s", "norm", "val loss", "bits/base", "eval train loss");
+    derf_sb_printf(&md, "| norm | val loss (nats/base) | val bits/base | eval-mode train loss | OOD loss (nats/base) |");
+    printf("\n%-22s %-17s %-17s %-17s %-17s", "norm", "val loss", "bits/base", "eval train loss", "OOD loss");
     for (int t = 0; t < nt; t++) { derf_sb_printf(&md, " %s acc (%%) |", tname[t]); printf(" %-22s", tname[t]); }
-    derf_sb_printf(&md, " average acc (%%) |\n|---|---|---|---|");
+    derf_sb_printf(&md, " average acc (%%) |\n|---|---|---|---|---|");
     printf(" %s\n", "average");
     for (int t = 0; t <= nt; t++) derf_sb_printf(&md, "---|");
     derf_sb_printf(&md, "\n");
     for (int i = 0; i <= nn; i++) {
         const int is_rnd = i == nn;
         dna_run *R = is_rnd ? &rnd : &runs[i];
-        double vl[MAX_SEEDS], vb[MAX_SEEDS], tl[MAX_SEEDS], acc[MAX_TASKS][MAX_SEEDS], avg[MAX_SEEDS];
-        int k = 0;
+        double vl[MAX_SEEDS], vb[MAX_SEEDS], tl[MAX_SEEDS], ol[MAX_SEEDS], acc[MAX_TASKS][MAX_SEEDS], avg[MAX_SEEDS];
+        int k = 0, ko = 0;
         for (int s = 0; s < seeds; s++) {
             if (!R->ok[s]) continue;
             vl[k] = R->pre[s].val_loss;
             vb[k] = R->pre[s].val_loss / M_LN2;
             tl[k] = R->pre[s].train_loss_eval;
+            if (R->pre[s].ood_loss >= 0) ol[ko++] = R->pre[s].ood_loss;
             avg[k] = 0;
             for (int t = 0; t < nt; t++) { acc[t][k] = R->ft[t][s].test_acc; avg[k] += acc[t][k] / nt; }
             k++;
         }
-        char label[200], c1[64], c2[64], c3[64], ca[64];
+        char label[200], c1[64], c2[64], c3[64], c4[64], ca[64];
         snprintf(label, sizeof label, "%s%s", is_rnd ? "random init, " : "", R->spec);
+        snprintf(c4, sizeof c4, "-");
         if (is_rnd) { snprintf(c1, sizeof c1, "-"); snprintf(c2, sizeof c2, "-"); snprintf(c3, sizeof c3, "-"); }
-        else { ms(vl, k, c1, sizeof c1, 1, 4); ms(vb, k, c2, sizeof c2, 1, 4); ms(tl, k, c3, sizeof c3, 1, 4); }
-        printf("%-22s %-17s %-17s %-17s", label, c1, c2, c3);
-        derf_sb_printf(&md, "| %s | %s | %s | %s |", label, c1, c2, c3);
+        else { ms(vl, k, c1, sizeof c1, 1, 4); ms(vb, k, c2, sizeof c2, 1, 4); ms(tl, k, c3, sizeof c3, 1, 4); ms(ol, ko, c4, sizeof c4, 1, 4); }
+        printf("%-22s %-17s %-17s %-17s %-17s", label, c1, c2, c3, c4);
+        derf_sb_printf(&md, "| %s | %s | %s | %s | %s |", label, c1, c2, c3, c4);
         for (int t = 0; t < nt; t++) {
             ms(acc[t], k, ca, sizeof ca, 100, 2);
             printf(" %-22s", ca);
@@ -219,8 +221,8 @@ int cmd_compare_dna(int argc, char **argv) {
     }
     for (int q = 0; q < 2; q++) {
         char ca[64];
-        printf("%d-mer logistic regr.   %-17s %-17s %-17s", kmer_k[q], "-", "-", "-");
-        derf_sb_printf(&md, "| %d-mer logistic regression | - | - | - |", kmer_k[q]);
+        printf("%d-mer logistic regr.   %-17s %-17s %-17s %-17s", kmer_k[q], "-", "-", "-", "-");
+        derf_sb_printf(&md, "| %d-mer logistic regression | - | - | - | - |", kmer_k[q]);
         double avg[MAX_SEEDS] = {0};
         for (int t = 0; t < nt; t++) {
             ms(km[t][q], seeds, ca, sizeof ca, 100, 2);
@@ -234,7 +236,8 @@ int cmd_compare_dna(int argc, char **argv) {
     }
     derf_sb_printf(&md, "\nValidation loss: %s cross-entropy over %s non-overlapping windows of the held-out 1-Mbp bins "
                         "(no augmentation); the evaluation-mode training loss is the same measure on training windows (paper "
-                        "Appendix E). Accuracies: test split (held-out bins for the human task, held-out strains for the bacterial "
+                        "Appendix E); the OOD loss the same measure on a fixed grid of windows of the "
+                        "out-of-distribution corpus (`--ood-corpus`, by default the fungus U. maydis, umaydis.dnac). Accuracies: test split (held-out bins for the human task, held-out strains for the bacterial "
                         "one, the held-out arm chr3R for the Drosophila promoters). Paper (Derf Table 11, GenomicBenchmarks average): HyenaDNA Norm 85.2 / DyT 85.2 / Derf 85.7; "
                         "Caduceus Norm 86.9 / DyT 86.9 / Derf 87.3.\n", cad ? "masked-LM (masks from a fixed seed)" : "next-token",
                    a.o.eval_windows ? "fixed, evenly spaced" : "all");

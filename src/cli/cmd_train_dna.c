@@ -30,6 +30,8 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
         {"dim", CLI_INT, &a->dim, "override the preset's width d (MLP 4d)", 0, 8192},
         {"layers", CLI_INT, &a->layers, "override the preset's number of blocks", 0, 256},
         {"corpus", CLI_STR, &a->o.corpus, "pretraining corpus (.dnac from 'derf data dna')", 0, -1},
+        {"ood-corpus", CLI_STR, &a->o.ood_corpus, "out-of-distribution corpus whose test windows give the OOD loss (default: "
+                                                  "umaydis.dnac beside --corpus if it exists; none: off)", 0, -1},
         {"steps", CLI_INT, &a->o.steps, "pretraining optimizer steps", 1, 100000000},
         {"batch", CLI_INT, &a->o.batch, "sequences per step", 1, 65536},
         {"seq", CLI_INT, &a->o.seq, "bases per pretraining window", 2, 1 << 20},
@@ -175,6 +177,8 @@ int cmd_train_dna(int argc, char **argv) {
                         100 * r.val_acc, (double)r.train_loss_eval);
     else printf("val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %lld params, %.0f tok/s\n", (double)r.val_loss,
                 r.val_loss / 0.6931471805599453, (double)r.train_loss_eval, r.params, r.tokens_per_s);
+    if (!ta.task && r.ood_loss >= 0) printf("out-of-distribution loss %.4f nats/base (%.4f bits)\n", (double)r.ood_loss,
+                                            r.ood_loss / 0.6931471805599453);
     rc = 0;
 out:
     free(stored);

@@ -972,6 +972,38 @@ int derf_dna_build_promoter(const char *path, int required, const char *out, int
     return rc;
 }
 
+/* ---- out-of-distribution corpus (U. maydis) ----------------------------------------------------- */
+
+int derf_dna_build_ood(const char *path, int required, const char *out, const char *name, int quiet, char *err, size_t errlen) {
+    struct stat sb;
+    if (!required && stat(path, &sb) && errno == ENOENT) {
+        if (!quiet)
+            fprintf(stderr, "[derf] %s: skipped, %s is missing: 'make deps' (as root) installs maffilter-examples\n", name, path);
+        return 1;
+    }
+    derf_dna_records rs = {0};
+    if (derf_dna_read_fasta(path, &rs, err, errlen)) return -1;
+    derf_dna_corpus c = {0};
+    snprintf(c.name, sizeof c.name, "%s", name);
+    const size_t piece = (size_t)1 << 31;
+    for (size_t i = 0; i < rs.n; i++)
+        for (size_t a = 0; a < rs.r[i].len; a += piece)
+            derf_dna_corpus_add(&c, rs.r[i].ids + a, rs.r[i].len - a < piece ? rs.r[i].len - a : piece, (int64_t)a, DERF_DNA_TEST,
+                                (int)(i & 255));
+    char dst[2048];
+    snprintf(dst, sizeof dst, "%s/%s.dnac", out, name);
+    int rc = derf_dna_corpus_write(dst, &c, err, errlen);
+    if (!rc && !quiet) {
+        size_t nn = 0;
+        for (size_t i = 0; i < c.ntok; i++) nn += c.tok[i] == DERF_DNA_N;
+        printf("%-20s %zu records, %zu bp (%.2f%% N), all test (out-of-distribution evaluation) -> %s\n", name, rs.n, c.ntok,
+               c.ntok ? 100.0 * (double)nn / (double)c.ntok : 0.0, dst);
+    }
+    derf_dna_records_free(&rs);
+    derf_dna_corpus_free(&c);
+    return rc;
+}
+
 int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen) {
     const char *out = o->out ? o->out : "runs/data/dna";
     char path[2048];
@@ -1013,6 +1045,9 @@ int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen) {
     if (w) goto done;
     if (derf_dna_build_promoter(o->dmel ? o->dmel : DERF_DNA_DMEL_DEFAULT, o->dmel != NULL, out,
                                 o->promoter_len ? o->promoter_len : DERF_DNA_PROMOTER_LEN, o->seed, o->quiet, err, errlen) < 0)
+        goto done;
+    if (derf_dna_build_ood(o->umaydis ? o->umaydis : DERF_DNA_UMAYDIS_DEFAULT, o->umaydis != NULL, out, "umaydis", o->quiet, err,
+                           errlen) < 0)
         goto done;
     rc = 0;
 done:

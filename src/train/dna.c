@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "derf/caduceus.h"
 #include "derf/dna.h"
 #include "derf/dnatrain.h"
@@ -249,14 +250,26 @@ static float eval_grid(dmodel *m, const derf_dna_corpus *c, const grid *g, int T
     return g->n ? (float)(tot / (double)g->n) : NAN;
 }
 
+/* the out-of-distribution corpus: o->ood_corpus, or (NULL) umaydis.dnac beside the corpus when it exists; "" or "none":
+ * none (NULL) */
+static const char *ood_path(const derf_dna_train_opts *o, char *buf, size_t n) {
+    if (o->ood_corpus) return *o->ood_corpus && strcmp(o->ood_corpus, "none") ? o->ood_corpus : NULL;
+    const char *sl = strrchr(o->corpus, '/');
+    snprintf(buf, n, "%.*sumaydis.dnac", sl ? (int)(sl - o->corpus + 1) : 0, o->corpus);
+    return access(buf, F_OK) ? NULL : buf;
+}
+
 int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
-    res->val_loss = res->train_loss_eval = -1.f;
+    res->val_loss = res->train_loss_eval = res->ood_loss = -1.f;
     res->val_acc = res->test_acc = -1.f;
     const int B = o->batch, T = o->seq, W = T + 1;
     if (B < 1 || T < 2 || o->steps < 1) { derf_io_errf(err, errlen, "--batch, --steps must be >= 1 and --seq >= 2"); return -1; }
-    derf_dna_corpus c;
+    derf_dna_corpus c, oc = {0};
+    char oodbuf[1200];
+    const char *ood = ood_path(o, oodbuf, sizeof oodbuf);
     if (derf_dna_corpus_read(o->corpus, &c, err, errlen)) return -1;
+    if (ood && derf_dna_corpus_read(ood, &oc, err, errlen)) { derf_dna_corpus_free(&c); return -1; }
     /* sampling table: cumulative count of window starts over training segments long enough */
     size_t *seg = malloc(c.nseg * sizeof *seg), nseg = 0;
     uint64_t *cum = malloc((c.nseg + 1) * sizeof *cum);
@@ -267,7 +280,8 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
             cum[nseg + 1] = cum[nseg] + (c.seg[s].length - (uint32_t)W + 1);
             nseg++;
         }
-    grid gv = make_grid(&c, DERF_DNA_VAL, W, o->eval_windows), gt = make_grid(&c, DERF_DNA_TRAIN, W, o->eval_windows);
+    grid gv = make_grid(&c, DERF_DNA_VAL, W, o->eval_windows), gt = make_grid(&c, DERF_DNA_TRAIN, W, o->eval_windows),
+         go = make_grid(&oc, DERF_DNA_TEST, W, o->eval_windows);
     int rc = -1;
     FILE *log = NULL;
     dmodel m = {0};
@@ -278,6 +292,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
                      "'derf data dna'? try a shorter --seq)", o->corpus, W);
         goto done;
     }
+    if (ood && !go.n) { derf_io_errf(err, errlen, "%s: no test-split window of %d bases (out-of-distribution corpus)", ood, W); goto done; }
     if (dm_build(&m, o, 0, B, T, err, errlen)) goto done;
     res->params = (long long)m.params->total;
     derf_rng rng;
@@ -342,14 +357,18 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     }
     if (!res->diverged) {
         res->train_loss_eval = eval_grid(&m, &c, &gt, T, o->mlm_prob, tok, tgt);
+        if (ood) res->ood_loss = eval_grid(&m, &oc, &go, T, o->mlm_prob, tok, tgt);
         res->seconds = derf_now_s() - t0;
         if (!o->quiet)
             fprintf(stderr, "[derf] done: val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %.0f tok/s, %.0f s\n",
                     (double)res->val_loss, res->val_loss / M_LN2, (double)res->train_loss_eval, res->tokens_per_s, res->seconds);
+        if (!o->quiet && ood)
+            fprintf(stderr, "[derf] out-of-distribution loss on %s: %.4f nats/base (%.4f bits)\n", ood, (double)res->ood_loss,
+                    res->ood_loss / M_LN2);
         if (log)
             fprintf(log, "{\"type\":\"final\",\"step\":%d,\"val_loss\":%.6g,\"val_bits\":%.6g,\"train_loss_eval\":%.6g,"
-                         "\"tokens_per_s\":%.1f,\"seconds\":%.1f}\n", step, (double)res->val_loss, res->val_loss / M_LN2,
-                    (double)res->train_loss_eval, res->tokens_per_s, res->seconds);
+                         "\"ood_loss\":%.6g,\"tokens_per_s\":%.1f,\"seconds\":%.1f}\n", step, (double)res->val_loss,
+                    res->val_loss / M_LN2, (double)res->train_loss_eval, (double)res->ood_loss, res->tokens_per_s, res->seconds);
     }
     rc = finish_run(o, log, &m, step, rng, res, t0, err, errlen);
     log = NULL;
@@ -357,6 +376,8 @@ done:
     if (log) fclose(log);
     dm_free(&m);
     derf_dna_corpus_free(&c);
+    derf_dna_corpus_free(&oc);
+    free(go.pos);
     free(seg); free(cum); free(gv.pos); free(gt.pos); free(tok); free(tgt); free(win);
     return rc;
 }
@@ -429,7 +450,7 @@ static int *split_index(const derf_dna_task *t, int split, int limit, int *n) {
 
 int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
-    res->val_loss = res->train_loss_eval = -1.f;
+    res->val_loss = res->train_loss_eval = res->ood_loss = -1.f;
     res->val_acc = res->test_acc = -1.f;
     if (o->batch < 1 || o->epochs < 1) { derf_io_errf(err, errlen, "--batch and --epochs must be >= 1"); return -1; }
     if (o->resume || o->max_steps) { derf_io_errf(err, errlen, "--resume and --max-steps are for pretraining runs (not --task)"); return -1; }
