@@ -111,6 +111,15 @@ static void run_linear(int N, int C, int OC, int bias) {
     float *dw2 = ffill((size_t)OC * C, PREFILL);
     derf_linear_backward(NULL, dw2, NULL, r, inp, w, N, C, OC);
     assert_memory_equal(dw, dw2, (size_t)OC * C * sizeof(float));
+    /* _set overwrites dinp (prefilled with garbage, NaN included) and still adds into dw, db */
+    float *dinp3 = ffill((size_t)N * C, 1e30f), *dw3 = ffill((size_t)OC * C, PREFILL), *db3 = ffill(OC, PREFILL);
+    dinp3[0] = NAN;
+    derf_linear_backward_set(dinp3, dw3, bias ? db3 : NULL, r, inp, w, N, C, OC);
+    for (size_t i = 0; i < (size_t)N * C; i++) dinp3[i] += PREFILL;
+    assert_true(fd_check("linear_set dinp", lin_loss, &x, x.inp, (size_t)N * C, dinp3));
+    assert_true(fd_check("linear_set dw", lin_loss, &x, x.w, (size_t)OC * C, dw3));
+    if (bias) assert_true(fd_check("linear_set db", lin_loss, &x, x.b, OC, db3));
+    free(dinp3); free(dw3); free(db3);
     free(inp); free(w); free(b); free(r); free(out); free(dinp); free(dw); free(db); free(dw2);
     free(x.inp); free(x.w); free(x.b); free(x.r); free(x.out);
 }
