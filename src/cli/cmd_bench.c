@@ -2,7 +2,7 @@
  * the same invocation (tools/bench_torch.py through /usr/bin/python3, when it has torch):
  *   memcpy  a threaded copy of the N x C norm tensor: the bandwidth floor (GB/s, read + write)
  *   norms   layernorm, rmsnorm, dyt, derf forward and forward+backward at N x C: ms, effective GB/s
- *           as a fraction of the copy's, and the PyTorch ratio
+ *           (2 tensor passes forward, 6 forward+backward) as a fraction of the copy's, and the PyTorch ratio
  *   vit     one ViT training step (forward + label-smoothed cross-entropy + backward + AdamW) of the
  *           compare recipe (preset tiny, batch 128): images/s per norm, and PyTorch's
  *   gpt2    one GPT-2 training step (forward + backward + clip + AdamW) at B x T (124M, 4 x 64): ms/step
@@ -270,14 +270,15 @@ static int bench_norms(peer_t *peer, const char *list, int N, int C, double copy
 
     double bytes = (double)n * sizeof(float), copy_gbs = 2 * bytes / (copy_ms * 1e-3) / 1e9;
     char t[128];
-    printf("\nnorms %d x %d fp32, ms; GB/s counts 2 tensor passes forward, 5 forward+backward; %%copy = that GB/s over the\n"
-           "memcpy's; ratio = PyTorch ms over derf ms (>1: derf faster)\npeer: %s\n", N, C, peer_title(peer, blas, t, sizeof t));
+    printf("\nnorms %d x %d fp32, ms; GB/s counts 2 tensor passes forward (x read, y written), 6 forward+backward (the\n"
+           "backward reads x, dy and dx and writes dx: it adds into dx); %%copy = that GB/s over the memcpy's (2 passes);\n"
+           "ratio = PyTorch ms over derf ms (>1: derf faster)\npeer: %s\n", N, C, peer_title(peer, blas, t, sizeof t));
     printf("%-14s %9s %7s %6s %9s %7s | %9s %7s %6s %9s %7s\n", "norm", "fwd", "GB/s", "%copy", "torch", "ratio",
            "fwd+bwd", "GB/s", "%copy", "torch", "ratio");
     for (int i = 0; i < ns; i++) {
         printf("%-14s", names[i]);
         for (int b = 0; b < 2; b++) {
-            double gbs = (b ? 5 : 2) * bytes / (ours[i][b] * 1e-3) / 1e9;
+            double gbs = (b ? 6 : 2) * bytes / (ours[i][b] * 1e-3) / 1e9;
             char c1[32], c2[32], c3[32];
             printf("%s %9.3f %7.1f %6s %9s %7s", b ? " |" : "", ours[i][b], gbs, fmt(c1, sizeof c1, "%.0f%%", 100 * gbs / copy_gbs),
                    fmt(c2, sizeof c2, "%.3f", torch[i][b]), fmt(c3, sizeof c3, "%.2fx", torch[i][b] / ours[i][b]));
