@@ -111,6 +111,15 @@ static void run_linear(int N, int C, int OC, int bias) {
     float *dw2 = ffill((size_t)OC * C, PREFILL);
     derf_linear_backward(NULL, dw2, NULL, r, inp, w, N, C, OC);
     assert_memory_equal(dw, dw2, (size_t)OC * C * sizeof(float));
+    /* _set overwrites dinp (prefilled with garbage, NaN included) and still adds into dw, db */
+    float *dinp3 = ffill((size_t)N * C, 1e30f), *dw3 = ffill((size_t)OC * C, PREFILL), *db3 = ffill(OC, PREFILL);
+    dinp3[0] = NAN;
+    derf_linear_backward_set(dinp3, dw3, bias ? db3 : NULL, r, inp, w, N, C, OC);
+    for (size_t i = 0; i < (size_t)N * C; i++) dinp3[i] += PREFILL;
+    assert_true(fd_check("linear_set dinp", lin_loss, &x, x.inp, (size_t)N * C, dinp3));
+    assert_true(fd_check("linear_set dw", lin_loss, &x, x.w, (size_t)OC * C, dw3));
+    if (bias) assert_true(fd_check("linear_set db", lin_loss, &x, x.b, OC, db3));
+    free(dinp3); free(dw3); free(db3);
     free(inp); free(w); free(b); free(r); free(out); free(dinp); free(dw); free(db); free(dw2);
     free(x.inp); free(x.w); free(x.b); free(x.r); free(x.out);
 }
@@ -373,8 +382,8 @@ static double xent_loss(void *p) {
     }
     return kept ? x->scale * total / kept : 0.0;
 }
-static void run_xent(float smoothing, float scale, int with_ignored) {
-    const int N = 6, V = 7;
+static void run_xent_v(float smoothing, float scale, int with_ignored, int V) {
+    const int N = 6;
     int32_t tgt[6];
     for (int n = 0; n < N; n++) tgt[n] = (int32_t)(tu_uniform(&g_seed) * V);
     tgt[1] = V - 1; tgt[5] = 0;
@@ -392,12 +401,42 @@ static void run_xent(float smoothing, float scale, int with_ignored) {
     assert_true(isfinite(shifted) && fabs(shifted - want) <= 1e-4 * (1 + fabs(want)));
     free(logits); free(dl); free(x.logits);
 }
+static void run_xent(float smoothing, float scale, int with_ignored) { run_xent_v(smoothing, scale, with_ignored, 7); }
 static void test_xent_hard(void **state) {
     (void)state;
     run_xent(0.0f, 1.0f, 0);
     run_xent(0.1f, 1.0f, 0);
     run_xent(0.0f, 0.5f, 1);
     run_xent(0.1f, 2.0f, 1);
+}
+/* The 16-lane path: widths with whole vectors and a tail (finite differences), and GPT-2's vocabulary
+ * against the closed form dlogits = scale * (softmax - q) / kept computed in double here. */
+static void test_xent_wide(void **state) {
+    (void)state;
+    run_xent_v(0.0f, 1.0f, 0, 48);
+    run_xent_v(0.1f, 2.0f, 1, 53);
+    const int N = 3, V = 50304;
+    int32_t tgt[3] = { 7, V - 1, 31000 };
+    float *logits = fnew((size_t)N * V, -12, 12), *dl = ffill((size_t)N * V, PREFILL);
+    const double eps = 0.1, scale = 1.5;
+    float loss = derf_xent_forward_backward(dl, logits, tgt, (float)eps, (float)scale, N, V);
+    double total = 0, err = 0;
+    for (int n = 0; n < N; n++) {
+        const float *l = logits + (size_t)n * V;
+        double mx = l[0], s = 0, qx = 0;
+        for (int v = 1; v < V; v++) if (l[v] > mx) mx = l[v];
+        for (int v = 0; v < V; v++) s += exp(l[v] - mx);
+        for (int v = 0; v < V; v++) {
+            double q = (v == tgt[n] ? 1 - eps : 0) + eps / V, p = exp(l[v] - mx) / s;
+            qx += q * l[v];
+            double want = PREFILL + scale * (p - q) / N, e = fabs(dl[(size_t)n * V + v] - want);
+            err = e > err ? e : err;
+        }
+        total += mx + log(s) - qx;
+    }
+    assert_true(fabs(loss - total / N) <= 1e-5 * (1 + fabs(total / N)));
+    assert_true(err <= 1e-7);
+    free(logits); free(dl);
 }
 static void test_xent_all_ignored(void **state) {
     (void)state;
@@ -658,6 +697,7 @@ int main(void) {
         cmocka_unit_test(test_mean_pool),
         cmocka_unit_test(test_patch_embed),
         cmocka_unit_test(test_xent_hard),
+        cmocka_unit_test(test_xent_wide),
         cmocka_unit_test(test_xent_all_ignored),
         cmocka_unit_test(test_xent_soft),
         cmocka_unit_test(test_dropout),

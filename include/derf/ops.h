@@ -14,6 +14,10 @@ void derf_linear_forward(float *out, const float *inp, const float *w, const flo
                          int N, int C, int OC);
 void derf_linear_backward(float *dinp, float *dw, float *db, const float *dout,
                           const float *inp, const float *w, int N, int C, int OC);
+/* The same with dinp OVERWRITTEN (dinp = dout @ w; dw, db still added to): spares the caller the
+ * zeroing pass over a scratch input gradient (the models' step loops). */
+void derf_linear_backward_set(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, int N, int C, int OC);
 
 /* GELU: tanh approximation (GPT-2, "gelu_new") or the exact erf form (timm ViT default). */
 typedef enum { DERF_GELU_TANH, DERF_GELU_ERF } derf_gelu_kind;

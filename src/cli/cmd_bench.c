@@ -2,7 +2,7 @@
  * the same invocation (tools/bench_torch.py through /usr/bin/python3, when it has torch):
  *   memcpy  a threaded copy of the N x C norm tensor: the bandwidth floor (GB/s, read + write)
  *   norms   layernorm, rmsnorm, dyt, derf forward and forward+backward at N x C: ms, effective GB/s
- *           as a fraction of the copy's, and the PyTorch ratio
+ *           (2 tensor passes forward, 6 forward+backward) as a fraction of the copy's, and the PyTorch ratio
  *   vit     one ViT training step (forward + label-smoothed cross-entropy + backward + AdamW) of the
  *           compare recipe (preset tiny, batch 128): images/s per norm, and PyTorch's
  *   gpt2    one GPT-2 training step (forward + backward + clip + AdamW) at B x T (124M, 4 x 64): ms/step
@@ -42,6 +42,12 @@ static int cmp_double(const void *a, const void *b) {
 /* --min: report the fastest timed run instead of the median (steadier where other jobs share the cores). */
 static int stat_min;
 
+/* Median (or, with --min, minimum) of reps sorted times (seconds), in ms. */
+static double stat_ms(double *ts, int reps) {
+    qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
+    return 1e3 * (stat_min ? ts[0] : reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]));
+}
+
 /* Median (or, with --min, minimum) wall time (ms) of `reps` calls of fn after `warmup` untimed ones. */
 static double median_ms(void (*fn)(void *), void *ctx, int warmup, int reps) {
     double *ts = malloc(sizeof(double) * (size_t)reps);
@@ -50,10 +56,25 @@ static double median_ms(void (*fn)(void *), void *ctx, int warmup, int reps) {
         fn(ctx);
         if (r >= 0) ts[r] = now_s() - t;
     }
-    qsort(ts, (size_t)reps, sizeof *ts, cmp_double);
-    double m = stat_min ? ts[0] : reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
+    double m = stat_ms(ts, reps);
     free(ts);
-    return 1e3 * m;
+    return m;
+}
+
+/* The same for n configurations at once, interleaved: each round runs every configuration once (in an
+ * order rotated by one each round), so a change of load on a shared machine hits all of them alike and
+ * their ratio stays meaningful. ms[i] gets configuration i's median (or minimum). */
+static void median_ms_interleaved(void (*fn)(void *), void **ctx, int n, int warmup, int reps, double *ms) {
+    double *ts = malloc(sizeof(double) * (size_t)reps * (size_t)n);
+    for (int r = -warmup; r < reps; r++)
+        for (int j = 0; j < n; j++) {
+            int i = (j + (r < 0 ? 0 : r)) % n;
+            double t = now_s();
+            fn(ctx[i]);
+            if (r >= 0) ts[(size_t)i * reps + r] = now_s() - t;
+        }
+    for (int i = 0; i < n; i++) ms[i] = stat_ms(ts + (size_t)i * reps, reps);
+    free(ts);
 }
 
 /* "12.345" with the given format, or "-" for a missing (NAN) value. */
@@ -249,14 +270,15 @@ static int bench_norms(peer_t *peer, const char *list, int N, int C, double copy
 
     double bytes = (double)n * sizeof(float), copy_gbs = 2 * bytes / (copy_ms * 1e-3) / 1e9;
     char t[128];
-    printf("\nnorms %d x %d fp32, ms; GB/s counts 2 tensor passes forward, 5 forward+backward; %%copy = that GB/s over the\n"
-           "memcpy's; ratio = PyTorch ms over derf ms (>1: derf faster)\npeer: %s\n", N, C, peer_title(peer, blas, t, sizeof t));
+    printf("\nnorms %d x %d fp32, ms; GB/s counts 2 tensor passes forward (x read, y written), 6 forward+backward (the\n"
+           "backward reads x, dy and dx and writes dx: it adds into dx); %%copy = that GB/s over the memcpy's (2 passes);\n"
+           "ratio = PyTorch ms over derf ms (>1: derf faster)\npeer: %s\n", N, C, peer_title(peer, blas, t, sizeof t));
     printf("%-14s %9s %7s %6s %9s %7s | %9s %7s %6s %9s %7s\n", "norm", "fwd", "GB/s", "%copy", "torch", "ratio",
            "fwd+bwd", "GB/s", "%copy", "torch", "ratio");
     for (int i = 0; i < ns; i++) {
         printf("%-14s", names[i]);
         for (int b = 0; b < 2; b++) {
-            double gbs = (b ? 5 : 2) * bytes / (ours[i][b] * 1e-3) / 1e9;
+            double gbs = (b ? 6 : 2) * bytes / (ours[i][b] * 1e-3) / 1e9;
             char c1[32], c2[32], c3[32];
             printf("%s %9.3f %7.1f %6s %9s %7s", b ? " |" : "", ours[i][b], gbs, fmt(c1, sizeof c1, "%.0f%%", 100 * gbs / copy_gbs),
                    fmt(c2, sizeof c2, "%.3f", torch[i][b]), fmt(c3, sizeof c3, "%.2fx", torch[i][b] / ours[i][b]));
@@ -307,21 +329,30 @@ static int bench_vit(peer_t *peer, const char *preset, const char *list, int B, 
     for (int b = 0; b < B; b++) labels[b] = (int32_t)derf_rng_below(&r, (uint32_t)cfg.classes);
     double ours[MAX_SPECS], torch[MAX_SPECS][2];
     long long nparams = 0;
-    for (int i = 0; i < ns; i++) {
+    derf_vit *ms = calloc((size_t)ns, sizeof *ms);
+    vit_ctx *ks = calloc((size_t)ns, sizeof *ks);
+    void *ctx[MAX_SPECS];
+    int built = 0, rc = 0;
+    for (int i = 0; i < ns; i++, built++) { /* all built first, steps interleaved (as for gpt2) */
         cfg.norm = specs[i];
-        derf_vit m;
-        if (derf_vit_check(&cfg, err, sizeof err) || derf_vit_build(&m, &cfg, B, err, sizeof err)) {
-            free(img); free(dlogits); free(labels);
-            return cli_fail("bench", "vit %s: %s", names[i], err);
+        if (derf_vit_check(&cfg, err, sizeof err) || derf_vit_build(&ms[i], &cfg, B, err, sizeof err)) {
+            rc = cli_fail("bench", "vit %s: %s", names[i], err);
+            break;
         }
-        derf_vit_init(&m, 0);
-        nparams = (long long)m.params.total;
-        vit_ctx k = {&m, img, labels, dlogits, {0, 0}, {4e-3f, 0.9f, 0.999f, 1e-8f, 0.05f}, B, 0};
-        derf_rng_seed(&k.rng, 1, 0);
-        fprintf(stderr, "[bench] vit %s, %s, batch %d: %d warm-up + %d timed steps ...\n", preset, names[i], B, warmup, reps);
-        ours[i] = median_ms(vit_step, &k, warmup, reps);
-        derf_vit_free(&m);
+        derf_vit_init(&ms[i], 0);
+        nparams = (long long)ms[i].params.total;
+        ks[i] = (vit_ctx){&ms[i], img, labels, dlogits, {0, 0}, {4e-3f, 0.9f, 0.999f, 1e-8f, 0.05f}, B, 0};
+        derf_rng_seed(&ks[i].rng, 1, 0);
+        ctx[i] = &ks[i];
     }
+    if (!rc) {
+        fprintf(stderr, "[bench] vit %s, %s, batch %d: %d warm-up + %d timed steps each, interleaved ...\n", preset, list, B,
+                warmup, reps);
+        median_ms_interleaved(vit_step, ctx, ns, warmup, reps, ours);
+    }
+    for (int i = 0; i < built; i++) derf_vit_free(&ms[i]);
+    free(ms); free(ks);
+    if (rc) { free(img); free(dlogits); free(labels); return rc; }
     free(img); free(dlogits); free(labels);
 
     int blas = peer->blas > 0 ? peer->blas : 1;
@@ -385,23 +416,33 @@ static int bench_gpt2(peer_t *peer, const char *preset, const char *list, int B,
         tok[i] = (int32_t)derf_rng_below(&r, (uint32_t)vmax);
         tgt[i] = (int32_t)derf_rng_below(&r, (uint32_t)vmax);
     }
+    /* every model is built first and the steps interleaved (median_ms_interleaved): the norms' ratio is
+     * what matters, and a load change mid-run would otherwise land on one norm only */
     double ours[MAX_SPECS], torch[MAX_SPECS][2];
     long long nparams = 0;
-    for (int i = 0; i < ns; i++) {
+    derf_gpt2 *ms = calloc((size_t)ns, sizeof *ms);
+    gpt2_ctx *ks = calloc((size_t)ns, sizeof *ks);
+    void *ctx[MAX_SPECS];
+    int built = 0, rc = 0;
+    for (int i = 0; i < ns; i++, built++) {
         cfg.norm = specs[i];
-        derf_gpt2 m;
-        if (derf_gpt2_check(&cfg, err, sizeof err) || derf_gpt2_build(&m, &cfg, B, T, err, sizeof err)) {
-            free(tok); free(tgt);
-            return cli_fail("bench", "gpt2 %s: %s", names[i], err);
+        if (derf_gpt2_check(&cfg, err, sizeof err) || derf_gpt2_build(&ms[i], &cfg, B, T, err, sizeof err)) {
+            rc = cli_fail("bench", "gpt2 %s: %s", names[i], err);
+            break;
         }
-        derf_gpt2_init(&m, 0);
-        nparams = (long long)m.params.total;
-        gpt2_ctx k = {&m, tok, tgt, {6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f}, B, T, 0};
-        fprintf(stderr, "[bench] gpt2 %s, %s, B %d T %d: %d warm-up + %d timed steps ...\n", preset, names[i], B, T, warmup, reps);
-        ours[i] = median_ms(gpt2_step, &k, warmup, reps);
-        derf_gpt2_free(&m);
+        derf_gpt2_init(&ms[i], 0);
+        nparams = (long long)ms[i].params.total;
+        ks[i] = (gpt2_ctx){&ms[i], tok, tgt, {6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f}, B, T, 0};
+        ctx[i] = &ks[i];
     }
-    free(tok); free(tgt);
+    if (!rc) {
+        fprintf(stderr, "[bench] gpt2 %s, %s, B %d T %d: %d warm-up + %d timed steps each, interleaved ...\n", preset, list, B,
+                T, warmup, reps);
+        median_ms_interleaved(gpt2_step, ctx, ns, warmup, reps, ours);
+    }
+    for (int i = 0; i < built; i++) derf_gpt2_free(&ms[i]);
+    free(ms); free(ks); free(tok); free(tgt);
+    if (rc) return rc;
 
     /* the GPT-2 step's matrices are large: PyTorch runs them faster with OpenBLAS threaded (anchors.md) */
     int blas = peer->blas > 0 ? peer->blas : peer->threads;

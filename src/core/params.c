@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <omp.h>
 #include "derf/optim.h"
 #include "core/adamw_fn.h"
 
@@ -84,8 +85,18 @@ const derf_tensor *derf_params_find(const derf_params *p, const char *name) {
     return NULL;
 }
 
+/* One contiguous chunk per OpenMP thread: at GPT-2 124M the gradients are 500 MB, and one thread's
+ * memset is bound by that core's bandwidth (about 50 ms a step on the development machine). */
 void derf_params_zero_grad(derf_params *p) {
-    if (p->grads) memset(p->grads, 0, p->total * sizeof(float));
+    if (!p->grads) return;
+    const size_t n = p->total;
+    float *g = p->grads;
+    #pragma omp parallel if (n > ((size_t)1 << 20))
+    {
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+        size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+        memset(g + lo, 0, (hi - lo) * sizeof(float));
+    }
 }
 
 /* PyTorch AdamW, per element (t = step, 1-based):

@@ -448,8 +448,7 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
     memset(a.dlogits, 0, (size_t)BT * V * sizeof(float));
     derf_xent_forward_backward(a.dlogits, a.logits, m->targets, 0.0f, scale, BT, V);
     /* tied LM head: dlnf[B,T,C], dwte[V,C] += dlogits^T lnf */
-    memset(a.dln, 0, btc * sizeof(float));
-    derf_linear_backward(a.dln, dw.wte, NULL, a.dlogits, a.lnf, w.wte, BT, C, V);
+    derf_linear_backward_set(a.dln, dw.wte, NULL, a.dlogits, a.lnf, w.wte, BT, C, V);
     /* ln_f: dlnf -> dres = dL/dx_L[B,T,C] */
     const float *xL = a.res + (size_t)c->n_layer * a.btc;
     memset(a.dres, 0, btc * sizeof(float));
@@ -462,20 +461,16 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
         derf_gpt2_block_weights(m, m->params.grads, l, &bg);
         layer_acts(&a, l, &y);
         /* MLP branch: dres = dL/dxout[B,T,C]; the identity path keeps it, ln_2's input gradient adds */
-        memset(a.dfcg, 0, bth * sizeof(float));
-        derf_linear_backward(a.dfcg, bg.mproj_w, bg.mproj_b, a.dres, y.fcg, bw.mproj_w, BT, H, C); /* dfcg[B,T,H] */
+        derf_linear_backward_set(a.dfcg, bg.mproj_w, bg.mproj_b, a.dres, y.fcg, bw.mproj_w, BT, H, C); /* dfcg[B,T,H] */
         memset(a.dfch, 0, bth * sizeof(float));
         derf_gelu_backward(a.dfch, a.dfcg, y.fch, bth, DERF_GELU_TANH);                          /* dfch[B,T,H] */
-        memset(a.dln, 0, btc * sizeof(float));
-        derf_linear_backward(a.dln, bg.fc_w, bg.fc_b, a.dfch, y.ln2, bw.fc_w, BT, C, H);          /* dln2[B,T,C] */
+        derf_linear_backward_set(a.dln, bg.fc_w, bg.fc_b, a.dfch, y.ln2, bw.fc_w, BT, C, H);          /* dln2[B,T,C] */
         derf_norm_backward(ns, a.dres, bg.ln2, a.dln, y.xmid, bw.ln2, y.st2, BT, C);               /* dres = dL/dxmid */
         /* attention branch: dres = dL/dxmid[B,T,C] -> dL/dx */
-        memset(a.datty, 0, btc * sizeof(float));
-        derf_linear_backward(a.datty, bg.aproj_w, bg.aproj_b, a.dres, y.atty, bw.aproj_w, BT, C, C); /* datty */
+        derf_linear_backward_set(a.datty, bg.aproj_w, bg.aproj_b, a.dres, y.atty, bw.aproj_w, BT, C, C); /* datty */
         memset(a.dqkv, 0, 3 * btc * sizeof(float));
         derf_attention_backward(a.dqkv, a.datt, a.datty, y.qkv, y.att, B, T, C, NH, 1);          /* dqkv[B,T,3C] */
-        memset(a.dln, 0, btc * sizeof(float));
-        derf_linear_backward(a.dln, bg.attn_w, bg.attn_b, a.dqkv, y.ln1, bw.attn_w, BT, C, 3 * C); /* dln1[B,T,C] */
+        derf_linear_backward_set(a.dln, bg.attn_w, bg.attn_b, a.dqkv, y.ln1, bw.attn_w, BT, C, 3 * C); /* dln1[B,T,C] */
         derf_norm_backward(ns, a.dres, bg.ln1, a.dln, y.x, bw.ln1, y.st1, BT, C);                  /* dres = dL/dx */
     }
 

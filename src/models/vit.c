@@ -464,8 +464,7 @@ void derf_vit_backward(derf_vit *m, const float *dlogits, int B) {
     const size_t btd = (size_t)BT * D, bth = (size_t)BT * H;
 
     /* head: dlogits[B,V] -> dfnorm[B,D] */
-    memset(a.dfnorm, 0, (size_t)B * D * sizeof(float));
-    derf_linear_backward(a.dfnorm, dw.head_w, dw.head_b, dlogits, a.fnorm, w.head_w, B, D, V);
+    derf_linear_backward_set(a.dfnorm, dw.head_w, dw.head_b, dlogits, a.fnorm, w.head_w, B, D, V);
     /* final norm: dfnorm[B,D] -> dpooled[B,D] */
     memset(a.dpooled, 0, (size_t)B * D * sizeof(float));
     derf_norm_backward(ns, a.dpooled, dw.fnorm, a.dfnorm, a.pooled, w.fnorm, a.fst, B, D);
@@ -486,21 +485,17 @@ void derf_vit_backward(derf_vit *m, const float *dlogits, int B) {
         layer_acts(m, &a, l, &y);
         /* MLP branch: dres = dL/dxout[B,T,D]; the identity path keeps it, norm2's input gradient adds */
         const float *dbr = branch_grad(a.branch, a.dres, y.keep2, B, (size_t)T * D);
-        memset(a.dfcg, 0, bth * sizeof(float));
-        derf_linear_backward(a.dfcg, bg.fc2_w, bg.fc2_b, dbr, y.fcg, bw.fc2_w, BT, H, D);  /* dfcg[B,T,H] */
+        derf_linear_backward_set(a.dfcg, bg.fc2_w, bg.fc2_b, dbr, y.fcg, bw.fc2_w, BT, H, D);  /* dfcg[B,T,H] */
         memset(a.dfch, 0, bth * sizeof(float));
         derf_gelu_backward(a.dfch, a.dfcg, y.fch, bth, c->gelu);                          /* dfch[B,T,H] */
-        memset(a.dln, 0, btd * sizeof(float));
-        derf_linear_backward(a.dln, bg.fc1_w, bg.fc1_b, a.dfch, y.ln2, bw.fc1_w, BT, D, H); /* dln2[B,T,D] */
+        derf_linear_backward_set(a.dln, bg.fc1_w, bg.fc1_b, a.dfch, y.ln2, bw.fc1_w, BT, D, H); /* dln2[B,T,D] */
         derf_norm_backward(ns, a.dres, bg.n2, a.dln, y.xmid, bw.n2, y.st2, BT, D);          /* dres = dL/dxmid */
         /* attention branch: dres = dL/dxmid[B,T,D] -> dL/dx */
         dbr = branch_grad(a.branch, a.dres, y.keep1, B, (size_t)T * D);
-        memset(a.datty, 0, btd * sizeof(float));
-        derf_linear_backward(a.datty, bg.proj_w, bg.proj_b, dbr, y.atty, bw.proj_w, BT, D, D); /* datty[B,T,D] */
+        derf_linear_backward_set(a.datty, bg.proj_w, bg.proj_b, dbr, y.atty, bw.proj_w, BT, D, D); /* datty[B,T,D] */
         memset(a.dqkv, 0, 3 * btd * sizeof(float));
         derf_attention_backward(a.dqkv, a.datt, a.datty, y.qkv, y.att, B, T, D, NH, 0);   /* dqkv[B,T,3D] */
-        memset(a.dln, 0, btd * sizeof(float));
-        derf_linear_backward(a.dln, bg.qkv_w, bg.qkv_b, a.dqkv, y.ln1, bw.qkv_w, BT, D, 3 * D); /* dln1[B,T,D] */
+        derf_linear_backward_set(a.dln, bg.qkv_w, bg.qkv_b, a.dqkv, y.ln1, bw.qkv_w, BT, D, 3 * D); /* dln1[B,T,D] */
         derf_norm_backward(ns, a.dres, bg.n1, a.dln, y.x, bw.n1, y.st1, BT, D);             /* dres = dL/dx */
     }
 

@@ -10,6 +10,7 @@
 #include <omp.h>
 #include "derf/norm.h"
 #include "norms/functions.h"
+#include "norms/simd.h"
 
 /* ---- composition of transforms (see norm.h) ------------------------------------------------ */
 
@@ -188,9 +189,6 @@ DEFINE_PW_KERNELS(composed, eval_composed)
  * one pass over x and dy: it adds into dx and accumulates per-thread partials (dgamma, dbeta, per-channel
  * dshift in float rows of C; dalpha and scalar dshift as one 16-lane float sum per row, added into a
  * double per thread), reduced in thread order by bwd_reduce. VF(u) gives f(u); VFD(u, f, d) f and f'. */
-static inline __mmask16 lane_mask(int left) {
-    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-}
 #define VF_ERF(u) derf_erf16(u)
 #define VFD_ERF(u, f, d) do { f = derf_erf16(u); d = derf_derf_du16(u); } while (0)
 #define VF_TANH(u) derf_tanh16(u)
@@ -207,7 +205,8 @@ static void fwd16_##NAME(const derf_norm_spec *sp, float *restrict y, const floa
         const float *xr = x + (size_t)n * C;                                                       \
         float *yr = y + (size_t)n * C;                                                             \
         for (int c = 0; c < C; c += 16) {                                                          \
-            __mmask16 m = lane_mask(C - c);                                                        \
+            __mmask16 m = derf_lane_mask(C - c);                                                        \
+            DERF_PF_R(xr + c); DERF_PF_W(yr + c);                                                  \
             __m512 u = _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, xr + c),                       \
                                        _mm512_maskz_loadu_ps(m, sv + c));                          \
             __m512 f = VF(u);                                                                      \
@@ -240,7 +239,8 @@ static void bwd16_##NAME(const derf_norm_spec *sp, float *restrict dx, pw_grads 
             float *dxr = dx ? dx + (size_t)n * C : NULL;                                           \
             __m512 ra = _mm512_setzero_ps(), rs = _mm512_setzero_ps();                             \
             for (int c = 0; c < C; c += 16) {                                                      \
-                __mmask16 m = lane_mask(C - c);                                                    \
+                __mmask16 m = derf_lane_mask(C - c);                                                    \
+                DERF_PF_R(xr + c); DERF_PF_R(dyr + c); if (dxr) DERF_PF_W(dxr + c);                \
                 __m512 xv = _mm512_maskz_loadu_ps(m, xr + c), dyv = _mm512_maskz_loadu_ps(m, dyr + c); \
                 __m512 u = _mm512_fmadd_ps(va, xv, _mm512_maskz_loadu_ps(m, sv + c)), f, d;        \
                 VFD(u, f, d);                                                                      \

@@ -31,8 +31,7 @@ static void affine_vecs(const derf_norm_spec *s, const float *params, int C, flo
  * latency, not the loads, would bound one), the tail through a masked load; else an `omp simd`
  * reduction. Either way a fixed order for a given C. */
 #if defined(__AVX512F__)
-#include <immintrin.h>
-static inline __mmask16 tail16(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+#include "norms/simd.h"
 static float row_sum(const float *x, int C) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     int c = 0;
@@ -42,7 +41,7 @@ static float row_sum(const float *x, int C) {
         s2 = _mm512_add_ps(s2, _mm512_loadu_ps(x + c + 32));
         s3 = _mm512_add_ps(s3, _mm512_loadu_ps(x + c + 48));
     }
-    for (; c < C; c += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(tail16(C - c), x + c));
+    for (; c < C; c += 16) s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(derf_lane_mask(C - c), x + c));
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 static float row_sqdev(const float *x, float m, int C) {
@@ -56,7 +55,7 @@ static float row_sqdev(const float *x, float m, int C) {
         d = _mm512_sub_ps(_mm512_loadu_ps(x + c + 48), vm); s3 = _mm512_fmadd_ps(d, d, s3);
     }
     for (; c < C; c += 16) {
-        __mmask16 k = tail16(C - c);
+        __mmask16 k = derf_lane_mask(C - c);
         d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm);
         s0 = _mm512_fmadd_ps(d, d, s0);
     }
@@ -88,6 +87,9 @@ void derf_rownorm_forward(const derf_norm_spec *s, float *y, float *stats, const
     for (int n = 0; n < N; n++) {
         const float *restrict xr = x + (size_t)n * C;
         float *restrict yr = y + (size_t)n * C;
+#if defined(__AVX512F__)
+        for (int c = 0; c < C; c += 16) { DERF_PF_R(xr + c); DERF_PF_W(yr + c); } /* the rows ahead (simd.h) */
+#endif
         const float m = ln ? row_sum(xr, C) * inv_c : 0.f;
         const float r = 1.f / sqrtf(row_sqdev(xr, m, C) * inv_c + eps);
 #pragma omp simd
@@ -125,7 +127,8 @@ void derf_rownorm_backward(const derf_norm_spec *s, float *dx, float *dparams, c
             const __m512 vm = _mm512_set1_ps(m), vr = _mm512_set1_ps(r);
             __m512 g0 = _mm512_setzero_ps(), gx0 = g0;
             for (int c = 0; c < C; c += 16) {
-                __mmask16 k = tail16(C - c);
+                __mmask16 k = derf_lane_mask(C - c);
+                DERF_PF_R(xr + c); DERF_PF_R(dyr + c);
                 __m512 dyv = _mm512_maskz_loadu_ps(k, dyr + c);
                 __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), vm), vr);
                 __m512 gd = _mm512_mul_ps(dyv, _mm512_maskz_loadu_ps(k, wv + c));
@@ -141,7 +144,8 @@ void derf_rownorm_backward(const derf_norm_spec *s, float *dx, float *dparams, c
                 float *restrict dxr = dx + (size_t)n * C;
                 const __m512 vmg = _mm512_set1_ps(mg), vmgx = _mm512_set1_ps(mgx);
                 for (int c = 0; c < C; c += 16) {
-                    __mmask16 k = tail16(C - c);
+                    __mmask16 k = derf_lane_mask(C - c);
+                    DERF_PF_W(dxr + c);
                     __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, xr + c), vm), vr);
                     __m512 gd = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, dyr + c), _mm512_maskz_loadu_ps(k, wv + c));
                     __m512 v = _mm512_fnmadd_ps(xh, vmgx, _mm512_sub_ps(gd, vmg));

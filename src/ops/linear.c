@@ -17,12 +17,13 @@ void derf_linear_forward(float *out, const float *inp, const float *w, const flo
                 1.0f, inp, C, w, C, beta, out, OC);
 }
 
-/* dout[N,OC], inp[N,C], w[OC,C] -> dinp[N,C] += dout @ w; dw[OC,C] += dout^T @ inp; db[OC] += sum_n dout */
-void derf_linear_backward(float *dinp, float *dw, float *db, const float *dout,
-                          const float *inp, const float *w, int N, int C, int OC) {
+/* dout[N,OC], inp[N,C], w[OC,C] -> dinp[N,C] = dinp_beta * dinp + dout @ w; dw[OC,C] += dout^T @ inp;
+ * db[OC] += sum_n dout */
+static void linear_backward(float *dinp, float dinp_beta, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC) {
     if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
-                    1.0f, dout, OC, w, C, 1.0f, dinp, C);
+                    1.0f, dout, OC, w, C, dinp_beta, dinp, C);
     if (dw)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N,
                     1.0f, dout, OC, inp, C, 1.0f, dw, C);
@@ -41,4 +42,14 @@ void derf_linear_backward(float *dinp, float *dw, float *db, const float *dout,
             for (int o = 0; o < ob; o++) db[o0 + o] += acc[o];
         }
     }
+}
+
+void derf_linear_backward(float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, int N, int C, int OC) {
+    linear_backward(dinp, 1.0f, dw, db, dout, inp, w, N, C, OC);
+}
+
+void derf_linear_backward_set(float *dinp, float *dw, float *db, const float *dout,
+                              const float *inp, const float *w, int N, int C, int OC) {
+    linear_backward(dinp, 0.0f, dw, db, dout, inp, w, N, C, OC);
 }
