@@ -37,7 +37,7 @@ typedef struct {
     int d_conv;        /* 4 */
     int n_classes;     /* 0: masked LM */
     float emb_scale;   /* > 0: a learnable scalar backbone.embeddings.scale, initialised to this, multiplies the
-                        * embedding (derf_model_emb_scale_*); 0: none (upstream) */
+                        * embedding (derf_scalar_scale_*); 0: none (upstream) */
     derf_norm_spec norm;   /* rmsnorm upstream */
 } derf_caduceus_config;
 

@@ -34,7 +34,7 @@ typedef struct {
     float sin_w;      /* init of the Sin frequencies (10) */
     int n_classes;    /* 0: language model; > 0: mean pooling + linear head */
     float emb_scale;  /* > 0: a learnable scalar backbone.embeddings.scale, initialised to this, multiplies the
-                       * embedding (derf_model_emb_scale_*); 0: none (upstream) */
+                       * embedding (derf_scalar_scale_*); 0: none (upstream) */
     derf_norm_spec norm;
 } derf_hyena_config;
 

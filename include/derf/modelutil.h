@@ -18,12 +18,6 @@ float *derf_model_falloc(size_t n, int *fail);
 
 /* Aborts with one line naming the model when B x T does not fit 1..maxB x 1..maxT or a token is outside [0, V). */
 void derf_model_check_batch(const char *model, const int32_t *tokens, int B, int T, int maxB, int maxT, int V);
-/* The learnable embedding scale of the DNA models (the paper's GPT-2 `shared_scale`: a bounded point-wise norm fed
- * N(0, 0.02) embeddings sees inputs ~0.01 and the multiplicative Hyena/Mamba gates pass almost nothing; docs/dna.md).
- * Forward: x[rows,d] *= scale. Backward: dscale += sum_r dx[r,:] . E[tok[r],:] (E the unscaled embedding table),
- * then dx *= scale, so dx can go on into the embedding's backward. */
-void derf_model_emb_scale_forward(float *x, size_t rows, int d, float scale);
-void derf_model_emb_scale_backward(float *dx, float *dscale, const float *E, const int32_t *tok, size_t rows, int d, float scale);
 /* Appends key = printf(fmt, ...) to a metadata list; returns -1 (and appends nothing) when *n == max. */
 int derf_model_meta_put(char keys[][32], char vals[][128], int *n, int max, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

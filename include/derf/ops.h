@@ -38,6 +38,10 @@ void derf_embed_forward(float *out, const int32_t *tok, const float *wte, const 
                         int B, int T, int C);
 void derf_embed_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tok,
                          int B, int T, int C);
+/* A learnable scalar s on a tensor (GPT-2's shared_scale, the DNA models' embedding scale): y[i] = s x[i] (y may be x).
+ * Backward: *ds += sum dy[i] x[i] (summed in double), then dy[i] *= s in place, so dy becomes dx. x: the unscaled input. */
+void derf_scalar_scale_forward(float *y, const float *x, float s, size_t n);
+void derf_scalar_scale_backward(float *dy, float *ds, const float *x, float s, size_t n);
 
 /* Position embedding added in place: x[B,T,C] += pos[T,C]; backward dpos += sum_b dx. */
 void derf_add_pos_forward(float *x, const float *pos, int B, int T, int C);

@@ -378,7 +378,7 @@ float derf_caduceus_forward(derf_caduceus *m, const int32_t *tokens, const int32
     const size_t sd = (size_t)NT * d, sE = (size_t)NT * E, sst = derf_norm_stats_count(ns, NT);
     float *P = m->params.params;
     derf_embed_forward(a->res, a->tok2, P + a->emb, NULL, NB, T, d);
-    if (c->emb_scale > 0) derf_model_emb_scale_forward(a->res, (size_t)NB * T, d, P[a->emb_scale]);
+    if (c->emb_scale > 0) derf_scalar_scale_forward(a->res, a->res, P[a->emb_scale], sd);
     for (int l = 0; l < c->n_layer; l++) {
         const layer_off *o = &a->lo[l];
         float *x = LD(a->res, l, sd), *hn = LD(a->hn, l, sd), *gs = LD(a->gsum, l, sE), *xo = LD(a->res, l + 1, sd);
@@ -507,8 +507,10 @@ void derf_caduceus_backward(derf_caduceus *m, float scale) {
         derf_linear_backward(a->dA, G + o->in_w, NULL, a->dxz, LD(a->hn, l, sd), P + o->in_w, NT, d, 2 * E);
         derf_norm_backward(ns, a->dres, G + o->norm, a->dA, LD(a->res, l, sd), P + o->norm, LD(a->st, l, sst), NT, d);
     }
-    if (c->emb_scale > 0)
-        derf_model_emb_scale_backward(a->dres, G + a->emb_scale, P + a->emb, a->tok2, (size_t)NB * T, d, P[a->emb_scale]);
+    if (c->emb_scale > 0) { /* the unscaled embedding, gathered again into the free scratch dA */
+        derf_embed_forward(a->dA, a->tok2, P + a->emb, NULL, NB, T, d);
+        derf_scalar_scale_backward(a->dres, G + a->emb_scale, a->dA, P[a->emb_scale], sd);
+    }
     derf_embed_backward(G + a->emb, NULL, a->dres, a->tok2, NB, T, d);
 }
 

@@ -391,8 +391,7 @@ float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targ
     /* x0[B,T,C] = shared_scale * (wte[tok] + wpe[t]), or the plain sum without shared_scale */
     if (w.scale) {
         derf_embed_forward(a.emb, tokens, w.wte, w.wpe, B, T, C);                    /* emb[B,T,C] */
-        const float s = w.scale[0];
-        for (size_t i = 0; i < btc; i++) a.res[i] = s * a.emb[i];
+        derf_scalar_scale_forward(a.res, a.emb, w.scale[0], btc);
     } else {
         derf_embed_forward(a.res, tokens, w.wte, w.wpe, B, T, C);
     }
@@ -475,16 +474,7 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
     }
 
     /* x0 = s * emb: ds += sum(dx0 * emb) (double), demb = s * dx0 (in place); then the embedding */
-    if (w.scale) {
-        const float s = w.scale[0];
-        double ds = 0.0;
-        #pragma omp parallel for reduction(+:ds) schedule(static) if (btc > 65536)
-        for (long i = 0; i < (long)btc; i++) {
-            ds += (double)a.dres[i] * a.emb[i];
-            a.dres[i] *= s;
-        }
-        dw.scale[0] += (float)ds;
-    }
+    if (w.scale) derf_scalar_scale_backward(a.dres, dw.scale, a.emb, w.scale[0], btc);
     derf_embed_backward(dw.wte, dw.wpe, a.dres, m->tokens, B, T, C);     /* dwte[V,C], dwpe[T,C] += */
 }
 

@@ -399,7 +399,7 @@ float derf_hyena_forward(derf_hyena *m, const int32_t *tokens, const int32_t *ta
     float *P = m->params.params;
     positions(m, T);
     derf_embed_forward(a->res, tokens, P + a->emb, NULL, B, T, d);
-    if (c->emb_scale > 0) derf_model_emb_scale_forward(a->res, (size_t)BT, d, P[a->emb_scale]);
+    if (c->emb_scale > 0) derf_scalar_scale_forward(a->res, a->res, P[a->emb_scale], sd);
     for (int l = 0; l < c->n_layer; l++) {
         layer_w w;
         layer_weights(m, P, l, &w);
@@ -505,8 +505,10 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
         derf_norm_backward(ns, a->dres, g.n1, a->dA, x, w.n1, LD(a->st1, l, sst), BT, d); /* dres = d(x) */
         filter_backward(m, &w, &g, l, T);
     }
-    if (c->emb_scale > 0)
-        derf_model_emb_scale_backward(a->dres, G + a->emb_scale, P + a->emb, a->tokens, (size_t)B * T, d, P[a->emb_scale]);
+    if (c->emb_scale > 0) { /* the unscaled embedding, gathered again into the free scratch dA */
+        derf_embed_forward(a->dA, a->tokens, P + a->emb, NULL, B, T, d);
+        derf_scalar_scale_backward(a->dres, G + a->emb_scale, a->dA, P[a->emb_scale], sd);
+    }
     derf_embed_backward(G + a->emb, NULL, a->dres, a->tokens, B, T, d);
 }
 

@@ -40,23 +40,6 @@ void derf_model_check_batch(const char *model, const int32_t *tokens, int B, int
         }
 }
 
-void derf_model_emb_scale_forward(float *x, size_t rows, int d, float scale) {
-    for (size_t i = 0; i < rows * (size_t)d; i++) x[i] *= scale;
-}
-
-void derf_model_emb_scale_backward(float *dx, float *dscale, const float *E, const int32_t *tok, size_t rows, int d, float scale) {
-    double acc = 0;
-    for (size_t r = 0; r < rows; r++) {
-        const float *e = E + (size_t)tok[r] * d;
-        float *g = dx + r * d;
-        for (int c = 0; c < d; c++) {
-            acc += (double)g[c] * e[c];
-            g[c] *= scale;
-        }
-    }
-    *dscale += (float)acc;
-}
-
 int derf_model_meta_put(char keys[][32], char vals[][128], int *n, int max, const char *key, const char *fmt, ...) {
     if (*n >= max) return -1;
     snprintf(keys[*n], 32, "%s", key);

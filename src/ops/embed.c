@@ -92,3 +92,17 @@ void derf_mean_pool_backward(float *dx, const float *dout, int B, int T, int T0,
             for (int c = 0; c < C; c++) d[c] += g[c] * inv;
         }
 }
+
+void derf_scalar_scale_forward(float *y, const float *x, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = s * x[i];
+}
+
+void derf_scalar_scale_backward(float *dy, float *ds, const float *x, float s, size_t n) {
+    double acc = 0.0;
+    #pragma omp parallel for reduction(+:acc) schedule(static) if (n > 65536)
+    for (long i = 0; i < (long)n; i++) {
+        acc += (double)dy[i] * x[i];
+        dy[i] *= s;
+    }
+    *ds += (float)acc;
+}
