@@ -2,7 +2,7 @@
  * command as a user runs it. Compares against the single-process trainer (itself checked against
  * PyTorch in test_vit/test_gpt2/test_train): 2 processes at global batch B give the losses, gradient
  * norms and evaluations of 1 process at batch B to fp32 tolerance (ViT with drop path, mixup/cutmix,
- * erasing and translation on; GPT-2 with gradient accumulation); a run stopped and resumed under MPI
+ * erasing and translation on; GPT-2 with gradient accumulation; DiT); a run stopped and resumed under MPI
  * equals an uninterrupted one (also when a 1-process run is continued by 2); weights that drift
  * apart between the processes are found and resynchronised; a process that fails ends the whole job with its message, never hangs;
  * a batch that does not split evenly, a one-process command and (CPU build) --device cuda under mpirun
@@ -218,6 +218,33 @@ static void test_lm_two_processes_equal_one(void **state) {
     same_records("lm2", "lmr", "final", fin, 2, 1, 1);
 }
 
+/* ------------------------------------------------------------------------------- DiT */
+
+#define DIT "train-dit --dim 16 --depth 2 --heads 2 --steps 6 --batch 8 --train-limit 64 --eval-train-n 16 " \
+            "--log-every 1 --threads 1 --quiet"
+
+/* DiT on 2 processes = 1 process (the same draws, each process its half of the batch), and a 2-process resume */
+static void test_dit_two_processes_equal_one(void **state) {
+    (void)state;
+    if (g_skip) skip();
+    char err[8192];
+    int rc = sh(err, sizeof err, "OMP_NUM_THREADS=1 ./derf " DIT " --out %s/dit1", g_dir);
+    assert_true(ok("1 process", rc, err));
+    rc = sh(err, sizeof err, MPIRUN "./derf " DIT " --out %s/dit2", g_dir);
+    assert_true(ok("2 processes", rc, err));
+    static const char *const fin[] = {"eval_loss", "eval_loss_ema"};
+    processes_were("dit1", "final", 1);
+    processes_were("dit2", "final", 2);
+    same_records("dit1", "dit2", "train", TRAIN_KEYS, 4, 6, 0);
+    same_records("dit1", "dit2", "final", fin, 2, 1, 0);
+    rc = sh(err, sizeof err, MPIRUN "./derf " DIT " --max-steps 3 --out %s/ditr", g_dir);
+    assert_true(ok("first part", rc, err));
+    rc = sh(err, sizeof err, MPIRUN "./derf train-dit --resume %s/ditr --threads 1", g_dir);
+    assert_true(ok("resumed", rc, err));
+    same_records("dit2", "ditr", "train", TRAIN_KEYS, 4, 6, 0);
+    same_records("dit2", "ditr", "final", fin, 2, 1, 1);
+}
+
 /* ------------------------------------------------------------------------------- drift */
 
 /* Weights that drift apart (rank 1 nudges one weight after step 1) are found at the next check (ViT:
@@ -330,6 +357,7 @@ int main(void) {
         cmocka_unit_test(test_vit_two_processes_equal_one),
         cmocka_unit_test(test_vit_resume_under_mpi),
         cmocka_unit_test(test_lm_two_processes_equal_one),
+        cmocka_unit_test(test_dit_two_processes_equal_one),
         cmocka_unit_test(test_drift_is_found_and_resynced),
         cmocka_unit_test(test_failing_process_stops_the_job),
         cmocka_unit_test(test_refusals),

@@ -75,7 +75,10 @@ typedef struct {
     int eval_train_n;          /* images for the evaluation-mode training loss (0: skip) */
     int log_every, quiet;
     const char *out;           /* run folder (NULL: write nothing) */
-    const char *resume;
+    const char *resume;        /* run folder to continue from exactly */
+    int max_steps;             /* stop (and save) after this many steps (0: all) */
+    int ckpt_every;            /* steps between checkpoints (0: off) */
+    double ckpt_secs;          /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
     const derf_st_meta *meta;
     int nmeta;
 } derf_dit_train_opts;
@@ -85,7 +88,7 @@ typedef struct {
     float final_loss;                    /* mean training loss over the last log window */
     float eval_loss, eval_loss_ema;      /* evaluation-mode training loss (Appendix E), -1: not run */
     double seconds, images_per_s;
-    char diverged_msg[160];
+    char diverged_msg[200];
 } derf_dit_train_result;
 
 void derf_dit_train_opts_default(derf_dit_train_opts *o);

@@ -58,6 +58,8 @@ typedef struct {
     const char *out;            /* run folder (created); NULL: write nothing */
     const char *resume;         /* pretraining: continue the run in this folder exactly (its state.safetensors) */
     int max_steps;              /* pretraining: stop (and save) after this many steps of the schedule (0: all) */
+    int ckpt_every;             /* steps between checkpoints besides the validations' (0: off) */
+    double ckpt_secs;           /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
     const derf_st_meta *meta;   /* extra metadata in the checkpoints */
     int nmeta;
 } derf_dna_train_opts;

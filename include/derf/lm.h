@@ -40,6 +40,8 @@ typedef struct {
     uint64_t seed;            /* init and batch sampling */
     int max_steps;            /* stop (and save) after this many steps of the schedule (0: all) */
     int log_every;            /* steps between progress lines and train log records */
+    int ckpt_every;           /* steps between checkpoints besides the validations' (0: off) */
+    double ckpt_secs;         /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
     int quiet;
     const char *out;          /* run folder (created); NULL: write nothing */
     const char *resume;       /* run folder to continue from (its state.safetensors) */

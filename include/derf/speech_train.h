@@ -31,6 +31,8 @@ typedef struct {
     int probe;              /* 1: character-ID probe at the end */
     uint64_t seed;
     int max_steps, log_every, quiet;
+    int ckpt_every;             /* steps between checkpoints besides the validations' (0: off) */
+    double ckpt_secs;           /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
     const char *out, *resume;
     const derf_st_meta *meta;
     int nmeta;

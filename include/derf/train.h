@@ -9,6 +9,7 @@
 #include "derf/augment.h"
 #include "derf/optim.h"
 #include "derf/rng.h"
+#include "derf/runlog.h"
 #include "derf/safetensors.h"
 #include "derf/vit.h"
 
@@ -47,9 +48,10 @@ typedef struct {
 
 int derf_run_save(const char *dir, const derf_run_state *s, char *err, size_t errlen);
 /* Restores dir/state.safetensors into p (params, m, v) and ema (if non-NULL), checking the format
- * tag and that every tensor matches; returns the step and the RNG state. */
-int derf_run_load(const char *dir, const char *format, derf_params *p, float *ema, int *step,
-                  derf_rng *rng, char *err, size_t errlen);
+ * tag, that the metadata holds want[0..nwant) (the model config) and that every tensor matches; returns the
+ * step and the RNG state. */
+int derf_run_load(const char *dir, const char *format, const derf_st_meta *want, int nwant, derf_params *p,
+                  float *ema, int *step, derf_rng *rng, char *err, size_t errlen);
 
 /* ---- data-parallel runs (derf/dist.h; no-ops on one process) ----------------------------------
  * derf_run_bcast: rank 0's weights, AdamW moments, EMA (if non-NULL), step and RNG to every process.
@@ -58,7 +60,7 @@ int derf_run_load(const char *dir, const char *format, derf_params *p, float *em
  * gradient norm differently); if not, warns on rank 0 ("[derf] ..." and a {"type":"resync"} record in
  * log, if non-NULL) and continues everyone from rank 0's state. Returns 1 if they had drifted. */
 void derf_run_bcast(derf_params *p, float *ema, int *step, derf_rng *rng);
-int derf_run_resync(derf_params *p, float *ema, int step, FILE *log, int quiet);
+int derf_run_resync(derf_params *p, float *ema, int step, derf_runlog *log, int quiet);
 
 /* ---- the ViT classification trainer --------------------------------------------------------- */
 typedef struct {
@@ -74,6 +76,8 @@ typedef struct {
     int max_steps;            /* stop after this many steps (0: run the whole schedule) */
     int eval_train_loss;      /* 1: measure the evaluation-mode training loss at the end */
     int log_every;            /* steps between progress lines and log records */
+    int ckpt_every;           /* steps between checkpoints besides the one per epoch (0: off) */
+    double ckpt_secs;         /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
     int quiet;
     const char *out;          /* run directory (created); NULL: write nothing */
     const char *resume;       /* run directory to continue from (its state.safetensors) */
@@ -92,7 +96,7 @@ typedef struct {
     float class_acc[DERF_DATASET_CLASSES];     /* per-class test accuracy (of the better of raw/EMA) */
     float train_loss_eval, train_loss_eval_ema;/* evaluation-mode training loss (Appendix E); -1: not run */
     double seconds, images_per_s;              /* the training loop, per-epoch evaluations included */
-    char diverged_msg[160];
+    char diverged_msg[200];
 } derf_cls_result;
 
 void derf_cls_opts_default(derf_cls_opts *o);

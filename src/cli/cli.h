@@ -33,21 +33,27 @@ int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
  * status after printing one error line. cli_args_json makes that array from argv[1..argc). */
 int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv);
 char *cli_args_json(int argc, char **argv);
+/* The run options every training command shares: --out, --resume, --max-steps, --ckpt-every, --ckpt-secs. */
+typedef struct {
+    const char *out, *resume;
+    int max_steps, ckpt_every;
+    float ckpt_secs;          /* < 0: the trainers' default (DERF_FIT_CKPT_SECS) */
+} cli_run;
+/* Appends their rows at t (out_help says what the run folder holds); returns how many (5). */
+int cli_run_opts(cli_opt *t, cli_run *r, const char *out_help);
 /* Parses a resumable training command: argv; with --resume DIR, DIR's stored options on fresh defaults
  * (reset(ctx)), then argv again on top (a stored --max-steps does not carry over), and the run folder
- * becomes DIR. out, max_steps and resume are the command's own option variables (out_default is the
- * --out default). *stored gets the JSON of the options to store (free it). Returns 0, -1 when --help
- * was printed (exit 0), or an exit status after an error line. */
-/* Appends the --out, --resume and --max-steps rows of a resumable training command at t (out_help says
- * what the run folder holds); returns 3. */
-int cli_run_opts(cli_opt *t, const char **out, const char *out_help, const char **resume, int *max_steps);
-int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx,
-                        const char **out, const char *out_default, int *max_steps, const char **resume, char **stored);
-/* Hands what cli_parse_resumable returned to a trainer's options struct o (fields out, resume, max_steps, meta,
- * nmeta; meta points at one derf_st_meta holding the stored options). */
-#define CLI_SET_RUN(o, out_, resume_, max_steps_, meta_)                                                             \
-    do { (o).out = (out_); (o).resume = (resume_); (o).max_steps = (max_steps_); (o).meta = (meta_); (o).nmeta = 1; } \
-    while (0)
+ * becomes DIR (r->out; out_default is the --out default). *stored gets the JSON of the options to store (free
+ * it). Returns 0, -1 when --help was printed (exit 0), or an exit status after an error line. */
+int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx, cli_run *r,
+                        const char *out_default, char **stored);
+/* Hands the run options to a trainer's options struct o (fields out, resume, max_steps, ckpt_every, ckpt_secs,
+ * meta, nmeta; meta points at one derf_st_meta holding the stored options). */
+#define CLI_SET_RUN(o, r, meta_)                                                                                     \
+    do {                                                                                                             \
+        (o).out = (r).out; (o).resume = (r).resume; (o).max_steps = (r).max_steps;                                  \
+        (o).ckpt_every = (r).ckpt_every; (o).ckpt_secs = (r).ckpt_secs; (o).meta = (meta_); (o).nmeta = 1;          \
+    } while (0)
 
 int cmd_bench(int argc, char **argv);
 int cmd_functions(int argc, char **argv);

@@ -90,27 +90,27 @@ int dit_sample_args_finish(dit_sample_args *a, const char *cmd) {
     return 0;
 }
 
+static void reset_args(void *a) { dit_args_init((dit_args *)a); }
+
 int cmd_train_dit(int argc, char **argv) {
     static dit_args a;
     dit_args_init(&a);
-    const char *out = "runs/dit";
+    cli_run run = {"runs/dit", NULL, 0, 0, -1.f};
     cli_opt opts[64];
-    int n = dit_opts_table(&a, opts, 60);
-    opts[n++] = (cli_opt){"out", CLI_STR, &out, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl", 0, -1};
+    int n = dit_opts_table(&a, opts, 58);
+    n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl");
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-dit", "[options]",
         "Train a class-conditional DiT (pixel space, DDPM, eps-prediction MSE, label dropout for guidance, EMA) on\n"
         "Fashion-MNIST with any --norm spec, and report the evaluation-mode training loss (paper Appendix E).",
-        "Sample it with 'derf sample-dit OUT/model_ema.safetensors'. docs/dit.md has the recipe and its sources.", opts};
-    char *pos[1];
-    int npos, rc = cli_parse(&cmd, argc, argv, pos, 0, &npos);
-    if (rc) return rc > 0 ? 0 : 2;
-    if ((rc = dit_args_finish(&a, "train-dit"))) return rc;
-    char *stored = cli_args_json(argc, argv);
+        "Sample it with 'derf sample-dit OUT/model_ema.safetensors'. Resume: 'derf train-dit --resume DIR\n"
+        "[--max-steps N]' replays DIR's options and continues exactly. docs/dit.md has the recipe and its sources.", opts};
+    char *stored = NULL;
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &run, "runs/dit", &stored);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = dit_args_finish(&a, "train-dit"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    a.o.out = out;
-    a.o.meta = &meta;
-    a.o.nmeta = 1;
+    CLI_SET_RUN(a.o, run, &meta);
     derf_dit_train_result r;
     char err[DERF_ERRLEN];
     rc = derf_dit_train(&a.o, &r, NULL, NULL, err, sizeof err);
@@ -119,7 +119,7 @@ int cmd_train_dit(int argc, char **argv) {
     if (r.diverged) { printf("%s: %s\n", a.norm, r.diverged_msg); return 3; }
     printf("%s: %d steps in %.0f s (%.0f img/s), last training loss %.5f, eval-mode training loss %.5f (EMA %.5f)\n",
            a.norm, r.steps, r.seconds, r.images_per_s, (double)r.final_loss, (double)r.eval_loss, (double)r.eval_loss_ema);
-    printf("wrote %s/{model,model_ema,state}.safetensors and %s/log.jsonl\n", out, out);
+    printf("wrote %s/{model,model_ema,state}.safetensors and %s/log.jsonl\n", run.out, run.out);
     return 0;
 }
 

@@ -102,11 +102,10 @@ static void reset_args(void *a) { lm_args_init((lm_args *)a); }
 int cmd_train_lm(int argc, char **argv) {
     static lm_args a;
     lm_args_init(&a);
-    const char *out = "runs/lm", *resume = NULL;
-    int max_steps = 0;
+    cli_run run = {"runs/lm", NULL, 0, 0, -1.f};
     cli_opt opts[64];
     int n = lm_opts_table(&a, opts, 60);
-    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
+    n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, state.safetensors, log.jsonl");
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-lm", "[options]",
         "Train a GPT-2 language model (default: the tiny preset, 6 layers, on runs/data/text with derf) with the\n"
@@ -119,11 +118,11 @@ int cmd_train_lm(int argc, char **argv) {
         "Several processes: 'mpirun -np N derf train-lm ...' trains data-parallel (--batch is the global batch\n"
         "of each micro-batch, a multiple of N; rank 0 writes the run folder); see docs/distributed.md.", opts};
     char *stored = NULL;
-    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &out, "runs/lm", &max_steps, &resume, &stored);
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &run, "runs/lm", &stored);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = lm_args_finish(&a, "train-lm"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    CLI_SET_RUN(a.o, out, resume, max_steps, &meta);
+    CLI_SET_RUN(a.o, run, &meta);
     static derf_lm_result r;
     char err[DERF_ERRLEN];
     rc = derf_lm_train(&a.o, &r, err, sizeof err);
@@ -131,6 +130,6 @@ int cmd_train_lm(int argc, char **argv) {
     if (rc) return cli_fail("train-lm", "%s", err);
     lm_print_result(a.norm, &r);
     if (r.diverged) return 3;
-    printf("wrote %s/{model,state}.safetensors and %s/log.jsonl\n", out, out);
+    printf("wrote %s/{model,state}.safetensors and %s/log.jsonl\n", run.out, run.out);
     return 0;
 }

@@ -97,11 +97,10 @@ static void reset_args(void *a) { sp_init((sp_args *)a); }
 int cmd_train_speech(int argc, char **argv) {
     static sp_args a;
     sp_init(&a);
-    const char *out = "runs/speech", *resume = NULL;
-    int max_steps = 0;
+    cli_run run = {"runs/speech", NULL, 0, 0, -1.f};
     cli_opt opts[40];
     int n = sp_table(&a, opts);
-    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
+    n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, state.safetensors, log.jsonl");
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-speech", "[options]",
         "Pre-train wav2vec 2.0 (fairseq's model scaled in width; default preset s with derf) on the speech corpus\n"
@@ -111,11 +110,11 @@ int cmd_train_speech(int argc, char **argv) {
         "'derf train-speech --resume DIR [--max-steps N]' replays DIR's options and continues exactly.\n"
         "See docs/speech.md.", opts};
     char *stored = NULL;
-    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &out, "runs/speech", &max_steps, &resume, &stored);
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &run, "runs/speech", &stored);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = sp_finish(&a, "train-speech"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    CLI_SET_RUN(a.o, out, resume, max_steps, &meta);
+    CLI_SET_RUN(a.o, run, &meta);
     static derf_speech_train_result r;
     char err[DERF_ERRLEN];
     rc = derf_speech_train(&a.o, &r, err, sizeof err);
@@ -123,13 +122,34 @@ int cmd_train_speech(int argc, char **argv) {
     if (rc) return cli_fail("train-speech", "%s", err);
     print_result(a.norm, &r);
     if (r.diverged) return 3;
-    printf("wrote %s/{model,state}.safetensors and %s/log.jsonl\n", out, out);
+    printf("wrote %s/{model,state}.safetensors and %s/log.jsonl\n", run.out, run.out);
+    return 0;
+}
+
+/* one wav2vec run for the compare driver */
+static int w2v_run(void *ctx, compare_row *row, int seed, const char *dir, double *v, double *seconds, int *ok) {
+    sp_args b = *(const sp_args *)ctx;
+    b.norm = row->spec;
+    b.seed = seed;
+    if (row->lr > 0) b.o.lr = row->lr;
+    int rc = sp_finish(&b, "compare");
+    if (rc) return rc;
+    b.o.out = dir;
+    char err[DERF_ERRLEN];
+    static derf_speech_train_result r;
+    if (derf_speech_train(&b.o, &r, err, sizeof err)) return cli_fail("compare", "%s", err);
+    print_result(row->spec, &r);
+    *ok = !r.diverged;
+    double col[] = {r.val.bits, r.val.contrastive_bits, r.val.acc, r.val.code_ppl, r.train_eval.frames ? r.train_eval.bits : -1,
+                    r.probe_acc, r.probe_acc_random, (double)r.params};
+    memcpy(v, col, sizeof col);
+    *seconds = r.seconds;
     return 0;
 }
 
 int cmd_compare_speech(int argc, char **argv) {
     static sp_args a;
-    static derf_speech_train_result res[MAX_NORMS][MAX_SEEDS];
+    static compare_row rows[MAX_NORMS];
     sp_init(&a);
     const char *norms = "layernorm,dyt,derf", *out = "runs/compare-speech", *model = "wav2vec";
     int seeds = 1;
@@ -153,59 +173,19 @@ int cmd_compare_speech(int argc, char **argv) {
     compare_norm list[MAX_NORMS];
     int nn = compare_parse_norms("compare", norms, list);
     if (nn < 0) return 2;
-    if (compare_make_dir("compare", out)) return 2;
-    for (int i = 0; i < nn; i++)
-        for (int s = 0; s < seeds; s++) {
-            sp_args b = a;
-            b.norm = list[i].spec;
-            b.seed = a.seed + s;
-            if (list[i].lr > 0) b.o.lr = list[i].lr;
-            if ((rc = sp_finish(&b, "compare"))) return rc;
-            char name[200], dir[1200], err[DERF_ERRLEN];
-            compare_run_name(name, sizeof name, list[i].spec, b.seed);
-            snprintf(dir, sizeof dir, "%s/%s", out, name);
-            b.o.out = dir;
-            if (!a.o.quiet) fprintf(stderr, "[derf] === %s, seed %d (%d of %d) ===\n", list[i].spec, b.seed, i * seeds + s + 1, nn * seeds);
-            if (derf_speech_train(&b.o, &res[i][s], err, sizeof err)) return cli_fail("compare", "%s", err);
-            print_result(list[i].spec, &res[i][s]);
-        }
+    if ((rc = compare_drive("compare", &a, w2v_run, list, nn, seeds, a.seed, out, a.o.quiet, rows))) return rc;
     const derf_w2v_config *c = &a.o.model;
     derf_strbuf md = {0};
     derf_sb_printf(&md, "# derf compare --model wav2vec\n\nwav2vec 2.0 preset `%s` (conv C %d, d %d, %d layers, %d heads, ffn %d, "
                         "G %d x V %d, K %d negatives, %lld parameters) on `%s`; %d steps of %d utterances cropped to <= %d "
                         "samples, lr %g (warmup %.0f%%, linear decay), wd %g, clip %g; seeds %d..%d.\n\n",
                    a.preset, c->conv_dim, c->d, c->n_layer, c->n_head, c->ffn, c->groups, c->vars, c->n_neg,
-                   res[0][0].params, a.o.data, a.o.steps, a.o.batch, a.o.crop, (double)a.o.lr,
+                   (long long)rows[0].v[0][7], a.o.data, a.o.steps, a.o.batch, a.o.crop, (double)a.o.lr,
                    100.0 * a.o.warmup_frac, (double)a.o.weight_decay, (double)a.o.clip, a.seed, a.seed + seeds - 1);
-    derf_sb_printf(&md, "| norm | val loss, bits/masked frame (mean ± std) | contrastive | accuracy | code ppl | eval-mode train loss "
-                        "| probe acc (random net) | time/run |\n|---|---|---|---|---|---|---|---|\n");
-    printf("\n%-24s %-20s %-9s %-7s %-8s %-10s %-16s %s\n", "norm", "val bits", "contr.", "acc", "ppl", "train", "probe (random)",
-           "time/run");
-    for (int i = 0; i < nn; i++) {
-        double v[MAX_SEEDS], cb = 0, ac = 0, pp = 0, tl = 0, pr = 0, prr = 0, t = 0;
-        int k = 0;
-        for (int s = 0; s < seeds; s++) {
-            const derf_speech_train_result *r = &res[i][s];
-            if (r->diverged) continue;
-            v[k++] = r->val.bits;
-            cb += r->val.contrastive_bits; ac += r->val.acc; pp += r->val.code_ppl;
-            tl += r->train_eval.frames ? r->train_eval.bits : NAN;
-            pr += r->probe_acc; prr += r->probe_acc_random; t += r->seconds;
-        }
-        if (!k) {
-            printf("%-24s diverged in all %d runs\n", list[i].spec, seeds);
-            derf_sb_printf(&md, "| %s | × (diverged) | | | | | | |\n", list[i].spec);
-            continue;
-        }
-        double mu, sd;
-        compare_mean_std(v, k, &mu, &sd);
-        char pb[48] = "-";
-        if (pr >= 0) snprintf(pb, sizeof pb, "%.3f (%.3f)", pr / k, prr / k);
-        printf("%-24s %.4f ± %.4f      %-9.4f %-7.3f %-8.1f %-10.4f %-16s %.0f s%s\n", list[i].spec, mu, sd, cb / k, ac / k,
-               pp / k, tl / k, pb, t / k, k < seeds ? " (some diverged)" : "");
-        derf_sb_printf(&md, "| %s | %.4f ± %.4f | %.4f | %.3f | %.1f | %.4f | %s | %.0f s%s |\n", list[i].spec, mu, sd, cb / k,
-                       ac / k, pp / k, tl / k, pb, t / k, k < seeds ? " (some diverged)" : "");
-    }
+    static const compare_col cols[] = {{"val loss, bits/masked frame", "%.4f", 1}, {"contrastive", "%.4f", 0},
+                                       {"accuracy", "%.3f", 0}, {"code ppl", "%.1f", 0}, {"eval-mode train loss", "%.4f", 0},
+                                       {"probe acc", "%.3f", 0}, {"probe acc (random net)", "%.3f", 0}};
+    compare_table(&md, cols, 7, NULL, rows, nn, seeds, a.o.lr);
     derf_sb_printf(&md, "\nValidation loss: fairseq's logged loss (InfoNCE + 0.1 x diversity + 10 x feature penalty, per masked "
                         "frame, in bits) in evaluation mode (argmax codes) over the validation utterances, each centre-cropped, "
                         "with masks and negatives from one fixed seed for every norm. The probe is a softmax regression of the "

@@ -111,13 +111,12 @@ static void reset_args(void *a) { train_args_init((train_args *)a); }
 int cmd_train(int argc, char **argv) {
     static train_args a;
     train_args_init(&a);
-    const char *out = "runs/train", *resume = NULL;
-    int max_steps = 0;
+    cli_run run = {"runs/train", NULL, 0, 0, -1.f};
     cli_opt opts[64];
     int n = train_opts_table(&a, opts, 60);
     opts[n++] = (cli_opt){"device", CLI_STR, &a.o.device,
                           "cpu, cuda (GPU, bf16 activations) or cuda:fp32; needs make CUDA=1 (docs/cuda.md)", 0, -1};
-    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
+    n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl");
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train", "[options]",
         "Train a ViT classifier (default: the tiny preset on Fashion-MNIST with derf) and report test accuracy,\n"
@@ -127,17 +126,17 @@ int cmd_train(int argc, char **argv) {
         "Several processes: 'mpirun -np N derf train ...' trains data-parallel (--batch is the global batch, a\n"
         "multiple of N; rank 0 writes the run folder); see docs/distributed.md.", opts};
     char *stored = NULL;
-    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &out, "runs/train", &max_steps, &resume, &stored);
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &a, &run, "runs/train", &stored);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = train_args_finish(&a, "train"))) { free(stored); return rc; }
     derf_st_meta meta = {"train_args", stored};
-    CLI_SET_RUN(a.o, out, resume, max_steps, &meta);
+    CLI_SET_RUN(a.o, run, &meta);
     derf_cls_result r;
     char err[DERF_ERRLEN];
     if (derf_cls_train(&a.o, &r, err, sizeof err)) { free(stored); return cli_fail("train", "%s", err); }
     free(stored);
     print_result(a.norm, &r);
     if (r.diverged) return 3;
-    printf("wrote %s/{model,model_ema,state}.safetensors and %s/log.jsonl\n", out, out);
+    printf("wrote %s/{model,model_ema,state}.safetensors and %s/log.jsonl\n", run.out, run.out);
     return 0;
 }

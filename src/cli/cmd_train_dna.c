@@ -116,15 +116,14 @@ int cmd_train_dna(int argc, char **argv) {
     static train_dna_args ta;
     dna_args *a = &ta.a;
     reset_args(&ta);
-    const char *out = NULL, *resume = NULL;
-    int max_steps = 0;
+    cli_run run = {NULL, NULL, 0, 0, -1.f};
     cli_opt opts[48];
     int n = dna_opts_table(a, opts, 40);
     opts[n++] = (cli_opt){"task", CLI_STR, &ta.task, "fine-tune on this task (.dnat) instead of pretraining", 0, -1};
     opts[n++] = (cli_opt){"init", CLI_STR, &ta.init, "fine-tuning: start from this pretraining run (folder or model.safetensors); "
                                                      "without it the backbone is randomly initialised", 0, -1};
     opts[n++] = (cli_opt){"kmer", CLI_INT, &ta.kmer, "with --task: the k-mer logistic-regression baseline with this k instead", 0, 8};
-    n += cli_run_opts(opts + n, &out, "run folder: model.safetensors, state.safetensors, log.jsonl", &resume, &max_steps);
+    n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, state.safetensors, log.jsonl");
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"train-dna", "[options]",
         "HyenaDNA or Caduceus-PS (--arch caduceus) on real DNA ('derf data dna' first): pretraining on human chr22\n"
@@ -137,12 +136,12 @@ int cmd_train_dna(int argc, char **argv) {
         "state.safetensors) and continues it exactly. See docs/dna.md.",
         opts};
     char *stored = NULL;
-    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &ta, &out, NULL, &max_steps, &resume, &stored);
+    int rc = cli_parse_resumable(&cmd, argc, argv, reset_args, &ta, &run, NULL, &stored);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = dna_args_finish(a, "train-dna"))) { free(stored); return rc; }
     rc = 2;
     if ((ta.kmer || ta.init) && !ta.task) { cli_fail("train-dna", "--kmer and --init need --task"); goto out; }
-    if ((resume || max_steps) && ta.task) { cli_fail("train-dna", "--resume and --max-steps are for pretraining runs, not --task"); goto out; }
+    if ((run.resume || run.max_steps) && ta.task) { cli_fail("train-dna", "--resume and --max-steps are for pretraining runs, not --task"); goto out; }
     char err[DERF_ERRLEN];
     if (ta.kmer) {
         float va = 0, tacc = 0;
@@ -155,11 +154,7 @@ int cmd_train_dna(int argc, char **argv) {
         goto out;
     }
     derf_st_meta meta[1] = {{"train_args", stored}};
-    a->o.out = out;
-    a->o.resume = resume;
-    a->o.max_steps = max_steps;
-    a->o.meta = meta;
-    a->o.nmeta = 1;
+    CLI_SET_RUN(a->o, run, meta);
     derf_dna_train_result r;
     if (ta.task) {
         a->o.task = ta.task;
@@ -172,7 +167,7 @@ int cmd_train_dna(int argc, char **argv) {
         rc = derf_dna_pretrain(&a->o, &r, err, sizeof err);
     }
     if (rc) { rc = cli_fail("train-dna", "%s", err); goto out; }
-    if (r.diverged) { fprintf(stderr, "derf train-dna: %s\n", r.diverged_msg); rc = 1; goto out; }
+    if (r.diverged) { fprintf(stderr, "derf train-dna: %s\n", r.diverged_msg); rc = 3; goto out; }
     if (ta.task) printf("test acc %.2f%% (best val epoch %d, val %.2f%%), eval-mode train loss %.4f\n", 100 * r.test_acc, r.best_epoch,
                         100 * r.val_acc, (double)r.train_loss_eval);
     else printf("val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %lld params, %.0f tok/s\n", (double)r.val_loss,

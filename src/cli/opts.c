@@ -128,32 +128,34 @@ int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
     return 0;
 }
 
-int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx,
-                        const char **out, const char *out_default, int *max_steps, const char **resume, char **stored) {
+int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx, cli_run *r,
+                        const char *out_default, char **stored) {
     char *pos[1], **av;
     int npos, m, rc = cli_parse(cmd, argc, argv, pos, 0, &npos);
     if (rc) return rc > 0 ? -1 : 2;
-    if (!*resume) {
+    if (!r->resume) {
         *stored = cli_args_json(argc, argv);
         return 0;
     }
-    if ((rc = cli_stored_args(cmd->name, *resume, &m, &av))) return rc;
+    const char *resume = r->resume;
+    if ((rc = cli_stored_args(cmd->name, resume, &m, &av))) return rc;
     reset(ctx); /* the original options, then the ones given now */
+    *r = (cli_run){out_default, NULL, 0, 0, -1.f};
     if (cli_parse(cmd, m, av, pos, 0, &npos)) return 2;
-    *out = out_default;
-    *max_steps = 0;
-    *resume = NULL;
+    r->max_steps = 0;
     if (cli_parse(cmd, argc, argv, pos, 0, &npos)) return 2;
     *stored = cli_args_json(m, av);
-    *out = *resume;
+    r->out = r->resume = resume;
     return 0;
 }
 
-int cli_run_opts(cli_opt *t, const char **out, const char *out_help, const char **resume, int *max_steps) {
-    t[0] = (cli_opt){"out", CLI_STR, out, out_help, 0, -1};
-    t[1] = (cli_opt){"resume", CLI_STR, resume, "continue the run in this folder exactly where it stopped", 0, -1};
-    t[2] = (cli_opt){"max-steps", CLI_INT, max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
-    return 3;
+int cli_run_opts(cli_opt *t, cli_run *r, const char *out_help) {
+    t[0] = (cli_opt){"out", CLI_STR, &r->out, out_help, 0, -1};
+    t[1] = (cli_opt){"resume", CLI_STR, &r->resume, "continue the run in this folder exactly where it stopped", 0, -1};
+    t[2] = (cli_opt){"max-steps", CLI_INT, &r->max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
+    t[3] = (cli_opt){"ckpt-every", CLI_INT, &r->ckpt_every, "also checkpoint every N steps (0: off)", 0, 100000000};
+    t[4] = (cli_opt){"ckpt-secs", CLI_FLOAT, &r->ckpt_secs, "also checkpoint every S seconds of training (0: off; default 300)", 0, 1e9};
+    return 5;
 }
 
 int cli_copy_opts(cli_opt *t, int max, const cli_opt *src, int n) {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include "derf/dist.h"
+#include "derf/fit.h"
 #include "derf/io.h"
 #include "derf/train.h"
 
@@ -37,6 +37,7 @@ void derf_cls_opts_default(derf_cls_opts *o) {
     o->eval_train_loss = 1;
     o->log_every = 50;
     o->device = "cpu";
+    o->ckpt_secs = -1;
 }
 
 void derf_cls_evaluate(derf_vit *m, const derf_dataset *ds, derf_pixel_stats st, int limit,
@@ -112,24 +113,117 @@ static void shuffle(int *perm, int n, uint64_t seed, int epoch) {
     }
 }
 
-typedef struct {
-    derf_vit *m;
-    float *ema;
-    const derf_cls_opts *o;
-    int step;
-    derf_rng rng;
-} run_state;
+/* ------------------------------------------------------------------------------- the task for derf_fit */
 
-static int save_all(const run_state *rs, char *err, size_t errlen) {
-    const derf_cls_opts *o = rs->o;
-    if (!o->out || derf_dist_rank() != 0) return 0; /* rank 0 writes for everyone */
-    char keys[48][32], vals[48][128];
-    derf_st_meta meta[96];
-    int nk = derf_vit_config_to_meta(&rs->m->cfg, keys, vals, 48), nm = 0;
-    for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && nm < 96; i++) meta[nm++] = o->meta[i];
-    derf_run_state s = {&rs->m->params, rs->ema, rs->step, rs->rng, "derf-vit-1", meta, nm};
-    return derf_run_save(o->out, &s, err, errlen);
+typedef struct {
+    derf_vit m;
+    const derf_cls_opts *o;
+    derf_cls_result *res;
+    derf_dataset tr, te;
+    derf_pixel_stats px;
+    int off, Bl, spe, epoch_loaded, quiet;
+    float *img, *q, *dlogits;
+    int *perm;
+} vit_task;
+
+/* the whole augmented global batch of `step` (the same draws as one process), then this process's share */
+static float vit_micro(derf_task *t, int step, derf_rng *rng, float scale, double *units) {
+    vit_task *v = t->ctx;
+    const int B = v->o->batch, V = v->m.cfg.classes, epoch = step / v->spe;
+    const size_t hw = (size_t)v->tr.rows * v->tr.cols;
+    if (epoch != v->epoch_loaded) { shuffle(v->perm, v->tr.n, v->o->seed, epoch); v->epoch_loaded = epoch; }
+    derf_aug_batch(v->img, v->q, &v->o->aug, &v->tr, v->perm + (size_t)(step % v->spe) * B, B, V, v->px, rng);
+    derf_vit_forward(&v->m, v->img + (size_t)v->off * hw, v->Bl, 1, rng);
+    memset(v->dlogits, 0, sizeof(float) * (size_t)v->Bl * V);
+    float loss = derf_xent_soft_forward_backward(v->dlogits, v->m.logits, v->q + (size_t)v->off * V, scale, v->Bl, V);
+    loss = derf_dist_mean_float(loss); /* equal shares: the mean over the global batch */
+    if (!derf_loss_diverged(loss)) derf_vit_backward(&v->m, v->dlogits, v->Bl);
+    *units = B;
+    return loss;
+}
+
+static double vit_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
+    vit_task *v = t->ctx;
+    derf_cls_result *res = v->res;
+    const int lim = v->o->test_limit;
+    float l, a, le = -1, ae = -1;
+    if (!final) {
+        derf_cls_evaluate(&v->m, &v->te, v->px, lim, &l, &a, NULL);
+        if (t->ema) evaluate_ema(&v->m, t->ema, &v->te, v->px, lim, &le, &ae, NULL);
+        if (!v->quiet) fprintf(stderr, "[derf] epoch %d: test acc %.2f%% (ema %.2f%%), train loss %.4f\n", step / v->spe,
+                               100 * a, 100 * ae, t->window_loss);
+        derf_lf g[] = {DERF_LF_I("epoch", step / v->spe), DERF_LF_N("test_acc", a), DERF_LF_N("test_loss", l),
+                       DERF_LF_N("test_acc_ema", ae), DERF_LF_N("test_loss_ema", le), DERF_LF_N("train_loss", t->window_loss)};
+        memcpy(f, g, sizeof g);
+        *nf = 6;
+        return l;
+    }
+    float ca[DERF_DATASET_CLASSES], cae[DERF_DATASET_CLASSES];
+    derf_cls_evaluate(&v->m, &v->te, v->px, lim, &res->test_loss, &res->test_acc, ca);
+    memcpy(res->class_acc, ca, sizeof ca);
+    if (t->ema) {
+        evaluate_ema(&v->m, t->ema, &v->te, v->px, lim, &res->test_loss_ema, &res->test_acc_ema, cae);
+        if (res->test_acc_ema > res->test_acc) memcpy(res->class_acc, cae, sizeof cae);
+    }
+    if (v->o->eval_train_loss) {
+        derf_cls_evaluate(&v->m, &v->tr, v->px, 0, &res->train_loss_eval, &a, NULL);
+        if (t->ema) evaluate_ema(&v->m, t->ema, &v->tr, v->px, 0, &res->train_loss_eval_ema, &a, NULL);
+    }
+    derf_lf g[] = {DERF_LF_N("epoch", (double)step / v->spe), DERF_LF_N("test_acc", res->test_acc), DERF_LF_N("test_loss", res->test_loss),
+                   DERF_LF_N("test_acc_ema", res->test_acc_ema), DERF_LF_N("test_loss_ema", res->test_loss_ema),
+                   DERF_LF_N("train_loss_eval", res->train_loss_eval), DERF_LF_N("train_loss_eval_ema", res->train_loss_eval_ema)};
+    memcpy(f, g, sizeof g);
+    *nf = 7;
+    return res->test_loss;
+}
+
+static int vit_train_fields(derf_task *t, int step, derf_lf *f, int max) {
+    f[0] = DERF_LF_N("epoch", (double)step / ((vit_task *)t->ctx)->spe);
+    return 1;
+}
+static int vit_meta(derf_task *t, char keys[][32], char vals[][128], int max) {
+    return derf_vit_config_to_meta(&((vit_task *)t->ctx)->m.cfg, keys, vals, max);
+}
+/* on a GPU: uploads the (resumed) weights, moments and EMA; forward, backward, clipping, AdamW and the EMA then
+ * run there, the loss on the host logits */
+static int vit_begin_cuda(derf_task *t, char *err, size_t errlen) {
+    vit_task *v = t->ctx;
+    return derf_vit_cuda_attach(&v->m, !strcmp(v->o->device, "cuda"), t->ema, err, errlen);
+}
+static void vit_zero_grad(derf_task *t) { derf_vit_zero_grad(&((vit_task *)t->ctx)->m); }
+static float vit_clip(derf_task *t, float c) { return derf_vit_clip_grad_norm(&((vit_task *)t->ctx)->m, c); }
+static void vit_adamw(derf_task *t, const derf_adamw_cfg *c, int s) { derf_vit_adamw_step(&((vit_task *)t->ctx)->m, c, s); }
+static void vit_ema(derf_task *t, float decay) { derf_vit_ema_update(&((vit_task *)t->ctx)->m, t->ema, decay); }
+static void vit_sync_host(derf_task *t) { derf_vit_sync_host(&((vit_task *)t->ctx)->m); }
+static void vit_sync_device(derf_task *t) { derf_vit_sync_device(&((vit_task *)t->ctx)->m); }
+
+/* the data, the model (this process's share of the batch) and the buffers */
+static int vit_setup(vit_task *v, const derf_cls_opts *o, char *err, size_t errlen) {
+    if (load_data(o, &v->tr, &v->te, err, errlen)) return -1;
+    if (v->tr.rows != o->model.img || v->tr.cols != o->model.img) {
+        derf_io_errf(err, errlen, "the data has %dx%d images but the model expects %dx%d (--img)", v->tr.rows, v->tr.cols,
+                     o->model.img, o->model.img);
+        return -1;
+    }
+    if (v->tr.n < o->batch) {
+        derf_io_errf(err, errlen, "only %d training images for a batch of %d: lower --batch", v->tr.n, o->batch);
+        return -1;
+    }
+    v->px = derf_pixel_stats_of(&v->tr);
+    if (derf_dist_shard(o->batch, &v->off, &v->Bl, err, errlen) || derf_vit_build(&v->m, &o->model, v->Bl, err, errlen))
+        return -1;
+    v->m.shard_total = o->batch;
+    v->m.shard_off = v->off;
+    derf_vit_init(&v->m, o->seed);
+    const int V = o->model.classes, B = o->batch;
+    v->img = malloc(sizeof(float) * (size_t)B * v->tr.rows * v->tr.cols);
+    v->q = malloc(sizeof(float) * (size_t)B * V);
+    v->dlogits = malloc(sizeof(float) * (size_t)v->Bl * V);
+    v->perm = malloc(sizeof(int) * (size_t)v->tr.n);
+    if (!v->img || !v->q || !v->dlogits || !v->perm) { derf_io_errf(err, errlen, "out of memory for the batches"); return -1; }
+    v->spe = v->tr.n / B;
+    v->epoch_loaded = -1;
+    return 0;
 }
 
 int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size_t errlen) {
@@ -146,166 +240,58 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         return -1;
     }
     if (cuda && derf_vit_cuda_attach(NULL, 1, NULL, err, errlen)) return -1; /* is a GPU usable at all? */
-    derf_dataset tr, te;
-    if (load_data(o, &tr, &te, err, errlen)) return -1;
-    if (tr.rows != o->model.img || tr.cols != o->model.img) {
-        derf_io_errf(err, errlen, "the data has %dx%d images but the model expects %dx%d (--img)", tr.rows, tr.cols,
-                     o->model.img, o->model.img);
-        derf_dataset_free(&tr); derf_dataset_free(&te);
-        return -1;
-    }
-    if (tr.n < o->batch) {
-        derf_io_errf(err, errlen, "only %d training images for a batch of %d: lower --batch", tr.n, o->batch);
-        derf_dataset_free(&tr); derf_dataset_free(&te);
-        return -1;
-    }
-    int off, Bl; /* this process's share of every global batch: samples [off, off + Bl) */
-    derf_pixel_stats px = derf_pixel_stats_of(&tr);
-    derf_vit m;
-    if (derf_dist_shard(o->batch, &off, &Bl, err, errlen) || derf_vit_build(&m, &o->model, Bl, err, errlen)) {
-        derf_dataset_free(&tr); derf_dataset_free(&te);
-        return -1;
-    }
-    m.shard_total = o->batch;
-    m.shard_off = off;
-    derf_vit_init(&m, o->seed);
-    derf_params *p = &m.params;
-    run_state rs = {&m, NULL, o, 0, {0, 0}};
-    derf_rng_seed(&rs.rng, o->seed, 1);
-    if (o->ema > 0) {
-        rs.ema = malloc(p->total * sizeof(float));
-        memcpy(rs.ema, p->params, p->total * sizeof(float));
-    }
+    vit_task v = {.o = o, .res = res, .quiet = o->quiet || derf_dist_rank() != 0};
+    derf_task t = {.ctx = &v, .params = &v.m.params, .format = "derf-vit-1", .unit = "img", .rate_key = "images_per_s",
+                   .eval_type = "eval", .micro = vit_micro, .meta = vit_meta, .begin = cuda ? vit_begin_cuda : NULL,
+                   .zero_grad = vit_zero_grad, .clip = vit_clip, .adamw = vit_adamw, .ema_update = vit_ema,
+                   .sync_host = vit_sync_host, .sync_device = vit_sync_device, .eval = vit_eval,
+                   .train_fields = vit_train_fields};
     int rc = -1;
-    FILE *log = NULL;
-    const int quiet = o->quiet || derf_dist_rank() != 0;
-    const size_t hw = (size_t)tr.rows * tr.cols;
-    const int V = o->model.classes, B = o->batch, spe = tr.n / B;
-    const int total = o->epochs * spe, warmup = (int)(o->warmup_epochs * spe);
-    float *img = malloc(sizeof(float) * (size_t)B * tr.rows * tr.cols);
-    float *q = malloc(sizeof(float) * (size_t)B * V), *dlogits = malloc(sizeof(float) * (size_t)Bl * V);
-    int *perm = malloc(sizeof(int) * (size_t)tr.n);
-    if (o->resume && derf_run_load(o->resume, "derf-vit-1", p, rs.ema, &rs.step, &rs.rng, err, errlen)) goto done;
-    derf_run_bcast(p, rs.ema, &rs.step, &rs.rng); /* every process starts from rank 0's state */
-    /* on a GPU: uploads the (resumed) weights, moments and EMA; forward, backward, clipping, AdamW and
-     * the EMA then run there, the loss on the host logits */
-    if (cuda && derf_vit_cuda_attach(&m, cuda == 1, rs.ema, err, errlen)) goto done;
-    if (o->out && derf_dist_rank() == 0) {
-        mkdir(o->out, 0777);
-        char path[1200];
-        snprintf(path, sizeof path, "%s/log.jsonl", o->out);
-        log = fopen(path, o->resume ? "a" : "w");
-        if (!log) { derf_io_errf(err, errlen, "cannot write %s: does the directory exist and is it writable?", path); goto done; }
-    }
+    if (vit_setup(&v, o, err, errlen)) goto done;
+    const int total = o->epochs * v.spe, B = o->batch;
+    derf_fit_opts fo;
+    derf_fit_opts_default(&fo);
+    fo.steps = total;
+    fo.max_steps = o->max_steps;
+    fo.sched = (derf_sched){DERF_SCHED_COSINE, o->lr, o->min_lr, (int)(o->warmup_epochs * v.spe), total};
+    fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
+    fo.clip = o->clip;
+    fo.ema = o->ema;
+    fo.eval_every = fo.loss_window = v.spe;
+    fo.ckpt_every = o->ckpt_every;
+    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
+    fo.log_every = o->log_every;
+    fo.quiet = o->quiet;
+    fo.out = o->out;
+    fo.resume = o->resume;
+    fo.seed = o->seed;
+    fo.stream = 1;
+    fo.meta = o->meta;
+    fo.nmeta = o->nmeta;
     res->total_steps = total;
-    const int stop = o->max_steps > 0 && o->max_steps < total ? o->max_steps : total;
     char spec[256];
     derf_norm_format(&o->model.norm, spec, sizeof spec);
-    if (!quiet)
+    if (!v.quiet)
         fprintf(stderr, "[derf] vit %s, %d params, norm %s | %d train / %d test images, batch %d, %d steps (%d epochs)%s\n",
-                o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)p->total, spec,
-                tr.n, te.n, B, total, o->epochs, rs.step ? " (resumed)" : "");
-    if (!quiet && derf_dist_size() > 1)
-        fprintf(stderr, "[derf] data-parallel over %d processes: %d images each per batch\n", derf_dist_size(), Bl);
-    derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = derf_now_s(), tlast = t0, loss_sum = 0;
-    int loss_n = 0, last_step = rs.step, first_step = rs.step, epoch_loaded = -1;
-    while (rs.step < stop) {
-        int epoch = rs.step / spe, pos = rs.step % spe;
-        if (epoch != epoch_loaded) { shuffle(perm, tr.n, o->seed, epoch); epoch_loaded = epoch; }
-        if (pos == 0) { loss_sum = 0; loss_n = 0; }
-        if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
-        /* the whole global batch (same draws as one process), then this process's share */
-        derf_aug_batch(img, q, &o->aug, &tr, perm + (size_t)pos * B, B, V, px, &rs.rng);
-        derf_vit_forward(&m, img + (size_t)off * hw, Bl, 1, &rs.rng);
-        memset(dlogits, 0, sizeof(float) * (size_t)Bl * V);
-        float loss = derf_xent_soft_forward_backward(dlogits, m.logits, q + (size_t)off * V, 1.f, Bl, V);
-        loss = derf_dist_mean_float(loss); /* equal shares: the mean over the global batch */
-        if (!isfinite(loss) || loss > 1e4f) {
-            res->diverged = 1;
-            snprintf(res->diverged_msg, sizeof res->diverged_msg,
-                     "training diverged at step %d (loss %g, lr %.3g): lower --lr or lengthen --warmup",
-                     rs.step, (double)loss, (double)derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr));
-            if (!quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
-            if (log) fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"loss\":null}\n", rs.step);
-            break;
-        }
-        derf_vit_zero_grad(&m);
-        derf_vit_backward(&m, dlogits, Bl);
-        derf_dist_mean_floats(p->grads, p->total); /* the one all-reduce of the step (CPU runs) */
-        float gn = derf_vit_clip_grad_norm(&m, o->clip);
-        acfg.lr = derf_lr_at(rs.step, warmup, total, o->lr, o->min_lr);
-        derf_vit_adamw_step(&m, &acfg, rs.step + 1);
-        derf_dist_perturb_hook(rs.step + 1, p->params);
-        derf_vit_ema_update(&m, rs.ema, o->ema);
-        rs.step++;
-        loss_sum += loss;
-        loss_n++;
-        int log_now = o->log_every > 0 && (rs.step % o->log_every == 0 || rs.step == stop);
-        if (log_now) {
-            double t = derf_now_s(), ips = (double)(rs.step - last_step) * B / (t - tlast + 1e-9);
-            char eta[32];
-            derf_fmt_eta(eta, sizeof eta, (stop - rs.step) * B / (ips > 0 ? ips : 1));
-            if (!quiet)
-                fprintf(stderr, "[derf] step %d/%d ep %d/%d loss %.4f lr %.2e gn %.3f | %.0f img/s | eta %s\n", rs.step, total,
-                        epoch + 1, o->epochs, (double)loss, (double)acfg.lr, (double)gn, ips, eta);
-            if (log)
-                fprintf(log, "{\"type\":\"train\",\"step\":%d,\"epoch\":%.4f,\"loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                             "\"images_per_s\":%.1f,\"elapsed_s\":%.2f}\n",
-                        rs.step, (double)rs.step / spe, (double)loss, (double)acfg.lr, (double)gn, ips, t - t0);
-            tlast = t;
-            last_step = rs.step;
-        }
-        if (rs.step % spe == 0 && rs.step < stop) { /* end of an epoch (the last one is evaluated below) */
-            float l, a, le = -1, ae = -1;
-            derf_run_resync(p, rs.ema, rs.step, log, quiet);
-            derf_cls_evaluate(&m, &te, px, o->test_limit, &l, &a, NULL);
-            if (rs.ema) evaluate_ema(&m, rs.ema, &te, px, o->test_limit, &le, &ae, NULL);
-            if (!quiet) fprintf(stderr, "[derf] epoch %d: test acc %.2f%% (ema %.2f%%), train loss %.4f\n", rs.step / spe,
-                                   100 * a, 100 * ae, loss_sum / loss_n);
-            if (log)
-                fprintf(log, "{\"type\":\"eval\",\"step\":%d,\"epoch\":%d,\"test_acc\":%.6g,\"test_loss\":%.6g,"
-                             "\"test_acc_ema\":%.6g,\"test_loss_ema\":%.6g,\"train_loss\":%.6g}\n",
-                        rs.step, rs.step / spe, (double)a, (double)l, (double)ae, (double)le, loss_sum / loss_n);
-            if (log) fflush(log);
-        }
-    }
-    res->steps = rs.step;
-    res->epochs_done = rs.step / spe;
-    res->final_loss = loss_n ? (float)(loss_sum / loss_n) : NAN;
-    res->seconds = derf_now_s() - t0;
-    res->images_per_s = res->seconds > 0 ? (double)(rs.step - first_step) * B / res->seconds : 0;
-    if (!res->diverged) {
-        float ca[DERF_DATASET_CLASSES], cae[DERF_DATASET_CLASSES];
-        derf_run_resync(p, rs.ema, rs.step, log, quiet);
-        derf_cls_evaluate(&m, &te, px, o->test_limit, &res->test_loss, &res->test_acc, ca);
-        memcpy(res->class_acc, ca, sizeof ca);
-        if (rs.ema) {
-            evaluate_ema(&m, rs.ema, &te, px, o->test_limit, &res->test_loss_ema, &res->test_acc_ema, cae);
-            if (res->test_acc_ema > res->test_acc) memcpy(res->class_acc, cae, sizeof cae);
-        }
-        if (o->eval_train_loss) {
-            float a;
-            derf_cls_evaluate(&m, &tr, px, 0, &res->train_loss_eval, &a, NULL);
-            if (rs.ema) evaluate_ema(&m, rs.ema, &tr, px, 0, &res->train_loss_eval_ema, &a, NULL);
-        }
-        if (log)
-            fprintf(log, "{\"type\":\"final\",\"step\":%d,\"test_acc\":%.6g,\"test_loss\":%.6g,\"test_acc_ema\":%.6g,"
-                         "\"test_loss_ema\":%.6g,\"train_loss_eval\":%.6g,\"train_loss_eval_ema\":%.6g,\"seconds\":%.1f,"
-                         "\"processes\":%d}\n",
-                    rs.step, (double)res->test_acc, (double)res->test_loss, (double)res->test_acc_ema,
-                    (double)res->test_loss_ema, (double)res->train_loss_eval, (double)res->train_loss_eval_ema,
-                    res->seconds, derf_dist_size());
-        derf_vit_sync_host(&m); /* the checkpoint files are written from the host slabs */
-        if (save_all(&rs, err, errlen)) goto done;
-    }
-    rc = 0;
+                o->model.pool == DERF_POOL_AVG ? "avg-pool" : "cls", (int)v.m.params.total, spec, v.tr.n, v.te.n, B, total,
+                o->epochs, o->resume ? " (resumed)" : "");
+    if (!v.quiet && derf_dist_size() > 1)
+        fprintf(stderr, "[derf] data-parallel over %d processes: %d images each per batch\n", derf_dist_size(), v.Bl);
+    derf_fit_result fr;
+    rc = derf_fit(&t, &fo, &fr, err, errlen);
+    res->steps = fr.steps;
+    res->epochs_done = fr.steps / v.spe;
+    res->final_loss = fr.final_loss;
+    res->seconds = fr.seconds;
+    res->images_per_s = fr.units_per_s;
+    res->diverged = fr.diverged;
+    snprintf(res->diverged_msg, sizeof res->diverged_msg, "%s", fr.diverged_msg);
 done:
-    if (log) fclose(log);
-    free(img); free(q); free(dlogits); free(perm); free(rs.ema);
-    derf_vit_free(&m);
-    derf_dataset_free(&tr);
-    derf_dataset_free(&te);
+    free(t.ema);
+    free(v.img); free(v.q); free(v.dlogits); free(v.perm);
+    derf_vit_free(&v.m);
+    derf_dataset_free(&v.tr);
+    derf_dataset_free(&v.te);
     return rc;
 }
 

@@ -9,11 +9,8 @@
 #include "derf/train.h"
 
 float derf_lr_at(int step, int warmup, int total, float lr, float min_lr) {
-    if (warmup > 0 && step < warmup) return lr * (float)(step + 1) / (float)warmup;
-    if (total <= warmup) return lr;
-    double t = (double)(step - warmup) / (double)(total - warmup);
-    if (t > 1) t = 1;
-    return (float)(min_lr + 0.5 * (lr - min_lr) * (1 + cos(M_PI * t)));
+    derf_sched s = {DERF_SCHED_COSINE, lr, min_lr, warmup, total};
+    return derf_sched_lr(&s, step);
 }
 
 void derf_ema_update(float *ema, const float *params, size_t n, float decay) {
@@ -111,8 +108,22 @@ int derf_run_save(const char *dir, const derf_run_state *s, char *err, size_t er
     return rc;
 }
 
-int derf_run_load(const char *dir, const char *format, derf_params *p, float *ema, int *step,
-                  derf_rng *rng, char *err, size_t errlen) {
+/* the model config a resumed state was made with must be this run's */
+static int meta_differs(const derf_safetensors *st, const derf_st_meta *want, int n, const char *path, char *err,
+                        size_t errlen) {
+    for (int i = 0; i < n; i++) {
+        const char *v = derf_safetensors_meta(st, want[i].key);
+        if (!v || strcmp(v, want[i].value)) {
+            derf_io_errf(err, errlen, "%s: a run with %s=%s, not %s (resume with the run's own options)", path,
+                         want[i].key, v ? v : "(none)", want[i].value);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int derf_run_load(const char *dir, const char *format, const derf_st_meta *want, int nwant, derf_params *p,
+                  float *ema, int *step, derf_rng *rng, char *err, size_t errlen) {
     char path[1200];
     snprintf(path, sizeof path, "%s/state.safetensors", dir);
     derf_safetensors st;
@@ -125,8 +136,9 @@ int derf_run_load(const char *dir, const char *format, derf_params *p, float *em
     if (!sv || !rs || !ri || !fmt || strcmp(fmt, format) != 0) {
         derf_io_errf(err, errlen, "%s: not a %s training state (format '%s'; no step/rng metadata?)", path, format,
                      fmt ? fmt : "none");
-    } else if (*end || s < 0) {
+    } else if (*end || s < 0 || s > 2000000000) {
         derf_io_errf(err, errlen, "%s: bad step '%s' in metadata", path, sv);
+    } else if (meta_differs(&st, want, nwant, path, err, errlen)) {
     } else if (!derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
                !derf_ckpt_load_slab(&st, p, "adam_m.", p->m, path, err, errlen) &&
                !derf_ckpt_load_slab(&st, p, "adam_v.", p->v, path, err, errlen) &&
@@ -150,12 +162,13 @@ void derf_run_bcast(derf_params *p, float *ema, int *step, derf_rng *rng) {
     derf_dist_bcast(rng, sizeof *rng);
 }
 
-int derf_run_resync(derf_params *p, float *ema, int step, FILE *log, int quiet) {
+int derf_run_resync(derf_params *p, float *ema, int step, derf_runlog *log, int quiet) {
     if (derf_dist_same(p->params, p->total)) return 0;
     if (!quiet)
         fprintf(stderr, "[derf] step %d: the weights of the %d processes differ (different --threads or machines "
                         "round differently?); all continue from rank 0's\n", step, derf_dist_size());
-    if (log) fprintf(log, "{\"type\":\"resync\",\"step\":%d}\n", step);
+    derf_lf f = DERF_LF_I("step", step);
+    derf_runlog_write(log, "resync", &f, 1);
     derf_rng unused = {0, 0};
     derf_run_bcast(p, ema, &step, &unused);
     return 1;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "derf/diffusion.h"
+#include "derf/dist.h"
+#include "derf/fit.h"
 #include "derf/io.h"
 #include "derf/train.h"
 
@@ -186,6 +188,7 @@ void derf_dit_train_opts_default(derf_dit_train_opts *o) {
     o->class_dropout = 0.1f;
     o->eval_train_n = 2000;
     o->log_every = 50;
+    o->ckpt_secs = -1;
 }
 
 void derf_dit_batch(float *out, const derf_dataset *ds, const int *idx, int B) {
@@ -198,7 +201,7 @@ void derf_dit_batch(float *out, const derf_dataset *ds, const int *idx, int B) {
 
 /* eps-MSE of the model on x0 at timesteps t with noise eps; writes dout = d(loss)/d(out) when non-NULL */
 static double diffusion_loss(derf_dit *m, const derf_diffusion *d, const float *x0, const float *eps, const int *t,
-                             const int32_t *y, float *xt, float *tf, float *dout, int B) {
+                             const int32_t *y, float *xt, float *tf, float *dout, float gscale, int B) {
     const derf_dit_config *c = &m->cfg;
     const size_t npix = (size_t)c->chans * c->img * c->img, nout = (size_t)derf_dit_out_chans(c) * c->img * c->img;
     for (int b = 0; b < B; b++) {
@@ -207,7 +210,7 @@ static double diffusion_loss(derf_dit *m, const derf_diffusion *d, const float *
     }
     derf_dit_forward(m, xt, tf, y, B);
     double sum = 0;
-    const double scale = 2.0 / ((double)B * npix);
+    const double scale = 2.0 * gscale / ((double)B * npix);
     for (int b = 0; b < B; b++)
         for (size_t k = 0; k < nout; k++) {
             const size_t o = b * nout + k;
@@ -243,23 +246,104 @@ double derf_dit_eval_loss(derf_dit *m, const derf_dataset *ds, int n, int T, uin
         }
         derf_rng_fill_normal(&r, eps, npix * nb, 0.f, 1.f);
         derf_dit_batch(x0, ds, idx, nb);
-        total += diffusion_loss(m, &d, x0, eps, t, y, xt, tf, NULL, nb) * nb;
+        total += diffusion_loss(m, &d, x0, eps, t, y, xt, tf, NULL, 1.f, nb) * nb;
     }
     free(x0); free(eps); free(xt); free(tf); free(idx); free(t); free(y);
     derf_diffusion_free(&d);
     return total / n;
 }
 
-static int save_run(const derf_dit_train_opts *o, derf_dit *m, const float *ema, int step, derf_rng rng,
-                    char *err, size_t errlen) {
-    if (!o->out) return 0;
-    char keys[24][32], vals[24][128];
-    derf_st_meta meta[64];
-    int nk = derf_dit_config_to_meta(&m->cfg, keys, vals, 24), nm = 0;
-    for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && nm < 64; i++) meta[nm++] = o->meta[i];
-    derf_run_state s = {&m->params, ema, step, rng, "derf-dit-1", meta, nm};
-    return derf_run_save(o->out, &s, err, errlen);
+/* ------------------------------------------------------------------------------- the task for derf_fit */
+
+typedef struct {
+    derf_dit m;
+    const derf_dit_train_opts *o;
+    derf_dit_train_result *res;
+    derf_dataset tr;
+    derf_diffusion d;
+    int off, Bl, quiet;
+    float *x0, *eps, *xt, *tf, *dout;
+    int *idx, *t;
+    int32_t *y;
+} dit_task;
+
+/* the draws of the whole global batch (the same as one process), then this process's share */
+static float dit_micro(derf_task *t, int step, derf_rng *rng, float scale, double *units) {
+    dit_task *D = t->ctx;
+    const derf_dit_train_opts *o = D->o;
+    const int B = o->batch;
+    const size_t npix = (size_t)o->model.img * o->model.img, nout = npix * derf_dit_out_chans(&o->model);
+    for (int b = 0; b < B; b++) {
+        D->idx[b] = (int)derf_rng_below(rng, (uint32_t)D->tr.n);
+        D->t[b] = (int)derf_rng_below(rng, (uint32_t)o->T);
+        D->y[b] = derf_rng_uniform(rng) < o->class_dropout ? o->model.classes : D->tr.labels[D->idx[b]];
+    }
+    derf_rng_fill_normal(rng, D->eps, npix * B, 0.f, 1.f);
+    derf_dit_batch(D->x0, &D->tr, D->idx, B);
+    const int k = D->off;
+    float loss = (float)diffusion_loss(&D->m, &D->d, D->x0 + k * npix, D->eps + k * npix, D->t + k, D->y + k, D->xt, D->tf,
+                                       D->dout, scale, D->Bl);
+    loss = derf_dist_mean_float(loss); /* equal shares: the mean over the global batch */
+    if (!derf_loss_diverged(loss)) derf_dit_backward(&D->m, D->dout, D->Bl);
+    (void)nout;
+    *units = B;
+    return loss;
+}
+
+/* the evaluation-mode training loss, raw and EMA */
+static double dit_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
+    dit_task *D = t->ctx;
+    const derf_dit_train_opts *o = D->o;
+    derf_dit_train_result *res = D->res;
+    if (o->eval_train_n > 0) {
+        res->eval_loss = (float)derf_dit_eval_loss(&D->m, &D->tr, o->eval_train_n, o->T, 1234);
+        if (t->ema) {
+            float *raw = D->m.params.params;
+            D->m.params.params = t->ema;
+            res->eval_loss_ema = (float)derf_dit_eval_loss(&D->m, &D->tr, o->eval_train_n, o->T, 1234);
+            D->m.params.params = raw;
+        }
+        if (!D->quiet) fprintf(stderr, "[derf] eval-mode training loss (%d images): %.5f, EMA %.5f\n", o->eval_train_n,
+                               (double)res->eval_loss, (double)res->eval_loss_ema);
+    }
+    f[0] = DERF_LF_N("eval_loss", res->eval_loss);
+    f[1] = DERF_LF_N("eval_loss_ema", res->eval_loss_ema);
+    *nf = 2;
+    return res->eval_loss;
+}
+
+static int dit_meta(derf_task *t, char keys[][32], char vals[][128], int max) {
+    return derf_dit_config_to_meta(&((dit_task *)t->ctx)->m.cfg, keys, vals, max);
+}
+
+static int dit_setup(dit_task *D, const derf_dit_train_opts *o, char *err, size_t errlen) {
+    if (derf_dataset_open(&D->tr, o->data, "train", err, errlen)) return -1;
+    if (o->train_limit > 0 && o->train_limit < D->tr.n) D->tr.n = o->train_limit;
+    if (D->tr.rows != o->model.img || D->tr.cols != o->model.img || o->model.chans != 1) {
+        derf_io_errf(err, errlen, "the data has %dx%d grey images but the DiT expects %dx%dx%d", D->tr.rows, D->tr.cols,
+                     o->model.img, o->model.img, o->model.chans);
+        return -1;
+    }
+    /* the model takes the whole global batch (the evaluation's batches do not depend on the process count) */
+    if (derf_dist_shard(o->batch, &D->off, &D->Bl, err, errlen) || derf_diffusion_linear(&D->d, o->T, err, errlen) ||
+        derf_dit_build(&D->m, &o->model, o->batch, err, errlen))
+        return -1;
+    derf_dit_init(&D->m, o->seed);
+    const int B = o->batch;
+    const size_t npix = (size_t)o->model.img * o->model.img, nout = npix * derf_dit_out_chans(&o->model);
+    D->x0 = malloc(sizeof(float) * npix * B);
+    D->eps = malloc(sizeof(float) * npix * B);
+    D->xt = malloc(sizeof(float) * npix * B);
+    D->tf = malloc(sizeof(float) * B);
+    D->dout = malloc(sizeof(float) * nout * B);
+    D->idx = malloc(sizeof(int) * B);
+    D->t = malloc(sizeof(int) * B);
+    D->y = malloc(sizeof(int32_t) * B);
+    if (!D->x0 || !D->eps || !D->xt || !D->tf || !D->dout || !D->idx || !D->t || !D->y) {
+        derf_io_errf(err, errlen, "out of memory for the batches");
+        return -1;
+    }
+    return 0;
 }
 
 int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, derf_dit *m_out, float **ema_out,
@@ -270,126 +354,55 @@ int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, der
     if (o->batch < 1 || o->steps < 1) return derf_io_errf(err, errlen, "batch and steps must be at least 1"), -1;
     if (!(o->class_dropout >= 0 && o->class_dropout < 1)) return derf_io_errf(err, errlen, "class dropout must be in [0, 1)"), -1;
     if (derf_dit_check(&o->model, err, errlen)) return -1;
-    derf_dataset tr;
-    if (derf_dataset_open(&tr, o->data, "train", err, errlen)) return -1;
-    if (o->train_limit > 0 && o->train_limit < tr.n) tr.n = o->train_limit;
-    if (tr.rows != o->model.img || tr.cols != o->model.img || o->model.chans != 1) {
-        derf_io_errf(err, errlen, "the data has %dx%d grey images but the DiT expects %dx%dx%d", tr.rows, tr.cols,
-                     o->model.img, o->model.img, o->model.chans);
-        derf_dataset_free(&tr);
-        return -1;
-    }
-    derf_diffusion d;
-    if (derf_diffusion_linear(&d, o->T, err, errlen)) { derf_dataset_free(&tr); return -1; }
-    derf_dit m;
-    if (derf_dit_build(&m, &o->model, o->batch, err, errlen)) { derf_dataset_free(&tr); derf_diffusion_free(&d); return -1; }
-    derf_dit_init(&m, o->seed);
-    derf_params *p = &m.params;
-    const int B = o->batch;
-    const size_t npix = (size_t)o->model.img * o->model.img, nout = npix * derf_dit_out_chans(&o->model);
-    float *ema = NULL, *x0 = malloc(sizeof(float) * npix * B), *eps = malloc(sizeof(float) * npix * B);
-    float *xt = malloc(sizeof(float) * npix * B), *tf = malloc(sizeof(float) * B), *dout = malloc(sizeof(float) * nout * B);
-    int *idx = malloc(sizeof(int) * B), *t = malloc(sizeof(int) * B);
-    int32_t *y = malloc(sizeof(int32_t) * B);
-    if (o->ema > 0) {
-        ema = malloc(p->total * sizeof(float));
-        memcpy(ema, p->params, p->total * sizeof(float));
-    }
-    derf_rng rng;
-    derf_rng_seed(&rng, o->seed, 1);
-    int step = 0, rc = -1;
-    FILE *log = NULL;
-    if (o->resume && derf_run_load(o->resume, "derf-dit-1", p, ema, &step, &rng, err, errlen)) goto done;
-    if (o->out) {
-        mkdir(o->out, 0777);
-        char path[1200];
-        snprintf(path, sizeof path, "%s/log.jsonl", o->out);
-        log = fopen(path, o->resume ? "a" : "w");
-        if (!log) { derf_io_errf(err, errlen, "cannot write %s: does the folder exist and is it writable?", path); goto done; }
-    }
+    dit_task D = {.o = o, .res = res, .quiet = o->quiet || derf_dist_rank() != 0};
+    derf_task t = {.ctx = &D, .params = &D.m.params, .format = "derf-dit-1", .unit = "img", .rate_key = "images_per_s",
+                   .eval_type = "eval", .micro = dit_micro, .meta = dit_meta, .eval = dit_eval};
+    int rc = -1;
+    if (dit_setup(&D, o, err, errlen)) goto done;
+    derf_fit_opts fo;
+    derf_fit_opts_default(&fo);
+    fo.steps = o->steps;
+    fo.max_steps = o->max_steps;
+    fo.sched = (derf_sched){DERF_SCHED_CONSTANT, o->lr, o->lr, 0, o->steps};
+    fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
+    fo.ema = o->ema;
+    fo.ckpt_every = o->ckpt_every;
+    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
+    fo.log_every = o->log_every;
+    fo.quiet = o->quiet;
+    fo.out = o->out;
+    fo.resume = o->resume;
+    fo.seed = o->seed;
+    fo.stream = 1;
+    fo.hint = "lower --lr";
+    fo.meta = o->meta;
+    fo.nmeta = o->nmeta;
     char spec[256];
     derf_norm_format(&o->model.norm, spec, sizeof spec);
-    if (!o->quiet)
+    if (!D.quiet)
         fprintf(stderr, "[derf] dit %d params (dim %d, depth %d, patch %d), norm %s, zero-init blocks %d final %d | "
                         "%d train images, batch %d, %d steps, lr %g%s\n",
-                (int)p->total, o->model.dim, o->model.depth, o->model.patch, spec, o->model.zero_blocks,
-                o->model.zero_final, tr.n, B, o->steps, (double)o->lr, step ? " (resumed)" : "");
-    derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = derf_now_s(), tlast = t0, win = 0;
-    int nwin = 0, first = step, last = step;
-    while (step < o->steps) {
-        for (int b = 0; b < B; b++) {
-            idx[b] = (int)derf_rng_below(&rng, (uint32_t)tr.n);
-            t[b] = (int)derf_rng_below(&rng, (uint32_t)o->T);
-            y[b] = derf_rng_uniform(&rng) < o->class_dropout ? o->model.classes : tr.labels[idx[b]];
-        }
-        derf_rng_fill_normal(&rng, eps, npix * B, 0.f, 1.f);
-        derf_dit_batch(x0, &tr, idx, B);
-        double loss = diffusion_loss(&m, &d, x0, eps, t, y, xt, tf, dout, B);
-        if (!isfinite(loss) || loss > 1e4) {
-            res->diverged = 1;
-            snprintf(res->diverged_msg, sizeof res->diverged_msg, "training diverged at step %d (loss %g, lr %.3g): lower --lr",
-                     step, loss, (double)o->lr);
-            if (!o->quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
-            if (log) fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"loss\":null}\n", step);
-            break;
-        }
-        derf_params_zero_grad(p);
-        derf_dit_backward(&m, dout, B);
-        float gn = derf_clip_grad_norm(p, 0.f);
-        derf_adamw_step(p, &acfg, step + 1);
-        if (ema) derf_ema_update(ema, p->params, p->total, o->ema);
-        step++;
-        win += loss;
-        nwin++;
-        if (o->log_every > 0 && (step % o->log_every == 0 || step == o->steps)) {
-            double now = derf_now_s(), ips = (double)(step - last) * B / (now - tlast + 1e-9);
-            char eta[32];
-            derf_fmt_eta(eta, sizeof eta, (double)(o->steps - step) * B / (ips > 0 ? ips : 1));
-            res->final_loss = (float)(win / nwin);
-            if (!o->quiet)
-                fprintf(stderr, "[derf] step %d/%d loss %.4f gn %.3f | %.0f img/s | eta %s\n", step, o->steps,
-                        win / nwin, (double)gn, ips, eta);
-            if (log) {
-                fprintf(log, "{\"type\":\"train\",\"step\":%d,\"loss\":%.6g,\"grad_norm\":%.6g,\"images_per_s\":%.1f,"
-                             "\"elapsed_s\":%.2f}\n", step, win / nwin, (double)gn, ips, now - t0);
-                fflush(log);
-            }
-            win = 0; nwin = 0; tlast = now; last = step;
-        }
-    }
-    res->steps = step;
-    res->seconds = derf_now_s() - t0;
-    res->images_per_s = res->seconds > 0 ? (double)(step - first) * B / res->seconds : 0;
-    if (!res->diverged) {
-        if (o->eval_train_n > 0) {
-            res->eval_loss = (float)derf_dit_eval_loss(&m, &tr, o->eval_train_n, o->T, 1234);
-            if (ema) {
-                float *raw = p->params;
-                p->params = ema;
-                res->eval_loss_ema = (float)derf_dit_eval_loss(&m, &tr, o->eval_train_n, o->T, 1234);
-                p->params = raw;
-            }
-            if (!o->quiet) fprintf(stderr, "[derf] eval-mode training loss (%d images): %.5f, EMA %.5f\n", o->eval_train_n,
-                                   (double)res->eval_loss, (double)res->eval_loss_ema);
-        }
-        if (log)
-            fprintf(log, "{\"type\":\"final\",\"step\":%d,\"eval_loss\":%.6g,\"eval_loss_ema\":%.6g,\"seconds\":%.1f}\n",
-                    step, (double)res->eval_loss, (double)res->eval_loss_ema, res->seconds);
-        if (save_run(o, &m, ema, step, rng, err, errlen)) goto done;
-    }
-    rc = 0;
+                (int)D.m.params.total, o->model.dim, o->model.depth, o->model.patch, spec, o->model.zero_blocks,
+                o->model.zero_final, D.tr.n, o->batch, o->steps, (double)o->lr, o->resume ? " (resumed)" : "");
+    derf_fit_result fr;
+    rc = derf_fit(&t, &fo, &fr, err, errlen);
+    res->steps = fr.steps;
+    res->final_loss = fr.final_loss;
+    res->seconds = fr.seconds;
+    res->images_per_s = fr.units_per_s;
+    res->diverged = fr.diverged;
+    snprintf(res->diverged_msg, sizeof res->diverged_msg, "%s", fr.diverged_msg);
 done:
-    if (log) fclose(log);
-    free(x0); free(eps); free(xt); free(tf); free(dout); free(idx); free(t); free(y);
-    derf_diffusion_free(&d);
-    derf_dataset_free(&tr);
+    free(D.x0); free(D.eps); free(D.xt); free(D.tf); free(D.dout); free(D.idx); free(D.t); free(D.y);
+    derf_diffusion_free(&D.d);
+    derf_dataset_free(&D.tr);
     if (rc == 0 && m_out) {
-        *m_out = m;
-        if (ema_out) *ema_out = ema; else free(ema);
+        *m_out = D.m;
+        if (ema_out) *ema_out = t.ema;
+        else free(t.ema);
     } else {
-        derf_dit_free(&m);
-        free(ema);
+        derf_dit_free(&D.m);
+        free(t.ema);
     }
     return rc;
 }

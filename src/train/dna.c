@@ -8,7 +8,9 @@
 #include <unistd.h>
 #include "derf/caduceus.h"
 #include "derf/dna.h"
+#include "derf/dist.h"
 #include "derf/dnatrain.h"
+#include "derf/fit.h"
 #include "derf/io.h"
 #include "derf/ops.h"
 #include "derf/rng.h"
@@ -35,6 +37,7 @@ void derf_dna_train_opts_default(derf_dna_train_opts *o) {
     o->eval_every = 0;
     o->eval_windows = 64;
     o->log_every = 10;
+    o->ckpt_secs = -1;
 }
 
 /* ------------------------------------------------------------------------------- the model */
@@ -97,107 +100,7 @@ static void dm_describe(const dmodel *m, char *buf, size_t n) {
     }
 }
 
-/* ------------------------------------------------------------------------------- shared pieces */
-
-static int bad(float x) { return !isfinite(x) || x > 1e4f; }
-
-static void diverge(derf_dna_train_result *res, FILE *log, int quiet, int step, const char *what, float v) {
-    res->diverged = 1;
-    snprintf(res->diverged_msg, sizeof res->diverged_msg, "diverged at step %d: %s is %g; no weights written", step, what, (double)v);
-    if (!quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
-    if (log) { fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"what\":\"%s\"}\n", step, what); fflush(log); }
-}
-
-static FILE *open_log(const char *out, int append, char *err, size_t errlen) {
-    if (!out) return NULL;
-    mkdir(out, 0777);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/log.jsonl", out);
-    FILE *f = fopen(path, append ? "a" : "w");
-    if (!f) derf_io_errf(err, errlen, "cannot write %s: does the folder exist and is it writable?", path);
-    return f;
-}
-
-static int save_run(const derf_dna_train_opts *o, dmodel *m, int step, derf_rng rng, char *err, size_t errlen) {
-    if (!o->out) return 0;
-    char keys[16][32], vals[16][128];
-    int nk = dm_meta(m, keys, vals, 16);
-    derf_st_meta meta[48];
-    int n = 0;
-    for (int i = 0; i < nk; i++) meta[n++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && n < 48; i++) meta[n++] = o->meta[i];
-    derf_run_state s = {m->params, NULL, step, rng, "derf-dna-1", meta, n};
-    return derf_run_save(o->out, &s, err, errlen);
-}
-
-/* the end of a run: the checkpoint (not after a divergence), the time, the log and the model freed.
- * Returns 0, or -1 when the checkpoint cannot be written. */
-static int finish_run(const derf_dna_train_opts *o, FILE *log, dmodel *m, int step, derf_rng rng,
-                      derf_dna_train_result *res, double t0, char *err, size_t errlen) {
-    int rc = res->diverged ? 0 : save_run(o, m, step, rng, err, errlen);
-    res->seconds = derf_now_s() - t0;
-    if (log) fclose(log);
-    dm_free(m);
-    return rc;
-}
-
-/* progress line + log record every log_every steps */
-static void progress(const derf_dna_train_opts *o, FILE *log, int step, int total, float loss, float lr, float gn,
-                     double tok_s, double eta_s, double elapsed) {
-    char eta[32];
-    derf_fmt_eta(eta, sizeof eta, eta_s);
-    if (!o->quiet)
-        fprintf(stderr, "[derf] step %d/%d loss %.4f lr %.2e gn %.3f | %.0f tok/s | eta %s\n", step, total, (double)loss,
-                (double)lr, (double)gn, tok_s, eta);
-    if (log) {
-        fprintf(log, "{\"type\":\"train\",\"step\":%d,\"loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,"
-                     "\"elapsed_s\":%.2f}\n", step, (double)loss, (double)lr, (double)gn, tok_s, elapsed);
-        fflush(log);
-    }
-}
-
-/* one optimizer step on the batch in tok/tgt; returns the loss, sets *gn; NAN loss or gn: diverged */
-static float train_step(dmodel *m, const int32_t *tok, const int32_t *tgt, int B, int T, derf_adamw_cfg *ac, float lr,
-                        float clip, int step, float *gn) {
-    derf_params_zero_grad(m->params);
-    float l = dm_forward(m, tok, tgt, B, T);
-    if (bad(l)) return l;
-    dm_backward(m, 1.0f);
-    *gn = derf_clip_grad_norm(m->params, clip);
-    if (!isfinite(*gn)) return l;
-    ac->lr = lr;
-    derf_adamw_step(m->params, ac, step + 1);
-    return l;
-}
-
 /* ------------------------------------------------------------------------------- pretraining */
-
-/* --resume: the weights, AdamW moments, step and RNG of dir/state.safetensors (derf_run_load checks the format
- * and every tensor's shape); the model config in its metadata (architecture, sizes, norm) must be this run's,
- * and the run must not be past o->steps. */
-static int resume_run(const derf_dna_train_opts *o, dmodel *m, int *step, derf_rng *rng, char *err, size_t errlen) {
-    char path[1200], keys[16][32], vals[16][128];
-    snprintf(path, sizeof path, "%s/state.safetensors", o->resume);
-    derf_safetensors st;
-    if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
-    const int nk = dm_meta(m, keys, vals, 16);
-    int rc = 0;
-    for (int i = 0; i < nk && !rc; i++) {
-        const char *v = derf_safetensors_meta(&st, keys[i]);
-        if (!v || strcmp(v, vals[i])) {
-            derf_io_errf(err, errlen, "%s: a run with %s=%s, not %s (resume with the run's own options)", path, keys[i],
-                         v ? v : "(none)", vals[i]);
-            rc = -1;
-        }
-    }
-    derf_safetensors_free(&st);
-    if (rc || derf_run_load(o->resume, "derf-dna-1", m->params, NULL, step, rng, err, errlen)) return -1;
-    if (*step > o->steps) {
-        derf_io_errf(err, errlen, "%s is at step %d, past --steps %d", path, *step, o->steps);
-        return -1;
-    }
-    return 0;
-}
 
 /* windows of W = T+1 bases: a fixed grid (non-overlapping, segment by segment) of one split */
 typedef struct { uint64_t *pos; size_t n; } grid;
@@ -259,126 +162,183 @@ static const char *ood_path(const derf_dna_train_opts *o, char *buf, size_t n) {
     return access(buf, F_OK) ? NULL : buf;
 }
 
+/* the task for derf_fit: pretraining (next-token or masked LM) on random windows of the training segments */
+typedef struct {
+    dmodel m;
+    const derf_dna_train_opts *o;
+    derf_dna_train_result *res;
+    derf_dna_corpus c, oc;
+    const char *ood;
+    size_t *seg, nseg;
+    uint64_t *cum;
+    grid gv, gt, go;
+    int32_t *tok, *tgt;
+    uint8_t *win;
+    int quiet;
+    char desc[300];
+} pre_task;
+
+static float pre_micro(derf_task *t, int step, derf_rng *rng, float scale, double *units) {
+    pre_task *P = t->ctx;
+    const derf_dna_train_opts *o = P->o;
+    const int B = o->batch, T = o->seq, W = T + 1;
+    const derf_dna_corpus *c = &P->c;
+    for (int b = 0; b < B; b++) {
+        uint64_t r = (((uint64_t)derf_rng_u32(rng) << 32) | derf_rng_u32(rng)) % P->cum[P->nseg];
+        size_t lo = 0, hi = P->nseg;
+        while (hi - lo > 1) { size_t mid = (lo + hi) / 2; if (P->cum[mid] <= r) lo = mid; else hi = mid; }
+        memcpy(P->win, c->tok + c->seg[P->seg[lo]].offset + (r - P->cum[lo]), (size_t)W);
+        if (o->rc_aug && (derf_rng_u32(rng) & 1)) derf_dna_revcomp(P->win, P->win, (size_t)W);
+        make_example(&P->m, P->win, T, o->mlm_prob, rng, P->tok + (size_t)b * T, P->tgt + (size_t)b * T);
+    }
+    float l = dm_forward(&P->m, P->tok, P->tgt, B, T);
+    if (!derf_loss_diverged(l)) dm_backward(&P->m, scale);
+    *units = (double)B * T;
+    return l;
+}
+
+/* periodic: the validation loss; final: validation, evaluation-mode training and out-of-distribution losses */
+static double pre_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
+    pre_task *P = t->ctx;
+    const derf_dna_train_opts *o = P->o;
+    derf_dna_train_result *res = P->res;
+    float vl = eval_grid(&P->m, &P->c, &P->gv, o->seq, o->mlm_prob, P->tok, P->tgt);
+    if (!final) {
+        if (!P->quiet) fprintf(stderr, "[derf] step %d: val loss %.4f nats/base (%.4f bits)\n", step, (double)vl, vl / M_LN2);
+        f[0] = DERF_LF_N("val_loss", vl);
+        *nf = 1;
+        return vl;
+    }
+    res->val_loss = vl;
+    if (derf_loss_diverged(vl)) return vl;
+    res->train_loss_eval = eval_grid(&P->m, &P->c, &P->gt, o->seq, o->mlm_prob, P->tok, P->tgt);
+    if (P->ood) res->ood_loss = eval_grid(&P->m, &P->oc, &P->go, o->seq, o->mlm_prob, P->tok, P->tgt);
+    derf_lf g[] = {DERF_LF_N("val_loss", vl), DERF_LF_N("val_bits", vl / M_LN2), DERF_LF_N("train_loss_eval", res->train_loss_eval),
+                   DERF_LF_N("ood_loss", res->ood_loss)};
+    memcpy(f, g, sizeof g);
+    *nf = 4;
+    return vl;
+}
+
+static int dna_meta(derf_task *t, char keys[][32], char vals[][128], int max) { return dm_meta(t->ctx, keys, vals, max); }
+static int pre_start_fields(derf_task *t, derf_lf *f, int max) {
+    pre_task *P = t->ctx;
+    f[0] = DERF_LF_S("model", P->desc);
+    f[1] = DERF_LF_I("tokens_per_step", P->o->batch * P->o->seq);
+    return 2;
+}
+
+/* the corpora, the sampling table (cumulative count of window starts over training segments long enough), the
+ * evaluation grids, the model */
+static int pre_setup(pre_task *P, const derf_dna_train_opts *o, char *oodbuf, size_t n, char *err, size_t errlen) {
+    const int B = o->batch, T = o->seq, W = T + 1;
+    P->ood = ood_path(o, oodbuf, n);
+    if (derf_dna_corpus_read(o->corpus, &P->c, err, errlen) || (P->ood && derf_dna_corpus_read(P->ood, &P->oc, err, errlen)))
+        return -1;
+    const derf_dna_corpus *c = &P->c;
+    P->seg = malloc((c->nseg + 1) * sizeof *P->seg);
+    P->cum = malloc((c->nseg + 1) * sizeof *P->cum);
+    P->tok = malloc(sizeof(int32_t) * (size_t)B * T);
+    P->tgt = malloc(sizeof(int32_t) * (size_t)B * T);
+    P->win = malloc((size_t)W);
+    if (!P->seg || !P->cum || !P->tok || !P->tgt || !P->win) { derf_io_errf(err, errlen, "out of memory"); return -1; }
+    P->cum[0] = 0;
+    for (size_t s = 0; s < c->nseg; s++)
+        if (c->seg[s].split == DERF_DNA_TRAIN && c->seg[s].length >= (uint32_t)W) {
+            P->seg[P->nseg] = s;
+            P->cum[P->nseg + 1] = P->cum[P->nseg] + (c->seg[s].length - (uint32_t)W + 1);
+            P->nseg++;
+        }
+    P->gv = make_grid(c, DERF_DNA_VAL, W, o->eval_windows);
+    P->gt = make_grid(c, DERF_DNA_TRAIN, W, o->eval_windows);
+    P->go = make_grid(&P->oc, DERF_DNA_TEST, W, o->eval_windows);
+    if (!P->nseg || !P->gv.n) {
+        derf_io_errf(err, errlen, "%s: no training segment of %d bases or no validation window (is it a split corpus from "
+                     "'derf data dna'? try a shorter --seq)", o->corpus, W);
+        return -1;
+    }
+    if (P->ood && !P->go.n) {
+        derf_io_errf(err, errlen, "%s: no test-split window of %d bases (out-of-distribution corpus)", P->ood, W);
+        return -1;
+    }
+    if (dm_build(&P->m, o, 0, B, T, err, errlen)) return -1;
+    dm_describe(&P->m, P->desc, sizeof P->desc);
+    return 0;
+}
+
+/* what both DNA trainers hand derf_fit */
+static void dna_fit_opts(derf_fit_opts *fo, const derf_dna_train_opts *o, int steps) {
+    derf_fit_opts_default(fo);
+    fo->steps = steps;
+    fo->sched = (derf_sched){DERF_SCHED_COSINE, o->lr, o->min_lr, (int)(o->warmup_frac * steps), steps};
+    fo->adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
+    fo->clip = o->clip;
+    fo->ckpt_every = o->ckpt_every;
+    if (o->ckpt_secs >= 0) fo->ckpt_secs = o->ckpt_secs;
+    fo->log_every = o->log_every;
+    fo->quiet = o->quiet;
+    fo->out = o->out;
+    fo->seed = o->seed;
+    fo->hint = "lower --lr";
+    fo->meta = o->meta;
+    fo->nmeta = o->nmeta;
+}
+
+static void copy_result(derf_dna_train_result *res, const derf_fit_result *fr) {
+    res->steps = fr->steps;
+    res->final_loss = fr->final_loss;
+    res->tokens_per_s = fr->units_per_s;
+    res->seconds = fr->seconds;
+    res->diverged = fr->diverged;
+    snprintf(res->diverged_msg, sizeof res->diverged_msg, "%s", fr->diverged_msg);
+}
+
+static int one_process(char *err, size_t errlen) {
+    if (derf_dist_size() == 1) return 0;
+    derf_io_errf(err, errlen, "train-dna does not train data-parallel yet: run it as one process (no mpirun)");
+    return -1;
+}
+
 int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     res->val_loss = res->train_loss_eval = res->ood_loss = -1.f;
     res->val_acc = res->test_acc = -1.f;
-    const int B = o->batch, T = o->seq, W = T + 1;
-    if (B < 1 || T < 2 || o->steps < 1) { derf_io_errf(err, errlen, "--batch, --steps must be >= 1 and --seq >= 2"); return -1; }
-    derf_dna_corpus c, oc = {0};
+    if (o->batch < 1 || o->seq < 2 || o->steps < 1) { derf_io_errf(err, errlen, "--batch, --steps must be >= 1 and --seq >= 2"); return -1; }
+    if (one_process(err, errlen)) return -1;
+    pre_task P = {.o = o, .res = res, .quiet = o->quiet};
+    derf_task t = {.ctx = &P, .params = NULL, .format = "derf-dna-1", .unit = "tok", .rate_key = "tokens_per_s",
+                   .eval_type = "val", .micro = pre_micro, .meta = dna_meta, .eval = pre_eval,
+                   .start_fields = pre_start_fields};
     char oodbuf[1200];
-    const char *ood = ood_path(o, oodbuf, sizeof oodbuf);
-    if (derf_dna_corpus_read(o->corpus, &c, err, errlen)) return -1;
-    if (ood && derf_dna_corpus_read(ood, &oc, err, errlen)) { derf_dna_corpus_free(&c); return -1; }
-    /* sampling table: cumulative count of window starts over training segments long enough */
-    size_t *seg = malloc(c.nseg * sizeof *seg), nseg = 0;
-    uint64_t *cum = malloc((c.nseg + 1) * sizeof *cum);
-    cum[0] = 0;
-    for (size_t s = 0; s < c.nseg; s++)
-        if (c.seg[s].split == DERF_DNA_TRAIN && c.seg[s].length >= (uint32_t)W) {
-            seg[nseg] = s;
-            cum[nseg + 1] = cum[nseg] + (c.seg[s].length - (uint32_t)W + 1);
-            nseg++;
-        }
-    grid gv = make_grid(&c, DERF_DNA_VAL, W, o->eval_windows), gt = make_grid(&c, DERF_DNA_TRAIN, W, o->eval_windows),
-         go = make_grid(&oc, DERF_DNA_TEST, W, o->eval_windows);
     int rc = -1;
-    FILE *log = NULL;
-    dmodel m = {0};
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
-    uint8_t *win = malloc((size_t)W);
-    if (!nseg || !gv.n) {
-        derf_io_errf(err, errlen, "%s: no training segment of %d bases or no validation window (is it a split corpus from "
-                     "'derf data dna'? try a shorter --seq)", o->corpus, W);
-        goto done;
-    }
-    if (ood && !go.n) { derf_io_errf(err, errlen, "%s: no test-split window of %d bases (out-of-distribution corpus)", ood, W); goto done; }
-    if (dm_build(&m, o, 0, B, T, err, errlen)) goto done;
-    res->params = (long long)m.params->total;
-    derf_rng rng;
-    derf_rng_seed(&rng, o->seed, 0xD7A);
-    int step = 0;
-    if (o->resume && resume_run(o, &m, &step, &rng, err, errlen)) goto done;
-    if (o->out && !(log = open_log(o->out, o->resume != NULL, err, errlen))) goto done;
-    char desc[300];
-    dm_describe(&m, desc, sizeof desc);
-    const int warm = (int)(o->warmup_frac * o->steps);
+    if (pre_setup(&P, o, oodbuf, sizeof oodbuf, err, errlen)) goto done;
+    t.params = P.m.params;
+    res->params = (long long)P.m.params->total;
+    derf_fit_opts fo;
+    dna_fit_opts(&fo, o, o->steps);
+    fo.max_steps = o->max_steps;
+    fo.eval_every = o->eval_every;
+    fo.resume = o->resume;
+    fo.stream = 0xD7A;
     if (!o->quiet)
         fprintf(stderr, "[derf] %s | %s: %s, %llu train window starts, %zu val windows | %d x %d tokens/step, %d steps, "
-                        "rc_aug %d%s\n", desc, o->corpus, m.arch ? "masked LM" : "next-token", (unsigned long long)cum[nseg], gv.n, B,
-                T, o->steps, o->rc_aug, o->resume ? " (resumed)" : "");
-    if (log)
-        fprintf(log, "{\"type\":\"start\",\"model\":\"%s\",\"tokens_per_step\":%d,\"step\":%d,\"steps\":%d,\"resumed\":%s}\n", desc,
-                B * T, step, o->steps, o->resume ? "true" : "false");
-    derf_adamw_cfg ac = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = derf_now_s(), ttrain = 0, lsum = 0;
-    const int start = step, stop = o->max_steps > 0 && o->max_steps < o->steps ? o->max_steps : o->steps;
-    int ln = 0;
-    float lr = o->lr;
-    for (; step < stop; step++) {
-        double ts = derf_now_s();
-        for (int b = 0; b < B; b++) {
-            uint64_t r = (((uint64_t)derf_rng_u32(&rng) << 32) | derf_rng_u32(&rng)) % cum[nseg];
-            size_t lo = 0, hi = nseg;
-            while (hi - lo > 1) { size_t mid = (lo + hi) / 2; if (cum[mid] <= r) lo = mid; else hi = mid; }
-            memcpy(win, c.tok + c.seg[seg[lo]].offset + (r - cum[lo]), (size_t)W);
-            if (o->rc_aug && (derf_rng_u32(&rng) & 1)) derf_dna_revcomp(win, win, (size_t)W);
-            make_example(&m, win, T, o->mlm_prob, &rng, tok + (size_t)b * T, tgt + (size_t)b * T);
-        }
-        lr = derf_lr_at(step, warm, o->steps, o->lr, o->min_lr);
-        float gn = 0, l = train_step(&m, tok, tgt, B, T, &ac, lr, o->clip, step, &gn);
-        if (bad(l)) { diverge(res, log, o->quiet, step, "loss", l); break; }
-        if (!isfinite(gn)) { diverge(res, log, o->quiet, step, "gradient norm", gn); break; }
-        ttrain += derf_now_s() - ts;
-        lsum += l;
-        ln++;
-        if (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step + 1 == stop)) {
-            double tok_s = (step + 1 - start) * (double)B * T / (ttrain + 1e-9);
-            progress(o, log, step + 1, o->steps, (float)(lsum / ln), lr, gn, tok_s, (stop - step - 1) * (double)B * T / tok_s,
-                     derf_now_s() - t0);
-            res->final_loss = (float)(lsum / ln);
-            lsum = 0;
-            ln = 0;
-        }
-        if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < o->steps) {
-            float vl = eval_grid(&m, &c, &gv, T, o->mlm_prob, tok, tgt);
-            if (!o->quiet) fprintf(stderr, "[derf] step %d: val loss %.4f nats/base (%.4f bits)\n", step + 1, (double)vl, vl / M_LN2);
-            if (log) fprintf(log, "{\"type\":\"val\",\"step\":%d,\"val_loss\":%.6g}\n", step + 1, (double)vl);
-            if (bad(vl)) { diverge(res, log, o->quiet, step + 1, "validation loss", vl); break; }
-            if (save_run(o, &m, step + 1, rng, err, errlen)) goto done;
-        }
-    }
-    res->steps = step;
-    res->tokens_per_s = ttrain > 0 ? (step - start) * (double)B * T / ttrain : 0;
-    if (ln) res->final_loss = (float)(lsum / ln);
-    if (!res->diverged) {
-        res->val_loss = eval_grid(&m, &c, &gv, T, o->mlm_prob, tok, tgt);
-        if (bad(res->val_loss)) diverge(res, log, o->quiet, step, "validation loss", res->val_loss);
-    }
-    if (!res->diverged) {
-        res->train_loss_eval = eval_grid(&m, &c, &gt, T, o->mlm_prob, tok, tgt);
-        if (ood) res->ood_loss = eval_grid(&m, &oc, &go, T, o->mlm_prob, tok, tgt);
-        res->seconds = derf_now_s() - t0;
-        if (!o->quiet)
-            fprintf(stderr, "[derf] done: val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %.0f tok/s, %.0f s\n",
-                    (double)res->val_loss, res->val_loss / M_LN2, (double)res->train_loss_eval, res->tokens_per_s, res->seconds);
-        if (!o->quiet && ood)
-            fprintf(stderr, "[derf] out-of-distribution loss on %s: %.4f nats/base (%.4f bits)\n", ood, (double)res->ood_loss,
+                        "rc_aug %d%s\n", P.desc, o->corpus, P.m.arch ? "masked LM" : "next-token",
+                (unsigned long long)P.cum[P.nseg], P.gv.n, o->batch, o->seq, o->steps, o->rc_aug, o->resume ? " (resumed)" : "");
+    derf_fit_result fr;
+    rc = derf_fit(&t, &fo, &fr, err, errlen);
+    copy_result(res, &fr);
+    if (!rc && !res->diverged && !o->quiet) {
+        fprintf(stderr, "[derf] done: val loss %.4f nats/base (%.4f bits), eval-mode train loss %.4f, %.0f tok/s, %.0f s\n",
+                (double)res->val_loss, res->val_loss / M_LN2, (double)res->train_loss_eval, res->tokens_per_s, res->seconds);
+        if (P.ood)
+            fprintf(stderr, "[derf] out-of-distribution loss on %s: %.4f nats/base (%.4f bits)\n", P.ood, (double)res->ood_loss,
                     res->ood_loss / M_LN2);
-        if (log)
-            fprintf(log, "{\"type\":\"final\",\"step\":%d,\"val_loss\":%.6g,\"val_bits\":%.6g,\"train_loss_eval\":%.6g,"
-                         "\"ood_loss\":%.6g,\"tokens_per_s\":%.1f,\"seconds\":%.1f}\n", step, (double)res->val_loss,
-                    res->val_loss / M_LN2, (double)res->train_loss_eval, (double)res->ood_loss, res->tokens_per_s, res->seconds);
     }
-    rc = finish_run(o, log, &m, step, rng, res, t0, err, errlen);
-    log = NULL;
 done:
-    if (log) fclose(log);
-    dm_free(&m);
-    derf_dna_corpus_free(&c);
-    derf_dna_corpus_free(&oc);
-    free(go.pos);
-    free(seg); free(cum); free(gv.pos); free(gt.pos); free(tok); free(tgt); free(win);
+    dm_free(&P.m);
+    derf_dna_corpus_free(&P.c);
+    derf_dna_corpus_free(&P.oc);
+    free(P.seg); free(P.cum); free(P.gv.pos); free(P.gt.pos); free(P.go.pos); free(P.tok); free(P.tgt); free(P.win);
     return rc;
 }
 
@@ -448,97 +408,128 @@ static int *split_index(const derf_dna_task *t, int split, int limit, int *n) {
     return v;
 }
 
+/* the task for derf_fit: epochs over the training split in a seeded random order; after each epoch val and test
+ * accuracy; the reported test accuracy is the one at the best validation accuracy */
+typedef struct {
+    dmodel m;
+    const derf_dna_train_opts *o;
+    derf_dna_train_result *res;
+    derf_dna_task d;
+    int *itr, *iva, *ite, ntr, nva, nte, spe, quiet;
+    int32_t *tok, *lab;
+    uint8_t *win;
+    float best_val;
+    char desc[300];
+} ft_task;
+
+static float ft_micro(derf_task *t, int step, derf_rng *rng, float scale, double *units) {
+    ft_task *F = t->ctx;
+    const int B = F->o->batch, L = F->d.len, s = step % F->spe;
+    if (s == 0) /* a new epoch: a new order */
+        for (int i = F->ntr; i > 1; i--) {
+            int j = (int)derf_rng_below(rng, (uint32_t)i), x = F->itr[i - 1];
+            F->itr[i - 1] = F->itr[j];
+            F->itr[j] = x;
+        }
+    int b = F->ntr - s * B < B ? F->ntr - s * B : B;
+    for (int i = 0; i < b; i++) {
+        int id = F->itr[s * B + i];
+        memcpy(F->win, F->d.tok + (size_t)id * L, (size_t)L);
+        if (F->o->rc_aug && (derf_rng_u32(rng) & 1)) derf_dna_revcomp(F->win, F->win, (size_t)L);
+        for (int q = 0; q < L; q++) F->tok[(size_t)i * L + q] = F->win[q];
+        F->lab[i] = F->d.label[id];
+    }
+    float l = dm_forward(&F->m, F->tok, F->lab, b, L);
+    if (!derf_loss_diverged(l)) dm_backward(&F->m, scale);
+    *units = (double)b * L;
+    return l;
+}
+
+static double ft_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
+    ft_task *F = t->ctx;
+    derf_dna_train_result *res = F->res;
+    if (final) {
+        int ne = F->ntr < 2000 ? F->ntr : 2000;
+        eval_cls(&F->m, &F->d, F->itr, ne, F->tok, F->lab, &res->train_loss_eval);
+        derf_lf g[] = {DERF_LF_N("val_acc", res->val_acc), DERF_LF_N("test_acc", res->test_acc), DERF_LF_I("best_epoch", res->best_epoch),
+                       DERF_LF_N("train_loss_eval", res->train_loss_eval)};
+        memcpy(f, g, sizeof g);
+        *nf = 4;
+        return res->train_loss_eval;
+    }
+    const int ep = (step + F->spe - 1) / F->spe;
+    float vl, va = eval_cls(&F->m, &F->d, F->iva, F->nva, F->tok, F->lab, &vl);
+    float ta = eval_cls(&F->m, &F->d, F->ite, F->nte, F->tok, F->lab, NULL);
+    if (!F->quiet) fprintf(stderr, "[derf] epoch %d: val acc %.2f%% (loss %.4f), test acc %.2f%%\n", ep, 100 * va, (double)vl, 100 * ta);
+    if (va > F->best_val) { F->best_val = va; res->val_acc = va; res->test_acc = ta; res->best_epoch = ep; }
+    derf_lf g[] = {DERF_LF_I("epoch", ep), DERF_LF_N("val_acc", va), DERF_LF_N("val_loss", vl), DERF_LF_N("test_acc", ta)};
+    memcpy(f, g, sizeof g);
+    *nf = 4;
+    return vl;
+}
+
+static int ft_start_fields(derf_task *t, derf_lf *f, int max) {
+    ft_task *F = t->ctx;
+    f[0] = DERF_LF_S("task", F->d.name);
+    f[1] = DERF_LF_S("model", F->desc);
+    f[2] = DERF_LF_S("init", F->o->init ? "pretrained" : "random");
+    return 3;
+}
+
+static int ft_setup(ft_task *F, const derf_dna_train_opts *o, char *err, size_t errlen) {
+    if (derf_dna_task_read(o->task, &F->d, err, errlen)) return -1;
+    F->itr = split_index(&F->d, DERF_DNA_TRAIN, o->train_limit, &F->ntr);
+    F->iva = split_index(&F->d, DERF_DNA_VAL, o->eval_limit, &F->nva);
+    F->ite = split_index(&F->d, DERF_DNA_TEST, o->eval_limit, &F->nte);
+    const int B = o->batch, L = F->d.len;
+    F->tok = malloc(sizeof(int32_t) * (size_t)B * L);
+    F->lab = malloc(sizeof(int32_t) * (size_t)B);
+    F->win = malloc((size_t)L);
+    if (!F->tok || !F->lab || !F->win) { derf_io_errf(err, errlen, "out of memory"); return -1; }
+    if (!F->ntr || !F->nva || !F->nte) {
+        derf_io_errf(err, errlen, "%s: a split is empty (train %d, val %d, test %d)", o->task, F->ntr, F->nva, F->nte);
+        return -1;
+    }
+    if (dm_build(&F->m, o, F->d.nclass, B, L, err, errlen) || (o->init && load_backbone(&F->m, o->init, err, errlen))) return -1;
+    F->spe = (F->ntr + B - 1) / B;
+    F->best_val = -1;
+    dm_describe(&F->m, F->desc, sizeof F->desc);
+    return 0;
+}
+
 int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     res->val_loss = res->train_loss_eval = res->ood_loss = -1.f;
     res->val_acc = res->test_acc = -1.f;
     if (o->batch < 1 || o->epochs < 1) { derf_io_errf(err, errlen, "--batch and --epochs must be >= 1"); return -1; }
     if (o->resume || o->max_steps) { derf_io_errf(err, errlen, "--resume and --max-steps are for pretraining runs (not --task)"); return -1; }
-    derf_dna_task t;
-    if (derf_dna_task_read(o->task, &t, err, errlen)) return -1;
-    int ntr, nva, nte;
-    int *itr = split_index(&t, DERF_DNA_TRAIN, o->train_limit, &ntr), *iva = split_index(&t, DERF_DNA_VAL, o->eval_limit, &nva),
-        *ite = split_index(&t, DERF_DNA_TEST, o->eval_limit, &nte);
-    const int B = o->batch, L = t.len;
+    if (one_process(err, errlen)) return -1;
+    ft_task F = {.o = o, .res = res, .quiet = o->quiet};
+    derf_task t = {.ctx = &F, .format = "derf-dna-1", .unit = "tok", .rate_key = "tokens_per_s", .eval_type = "epoch",
+                   .micro = ft_micro, .meta = dna_meta, .eval = ft_eval, .start_fields = ft_start_fields};
     int rc = -1;
-    FILE *log = NULL;
-    dmodel m = {0};
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * L), *lab = malloc(sizeof(int32_t) * (size_t)B);
-    uint8_t *win = malloc((size_t)L);
-    if (!ntr || !nva || !nte) { derf_io_errf(err, errlen, "%s: a split is empty (train %d, val %d, test %d)", o->task, ntr, nva, nte); goto done; }
-    if (dm_build(&m, o, t.nclass, B, L, err, errlen)) goto done;
-    if (o->init && load_backbone(&m, o->init, err, errlen)) goto done;
-    res->params = (long long)m.params->total;
-    if (o->out && !(log = open_log(o->out, 0, err, errlen))) goto done;
-    derf_rng rng;
-    derf_rng_seed(&rng, o->seed, 0xF17E);
-    const int spe = (ntr + B - 1) / B, total = spe * o->epochs, warm = (int)(o->warmup_frac * total);
-    char desc[300];
-    dm_describe(&m, desc, sizeof desc);
+    if (ft_setup(&F, o, err, errlen)) goto done;
+    t.params = F.m.params;
+    res->params = (long long)F.m.params->total;
+    derf_fit_opts fo;
+    dna_fit_opts(&fo, o, F.spe * o->epochs);
+    fo.eval_every = F.spe;
+    fo.eval_at_end = 1;
+    fo.stream = 0xF17E;
     if (!o->quiet)
         fprintf(stderr, "[derf] fine-tune %s (%d classes, %d bp; train %d / val %d / test %d) from %s | %s | %d epochs x %d steps, "
-                        "batch %d\n", t.name, t.nclass, L, ntr, nva, nte, o->init ? o->init : "random init", desc, o->epochs, spe, B);
-    if (log)
-        fprintf(log, "{\"type\":\"start\",\"task\":\"%s\",\"model\":\"%s\",\"init\":\"%s\",\"steps\":%d}\n", t.name, desc,
-                o->init ? "pretrained" : "random", total);
-    derf_adamw_cfg ac = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = derf_now_s(), ttrain = 0, lsum = 0;
-    int step = 0, ln = 0;
-    float best_val = -1;
-    for (int ep = 0; ep < o->epochs && !res->diverged; ep++) {
-        for (int i = ntr; i > 1; i--) { int j = (int)derf_rng_below(&rng, (uint32_t)i), x = itr[i - 1]; itr[i - 1] = itr[j]; itr[j] = x; }
-        for (int s = 0; s < spe; s++, step++) {
-            double ts = derf_now_s();
-            int b = ntr - s * B < B ? ntr - s * B : B;
-            for (int i = 0; i < b; i++) {
-                int id = itr[s * B + i];
-                memcpy(win, t.tok + (size_t)id * L, (size_t)L);
-                if (o->rc_aug && (derf_rng_u32(&rng) & 1)) derf_dna_revcomp(win, win, (size_t)L);
-                for (int q = 0; q < L; q++) tok[(size_t)i * L + q] = win[q];
-                lab[i] = t.label[id];
-            }
-            float lr = derf_lr_at(step, warm, total, o->lr, o->min_lr), gn = 0;
-            float l = train_step(&m, tok, lab, b, L, &ac, lr, o->clip, step, &gn);
-            if (bad(l)) { diverge(res, log, o->quiet, step, "loss", l); break; }
-            if (!isfinite(gn)) { diverge(res, log, o->quiet, step, "gradient norm", gn); break; }
-            ttrain += derf_now_s() - ts;
-            lsum += l;
-            ln++;
-            if (o->log_every > 0 && (step + 1) % o->log_every == 0) {
-                double tok_s = (step + 1) * (double)B * L / (ttrain + 1e-9);
-                progress(o, log, step + 1, total, (float)(lsum / ln), lr, gn, tok_s, (total - step - 1) * (double)B * L / tok_s,
-                         derf_now_s() - t0);
-                res->final_loss = (float)(lsum / ln);
-                lsum = 0;
-                ln = 0;
-            }
-        }
-        if (res->diverged) break;
-        float vl, va = eval_cls(&m, &t, iva, nva, tok, lab, &vl), ta = eval_cls(&m, &t, ite, nte, tok, lab, NULL);
-        if (!o->quiet) fprintf(stderr, "[derf] epoch %d: val acc %.2f%% (loss %.4f), test acc %.2f%%\n", ep + 1, 100 * va, (double)vl, 100 * ta);
-        if (log) { fprintf(log, "{\"type\":\"epoch\",\"epoch\":%d,\"val_acc\":%.6g,\"val_loss\":%.6g,\"test_acc\":%.6g}\n", ep + 1, va, vl, ta); fflush(log); }
-        if (va > best_val) { best_val = va; res->val_acc = va; res->test_acc = ta; res->best_epoch = ep + 1; }
-    }
-    res->steps = step;
-    res->tokens_per_s = ttrain > 0 ? step * (double)B * L / ttrain : 0;
-    if (!res->diverged) {
-        int ne = ntr < 2000 ? ntr : 2000;
-        eval_cls(&m, &t, itr, ne, tok, lab, &res->train_loss_eval);
-        res->seconds = derf_now_s() - t0;
-        if (!o->quiet)
-            fprintf(stderr, "[derf] done: test acc %.2f%% at the best val epoch %d (val %.2f%%); eval-mode train loss %.4f; %.0f s\n",
-                    100 * res->test_acc, res->best_epoch, 100 * res->val_acc, (double)res->train_loss_eval, res->seconds);
-        if (log)
-            fprintf(log, "{\"type\":\"final\",\"val_acc\":%.6g,\"test_acc\":%.6g,\"best_epoch\":%d,\"train_loss_eval\":%.6g,"
-                         "\"seconds\":%.1f}\n", res->val_acc, res->test_acc, res->best_epoch, (double)res->train_loss_eval, res->seconds);
-    }
-    rc = finish_run(o, log, &m, step, rng, res, t0, err, errlen);
-    log = NULL;
+                        "batch %d\n", F.d.name, F.d.nclass, F.d.len, F.ntr, F.nva, F.nte, o->init ? o->init : "random init", F.desc,
+                o->epochs, F.spe, o->batch);
+    derf_fit_result fr;
+    rc = derf_fit(&t, &fo, &fr, err, errlen);
+    copy_result(res, &fr);
+    if (!rc && !res->diverged && !o->quiet)
+        fprintf(stderr, "[derf] done: test acc %.2f%% at the best val epoch %d (val %.2f%%); eval-mode train loss %.4f; %.0f s\n",
+                100 * res->test_acc, res->best_epoch, 100 * res->val_acc, (double)res->train_loss_eval, res->seconds);
 done:
-    if (log) fclose(log);
-    dm_free(&m);
-    derf_dna_task_free(&t);
-    free(itr); free(iva); free(ite); free(tok); free(lab); free(win);
+    dm_free(&F.m);
+    derf_dna_task_free(&F.d);
+    free(F.itr); free(F.iva); free(F.ite); free(F.tok); free(F.lab); free(F.win);
     return rc;
 }
 

@@ -10,9 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include "derf/dist.h"
+#include "derf/fit.h"
 #include "derf/io.h"
 #include "derf/lm.h"
 #include "derf/rng.h"
@@ -40,6 +39,7 @@ void derf_lm_opts_default(derf_lm_opts *o) {
     o->seed = 0;
     o->log_every = 10;
     o->device = "cpu";
+    o->ckpt_secs = -1;
 }
 
 /* ------------------------------------------------------------------------------- evaluation */
@@ -115,99 +115,111 @@ static void sample_batch(const derf_shard *s, int B, int T, derf_rng *r, int off
     }
 }
 
-/* ------------------------------------------------------------------------------- checkpoints */
+/* ------------------------------------------------------------------------------- the task for derf_fit */
 
 typedef struct {
-    derf_gpt2 *m;
+    derf_gpt2 m;
     const derf_lm_opts *o;
-    int step, data_vocab;
-    derf_rng rng;
-} lm_state;
-
-static int all_finite(const float *x, size_t n) {
-    int ok = 1;
-#pragma omp parallel for reduction(&& : ok) schedule(static)
-    for (size_t i = 0; i < n; i++) ok = ok && isfinite(x[i]);
-    return ok;
-}
-
-static int save_all(const lm_state *rs, char *err, size_t errlen) {
-    const derf_lm_opts *o = rs->o;
-    if (!o->out || derf_dist_rank() != 0) return 0; /* rank 0 writes for everyone */
-    char keys[48][32], vals[48][128];
-    derf_st_meta meta[96];
-    int nk = derf_gpt2_config_to_meta(&rs->m->cfg, keys, vals, 47), nm = 0;
-    snprintf(keys[nk], 32, "data_vocab");
-    snprintf(vals[nk++], 128, "%d", rs->data_vocab);
-    for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && nm < 96; i++) meta[nm++] = o->meta[i];
-    derf_run_state s = {&rs->m->params, NULL, rs->step, rs->rng, "derf-lm-1", meta, nm};
-    return derf_run_save(o->out, &s, err, errlen);
-}
-
-/* ------------------------------------------------------------------------------- training */
-
-/* a loss that means the run has diverged: NaN, inf, or beyond any real cross-entropy (1e4 nats) */
-static int bad_loss(float l) { return !isfinite(l) || l > 1e4f; }
-
-static void set_diverged(derf_lm_result *res, FILE *log, const derf_lm_opts *o, int step, const char *what,
-                         double value, float lr) {
-    res->diverged = 1;
-    snprintf(res->diverged_msg, sizeof res->diverged_msg,
-             "training diverged at step %d (%s %g, lr %.3g): stopped; the last good checkpoint is kept; "
-             "lower --lr or lengthen --warmup", step, what, value, (double)lr);
-    if (!o->quiet && derf_dist_rank() == 0) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
-    if (log) {
-        fprintf(log, "{\"type\":\"diverged\",\"step\":%d,\"what\":\"%s\",\"lr\":%.6g}\n", step, what, (double)lr);
-        fflush(log);
-    }
-}
-
-/* What a validation needs; eval_time and nevals feed the ETA. */
-typedef struct {
-    derf_gpt2 *m;
-    const derf_shard *va;
-    int T;
-    const derf_lm_opts *o;
-    FILE *log;
     derf_lm_result *res;
-    lm_state *rs;
-    double t0, eval_time;
-    int nevals;
-    long long tps;
-} lm_eval;
+    derf_shard tr, va;
+    int T, off, Bl, data_vocab, quiet;
+    long long tps;            /* tokens per optimizer step */
+    int32_t *tok, *tgt;
+    double t0;
+    char spec[256];
+} lm_task;
 
-/* Validation loss (curve, log, progress line), then a checkpoint if do_save. Non-finite validation loss
- * or weights mark the run diverged and write nothing. Returns -1 only when a checkpoint cannot be written. */
-static int validate(lm_eval *e, float lr, int do_save, char *err, size_t errlen) {
-    derf_lm_result *res = e->res;
-    const int step = e->rs->step;
-    /* the weight check and the checkpoint read the host slabs: on a GPU, fetch them first, and send
-     * rank 0's back when the processes had drifted apart */
-    derf_gpt2_sync_host(e->m);
-    if (derf_run_resync(&e->m->params, NULL, step, e->log, e->o->quiet || derf_dist_rank() != 0))
-        derf_gpt2_sync_device(e->m);
-    double ts = derf_now_s();
-    float vl = derf_lm_eval_loss(e->m, e->va, e->T, e->o->eval_windows);
-    e->eval_time += derf_now_s() - ts;
-    e->nevals++;
-    if (bad_loss(vl) || !all_finite(e->m->params.params, e->m->params.total)) {
-        set_diverged(res, e->log, e->o, step, !bad_loss(vl) ? "non-finite weights, validation loss" : "validation loss",
-                     vl, lr);
-        return 0;
+static float lm_micro(derf_task *t, int step, derf_rng *rng, float scale, double *units) {
+    lm_task *L = t->ctx;
+    sample_batch(&L->tr, L->o->batch, L->T, rng, L->off, L->Bl, L->tok, L->tgt);
+    float l = derf_dist_mean_float(derf_gpt2_forward(&L->m, L->tok, L->tgt, L->Bl, L->T)); /* over the global batch */
+    if (!derf_loss_diverged(l)) derf_gpt2_backward(&L->m, scale);
+    *units = (double)L->o->batch * L->T;
+    return l;
+}
+
+/* periodic: the validation loss (curve, progress line); final: the evaluation-mode training loss */
+static double lm_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
+    lm_task *L = t->ctx;
+    derf_lm_result *res = L->res;
+    if (final) {
+        if (L->o->eval_train_loss) res->train_loss_eval = derf_lm_eval_loss(&L->m, &L->tr, L->T, L->o->eval_windows);
+        derf_lf g[] = {DERF_LF_I("tokens", step * L->tps), DERF_LF_N("val_loss", res->val_loss),
+                       DERF_LF_N("train_loss_eval", res->train_loss_eval)};
+        memcpy(f, g, sizeof g);
+        *nf = 3;
+        return L->o->eval_train_loss ? res->train_loss_eval : 0;
     }
+    float vl = derf_lm_eval_loss(&L->m, &L->va, L->T, L->o->eval_windows);
+    if (derf_loss_diverged(vl)) return vl;
     res->val_loss = vl;
     if (res->ncurve < DERF_LM_MAX_CURVE) {
         res->curve_step[res->ncurve] = step;
         res->curve_val[res->ncurve++] = vl;
     }
-    if (!e->o->quiet && derf_dist_rank() == 0) fprintf(stderr, "[derf] step %d: val loss %.4f\n", step, (double)vl);
-    if (e->log) {
-        fprintf(e->log, "{\"type\":\"val\",\"step\":%d,\"tokens\":%lld,\"val_loss\":%.6g,\"elapsed_s\":%.2f}\n", step,
-                step * e->tps, (double)vl, derf_now_s() - e->t0);
-        fflush(e->log);
+    if (!L->quiet) fprintf(stderr, "[derf] step %d: val loss %.4f\n", step, (double)vl);
+    derf_lf g[] = {DERF_LF_I("tokens", step * L->tps), DERF_LF_N("val_loss", vl), DERF_LF_T("elapsed_s", derf_now_s() - L->t0)};
+    memcpy(f, g, sizeof g);
+    *nf = 3;
+    return vl;
+}
+
+static int lm_train_fields(derf_task *t, int step, derf_lf *f, int max) {
+    f[0] = DERF_LF_I("tokens", step * ((lm_task *)t->ctx)->tps);
+    return 1;
+}
+static int lm_start_fields(derf_task *t, derf_lf *f, int max) {
+    lm_task *L = t->ctx;
+    derf_lf g[] = {DERF_LF_I("params", L->m.params.total), DERF_LF_I("vocab", L->m.cfg.vocab), DERF_LF_S("norm", L->spec),
+                   DERF_LF_I("tokens_per_step", L->tps)};
+    memcpy(f, g, sizeof g);
+    return 4;
+}
+static int lm_meta(derf_task *t, char keys[][32], char vals[][128], int max) {
+    lm_task *L = t->ctx;
+    int nk = derf_gpt2_config_to_meta(&L->m.cfg, keys, vals, max - 1);
+    snprintf(keys[nk], 32, "data_vocab");
+    snprintf(vals[nk++], 128, "%d", L->data_vocab);
+    return nk;
+}
+static int lm_begin_cuda(derf_task *t, char *err, size_t errlen) { /* uploads the (resumed) weights and moments */
+    return derf_gpt2_cuda_attach(&((lm_task *)t->ctx)->m, 1, err, errlen);
+}
+static void lm_zero_grad(derf_task *t) { derf_gpt2_zero_grad(&((lm_task *)t->ctx)->m); }
+static void lm_mean_grads(derf_task *t) { derf_gpt2_mean_grads(&((lm_task *)t->ctx)->m); } /* MPI, or NCCL on GPUs */
+static float lm_clip(derf_task *t, float c) { return derf_gpt2_clip_grad_norm(&((lm_task *)t->ctx)->m, c); }
+static void lm_adamw(derf_task *t, const derf_adamw_cfg *c, int s) { derf_gpt2_adamw_step(&((lm_task *)t->ctx)->m, c, s); }
+static void lm_sync_host(derf_task *t) { derf_gpt2_sync_host(&((lm_task *)t->ctx)->m); }
+static void lm_sync_device(derf_task *t) { derf_gpt2_sync_device(&((lm_task *)t->ctx)->m); }
+
+/* the shards (every token inside the model's vocabulary) and the model for this process's share */
+static int lm_setup(lm_task *L, const derf_lm_opts *o, char *err, size_t errlen) {
+    derf_gpt2_config cfg = o->model;
+    L->T = o->seq > 0 ? o->seq : cfg.block_size;
+    if (L->T > cfg.block_size) {
+        derf_io_errf(err, errlen, "--seq %d is longer than the model's context (block_size %d)", L->T, cfg.block_size);
+        return -1;
     }
-    return do_save ? save_all(e->rs, err, errlen) : 0;
+    char tpath[1100], vpath[1100];
+    const char *dir = o->data ? o->data : "runs/data/text";
+    if (o->train_path) snprintf(tpath, sizeof tpath, "%s", o->train_path);
+    else snprintf(tpath, sizeof tpath, "%s/train.bin", dir);
+    if (o->val_path) snprintf(vpath, sizeof vpath, "%s", o->val_path);
+    else snprintf(vpath, sizeof vpath, "%s/val.bin", dir);
+    if (load_shard(tpath, &L->tr, L->T, "training", err, errlen) || load_shard(vpath, &L->va, L->T, "validation", err, errlen))
+        return -1;
+    L->data_vocab = L->tr.vocab > L->va.vocab ? L->tr.vocab : L->va.vocab;
+    if (cfg.vocab <= 0) cfg.vocab = (L->data_vocab + 63) / 64 * 64;
+    if (check_vocab(&L->tr, tpath, cfg.vocab, err, errlen) || check_vocab(&L->va, vpath, cfg.vocab, err, errlen) ||
+        derf_dist_shard(o->batch, &L->off, &L->Bl, err, errlen) || derf_gpt2_build(&L->m, &cfg, L->Bl, L->T, err, errlen))
+        return -1;
+    derf_gpt2_init(&L->m, o->seed);
+    L->tok = malloc(sizeof(int32_t) * (size_t)L->Bl * L->T);
+    L->tgt = malloc(sizeof(int32_t) * (size_t)L->Bl * L->T);
+    if (!L->tok || !L->tgt) { derf_io_errf(err, errlen, "out of memory for the batches"); return -1; }
+    L->tps = (long long)o->accum * o->batch * L->T;
+    derf_norm_format(&cfg.norm, L->spec, sizeof L->spec);
+    return 0;
 }
 
 int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t errlen) {
@@ -226,154 +238,62 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     }
     /* is a GPU usable at all? (under mpirun: one per process, joined by NCCL; every process calls it) */
     if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1;
-    derf_gpt2_config cfg = o->model;
-    const int T = o->seq > 0 ? o->seq : cfg.block_size;
-    if (T > cfg.block_size) {
-        derf_io_errf(err, errlen, "--seq %d is longer than the model's context (block_size %d)", T, cfg.block_size);
-        return -1;
-    }
-    char tpath[1100], vpath[1100];
-    const char *dir = o->data ? o->data : "runs/data/text";
-    if (o->train_path) snprintf(tpath, sizeof tpath, "%s", o->train_path);
-    else snprintf(tpath, sizeof tpath, "%s/train.bin", dir);
-    if (o->val_path) snprintf(vpath, sizeof vpath, "%s", o->val_path);
-    else snprintf(vpath, sizeof vpath, "%s/val.bin", dir);
-    derf_shard tr, va;
-    if (load_shard(tpath, &tr, T, "training", err, errlen)) return -1;
-    if (load_shard(vpath, &va, T, "validation", err, errlen)) { derf_shard_free(&tr); return -1; }
-    const int data_vocab = tr.vocab > va.vocab ? tr.vocab : va.vocab;
-    if (cfg.vocab <= 0) cfg.vocab = (data_vocab + 63) / 64 * 64;
-    if (check_vocab(&tr, tpath, cfg.vocab, err, errlen) || check_vocab(&va, vpath, cfg.vocab, err, errlen)) {
-        derf_shard_free(&tr); derf_shard_free(&va);
-        return -1;
-    }
-    int off, Bl; /* this process's share of every global micro-batch: windows [off, off + Bl) */
-    derf_gpt2 m;
-    if (derf_dist_shard(o->batch, &off, &Bl, err, errlen) || derf_gpt2_build(&m, &cfg, Bl, T, err, errlen)) {
-        derf_shard_free(&tr); derf_shard_free(&va);
-        return -1;
-    }
-    derf_gpt2_init(&m, o->seed);
-    derf_params *p = &m.params;
-    lm_state rs = {&m, o, 0, data_vocab, {0, 0}};
-    derf_rng_seed(&rs.rng, o->seed, 2);
-    res->params = (long long)p->total;
-    res->vocab = cfg.vocab;
-    res->data_vocab = data_vocab;
-    res->total_steps = o->steps;
-
+    lm_task L = {.o = o, .res = res, .quiet = o->quiet || derf_dist_rank() != 0, .t0 = derf_now_s()};
+    derf_task t = {.ctx = &L, .params = &L.m.params, .format = "derf-lm-1", .unit = "tok", .rate_key = "tokens_per_s",
+                   .eval_type = "val", .micro = lm_micro, .meta = lm_meta, .begin = cuda ? lm_begin_cuda : NULL,
+                   .zero_grad = lm_zero_grad, .mean_grads = lm_mean_grads, .clip = lm_clip, .adamw = lm_adamw,
+                   .sync_host = lm_sync_host, .sync_device = lm_sync_device, .eval = lm_eval,
+                   .train_fields = lm_train_fields, .start_fields = lm_start_fields};
     int rc = -1;
-    FILE *log = NULL;
-    const int B = o->batch, quiet = o->quiet || derf_dist_rank() != 0;
-    const long long tps = (long long)o->accum * B * T; /* tokens per optimizer step */
-    int32_t *tok = malloc(sizeof(int32_t) * (size_t)Bl * T), *tgt = malloc(sizeof(int32_t) * (size_t)Bl * T);
-    if (o->resume && derf_run_load(o->resume, "derf-lm-1", &m.params, NULL, &rs.step, &rs.rng, err, errlen)) goto done;
-    derf_run_bcast(p, NULL, &rs.step, &rs.rng); /* every process starts from rank 0's state */
-    if (cuda && derf_gpt2_cuda_attach(&m, 1, err, errlen)) goto done; /* uploads the (resumed) weights and moments */
-    if (o->out && derf_dist_rank() == 0) {
-        mkdir(o->out, 0777);
-        char path[1200];
-        snprintf(path, sizeof path, "%s/log.jsonl", o->out);
-        log = fopen(path, o->resume ? "a" : "w");
-        if (!log) { derf_io_errf(err, errlen, "cannot write %s: does the directory exist and is it writable?", path); goto done; }
-    }
-    const int stop = o->max_steps > 0 && o->max_steps < o->steps ? o->max_steps : o->steps;
-    const int start = rs.step;
-    char spec[256];
-    derf_norm_format(&cfg.norm, spec, sizeof spec);
-    if (!quiet)
+    if (lm_setup(&L, o, err, errlen)) goto done;
+    res->params = (long long)L.m.params.total;
+    res->vocab = L.m.cfg.vocab;
+    res->data_vocab = L.data_vocab;
+    res->total_steps = o->steps;
+    derf_fit_opts fo;
+    derf_fit_opts_default(&fo);
+    fo.steps = o->steps;
+    fo.max_steps = o->max_steps;
+    fo.accum = o->accum;
+    fo.sched = (derf_sched){DERF_SCHED_COSINE, o->lr, o->min_lr, o->warmup, o->steps};
+    fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
+    fo.clip = o->clip;
+    fo.eval_every = o->eval_every;
+    fo.eval_at_start = fo.eval_at_end = 1;
+    fo.ckpt_every = o->ckpt_every;
+    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
+    fo.log_every = o->log_every;
+    fo.quiet = o->quiet;
+    fo.out = o->out;
+    fo.resume = o->resume;
+    fo.seed = o->seed;
+    fo.stream = 2;
+    fo.meta = o->meta;
+    fo.nmeta = o->nmeta;
+    const derf_gpt2_config *c = &L.m.cfg;
+    if (!L.quiet)
         fprintf(stderr, "[derf] gpt2 L%d C%d H%d V%d ctx %d, %lld params, norm %s%s | %zu train / %zu val tokens | "
                         "%d x %d x %d = %lld tokens/step, %d steps%s\n",
-                cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab, cfg.block_size, res->params, spec,
-                m.cfg.shared_scale ? " + shared_scale" : "", tr.n, va.n, o->accum, B, T, tps, o->steps,
-                start ? " (resumed)" : "");
-    if (!quiet && derf_dist_size() > 1)
-        fprintf(stderr, "[derf] data-parallel over %d processes: %d windows each per micro-batch\n", derf_dist_size(), Bl);
-    if (log)
-        fprintf(log, "{\"type\":\"start\",\"step\":%d,\"params\":%lld,\"vocab\":%d,\"norm\":\"%s\",\"tokens_per_step\":%lld,"
-                     "\"steps\":%d,\"resumed\":%s,\"processes\":%d}\n",
-                start, res->params, cfg.vocab, spec, tps, o->steps, start ? "true" : "false", derf_dist_size());
-    derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
-    double t0 = derf_now_s(), train_time = 0, int_time = 0, loss_sum = 0;
-    int loss_n = 0, int_steps = 0;
-
-    lm_eval ev = {&m, &va, T, o, log, res, &rs, t0, 0, 0, tps};
-    if (start == 0 && o->eval_every > 0 && validate(&ev, acfg.lr, 0, err, errlen)) goto done;
-    while (!res->diverged && rs.step < stop) {
-        double ts = derf_now_s();
-        float lr = derf_lr_at(rs.step, o->warmup, o->steps, o->lr, o->min_lr);
-        if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
-        derf_gpt2_zero_grad(&m);
-        double lsum = 0;
-        for (int a = 0; a < o->accum; a++) {
-            sample_batch(&tr, B, T, &rs.rng, off, Bl, tok, tgt);
-            float l = derf_dist_mean_float(derf_gpt2_forward(&m, tok, tgt, Bl, T)); /* over the global batch */
-            if (bad_loss(l)) { set_diverged(res, log, o, rs.step, "loss", l, lr); break; }
-            derf_gpt2_backward(&m, 1.0f / (float)o->accum);
-            lsum += l;
-        }
-        if (res->diverged) break;
-        derf_gpt2_mean_grads(&m); /* the one all-reduce of the step (MPI, or NCCL on GPUs) */
-        float loss = (float)(lsum / o->accum);
-        float gn = derf_gpt2_clip_grad_norm(&m, o->clip);
-        if (!isfinite(gn)) { set_diverged(res, log, o, rs.step, "gradient norm", gn, lr); break; }
-        acfg.lr = lr;
-        derf_gpt2_adamw_step(&m, &acfg, rs.step + 1);
-        derf_dist_perturb_hook(rs.step + 1, p->params);
-        rs.step++;
-        double dt = derf_now_s() - ts;
-        train_time += dt;
-        int_time += dt;
-        int_steps++;
-        loss_sum += loss;
-        loss_n++;
-        if (o->log_every > 0 && (rs.step % o->log_every == 0 || rs.step == stop)) {
-            double tok_s = int_steps * (double)tps / (int_time + 1e-9);
-            int evals_left = o->eval_every > 0 ? (stop - 1) / o->eval_every - rs.step / o->eval_every : 0;
-            double per_eval = ev.nevals ? ev.eval_time / ev.nevals : 0;
-            char eta[32];
-            derf_fmt_eta(eta, sizeof eta, (stop - rs.step) * (double)tps / (tok_s > 0 ? tok_s : 1) +
-                                         (evals_left + 1) * per_eval);
-            if (!quiet)
-                fprintf(stderr, "[derf] step %d/%d loss %.4f lr %.2e gn %.3f | %.0f tok/s | eta %s\n", rs.step, o->steps,
-                        (double)loss, (double)lr, (double)gn, tok_s, eta);
-            if (log)
-                fprintf(log, "{\"type\":\"train\",\"step\":%d,\"tokens\":%lld,\"loss\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,"
-                             "\"tokens_per_s\":%.1f,\"elapsed_s\":%.2f}\n",
-                        rs.step, rs.step * tps, (double)loss, (double)lr, (double)gn, tok_s, derf_now_s() - t0);
-            res->final_loss = (float)(loss_sum / loss_n);
-            loss_sum = 0; loss_n = 0; int_time = 0; int_steps = 0;
-        }
-        if (o->eval_every > 0 && rs.step % o->eval_every == 0 && rs.step < stop) {
-            if (validate(&ev, lr, 1, err, errlen)) goto done;
-        }
-    }
-    if (loss_n) res->final_loss = (float)(loss_sum / loss_n);
-    res->steps = rs.step;
-    res->tokens = rs.step * tps;
-    res->tokens_per_s = train_time > 0 ? (rs.step - start) * (double)tps / train_time : 0;
-    if (!res->diverged) {
-        if (validate(&ev, acfg.lr, 0, err, errlen)) goto done;
-        if (!res->diverged) {
-            if (o->eval_train_loss) res->train_loss_eval = derf_lm_eval_loss(&m, &tr, T, o->eval_windows);
-            res->seconds = derf_now_s() - t0;
-            if (log)
-                fprintf(log, "{\"type\":\"final\",\"step\":%d,\"tokens\":%lld,\"val_loss\":%.6g,\"train_loss_eval\":%.6g,"
-                             "\"tokens_per_s\":%.1f,\"seconds\":%.1f}\n",
-                        rs.step, res->tokens, (double)res->val_loss, (double)res->train_loss_eval, res->tokens_per_s,
-                        res->seconds);
-            if (save_all(&rs, err, errlen)) goto done;
-        }
-    }
-    res->seconds = derf_now_s() - t0;
-    rc = 0;
+                c->n_layer, c->n_embd, c->n_head, c->vocab, c->block_size, res->params, L.spec,
+                c->shared_scale ? " + shared_scale" : "", L.tr.n, L.va.n, o->accum, o->batch, L.T, L.tps, o->steps,
+                o->resume ? " (resumed)" : "");
+    if (!L.quiet && derf_dist_size() > 1)
+        fprintf(stderr, "[derf] data-parallel over %d processes: %d windows each per micro-batch\n", derf_dist_size(), L.Bl);
+    derf_fit_result fr;
+    rc = derf_fit(&t, &fo, &fr, err, errlen);
+    res->steps = fr.steps;
+    res->tokens = fr.steps * L.tps;
+    res->tokens_per_s = fr.units_per_s;
+    res->final_loss = fr.final_loss;
+    res->seconds = fr.seconds;
+    res->diverged = fr.diverged;
+    snprintf(res->diverged_msg, sizeof res->diverged_msg, "%s", fr.diverged_msg);
 done:
-    if (log) fclose(log);
-    free(tok);
-    free(tgt);
-    derf_gpt2_free(&m);
-    derf_shard_free(&tr);
-    derf_shard_free(&va);
+    free(L.tok);
+    free(L.tgt);
+    derf_gpt2_free(&L.m);
+    derf_shard_free(&L.tr);
+    derf_shard_free(&L.va);
     return rc;
 }
 

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "derf/dist.h"
+#include "derf/fit.h"
 #include "derf/io.h"
 #include "derf/speech.h"
 #include "derf/train.h"
@@ -38,12 +40,7 @@ void derf_speech_train_opts_default(derf_speech_train_opts *o) {
     o->train_eval_utts = 128;
     o->probe = 1;
     o->log_every = 10;
-}
-
-/* linear warmup to lr, then linear decay to 0 at total (fairseq polynomial_decay, power 1) */
-static float lr_linear(int step, int warmup, int total, float lr) {
-    if (step < warmup) return lr * (float)(step + 1) / (float)warmup;
-    return total > warmup ? lr * (float)(total - step) / (float)(total - warmup) : lr;
+    o->ckpt_secs = -1;
 }
 
 static void to_float(float *dst, const int16_t *src, int n) {
@@ -212,25 +209,124 @@ static float probe(derf_w2v *m, const derf_speech_corpus *c, int crop, int min, 
     return acc;
 }
 
-/* ---- training ------------------------------------------------------------------------------------ */
+/* ---- the task for derf_fit ------------------------------------------------------------------------ */
 
-static int save_run(const derf_speech_train_opts *o, derf_w2v *m, int step, derf_rng rng, char *err, size_t errlen) {
-    if (!o->out) return 0;
-    char keys[40][32], vals[40][128];
-    derf_st_meta meta[80];
-    int nk = derf_w2v_config_to_meta(&m->cfg, keys, vals, 40), nm = 0;
-    for (int i = 0; i < nk; i++) meta[nm++] = (derf_st_meta){keys[i], vals[i]};
-    for (int i = 0; i < o->nmeta && nm < 80; i++) meta[nm++] = o->meta[i];
-    derf_run_state s = {&m->params, NULL, step, rng, FORMAT, meta, nm};
-    return derf_run_save(o->out, &s, err, errlen);
+typedef struct {
+    derf_w2v m;
+    const derf_speech_train_opts *o;
+    derf_speech_train_result *res;
+    derf_speech_corpus c;
+    utt_list tr, va, te;
+    w2v_bufs b;
+    derf_w2v_out out;          /* of the last micro-batch */
+    double tau_decay, t0;
+    float tau;
+    int quiet;
+    char spec[160];
+} w2v_task;
+
+/* random utterances cropped at random offsets to the shortest (<= crop), their mask/negative/Gumbel draws */
+static float w2v_micro(derf_task *t, int step, derf_rng *rng, float scale, double *units) {
+    w2v_task *W = t->ctx;
+    const derf_speech_train_opts *o = W->o;
+    const derf_speech_corpus *c = &W->c;
+    W->tau = (float)fmax(W->m.cfg.tau0 * pow(W->tau_decay, step), W->m.cfg.tau_min);
+    int n = o->crop, pick_i[256];
+    for (int k = 0; k < o->batch; k++) {
+        pick_i[k] = W->tr.idx[derf_rng_below(rng, (uint32_t)W->tr.n)];
+        if ((int)c->u[pick_i[k]].n < n) n = (int)c->u[pick_i[k]].n;
+    }
+    for (int k = 0; k < o->batch; k++) {
+        const derf_utt *u = &c->u[pick_i[k]];
+        uint32_t off = derf_rng_below(rng, u->n - (uint32_t)n + 1);
+        to_float(W->b.wav + (size_t)k * n, c->audio + u->offset + off, n);
+    }
+    const int T = derf_w2v_frames(&W->m.cfg, n);
+    derf_w2v_sample(&W->m.cfg, &W->b.d, o->batch, T, 1, rng);
+    W->out = derf_w2v_forward(&W->m, W->b.wav, o->batch, n, &W->b.d, W->tau);
+    double bits = W->out.loss / W->out.M / M_LN2;
+    if (!derf_loss_diverged(bits)) derf_w2v_backward(&W->m, scale);
+    *units = (double)o->batch * T;
+    return (float)bits;
 }
 
-static void log_eval(FILE *log, const char *type, int step, const derf_w2v_eval *e, double elapsed) {
-    if (!log) return;
-    fprintf(log, "{\"type\":\"%s\",\"step\":%d,\"loss_bits\":%.6g,\"contrastive_bits\":%.6g,\"acc\":%.6g,"
-                 "\"code_ppl\":%.6g,\"frames\":%ld,\"elapsed_s\":%.2f}\n",
-            type, step, e->bits, e->contrastive_bits, e->acc, e->code_ppl, e->frames, elapsed);
-    fflush(log);
+static void eval_fields(const derf_w2v_eval *e, double elapsed, derf_lf *f, int *nf) {
+    derf_lf g[] = {DERF_LF_N("loss_bits", e->bits), DERF_LF_N("contrastive_bits", e->contrastive_bits),
+                   DERF_LF_N("acc", e->acc), DERF_LF_N("code_ppl", e->code_ppl), DERF_LF_I("frames", e->frames),
+                   DERF_LF_T("elapsed_s", elapsed)};
+    memcpy(f, g, sizeof g);
+    *nf = 6;
+}
+
+/* periodic: the validation measure; final: the evaluation-mode training loss and the probe (against a random
+ * network of the same shape; the trained weights are restored after it) */
+static double w2v_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
+    w2v_task *W = t->ctx;
+    const derf_speech_train_opts *o = W->o;
+    derf_speech_train_result *res = W->res;
+    if (!final) {
+        res->val = evaluate(&W->m, &W->c, &W->va, o->crop, &W->b);
+        if (!W->quiet) fprintf(stderr, "[derf] step %d: val %.4f bits/frame, acc %.3f\n", step, res->val.bits, res->val.acc);
+        eval_fields(&res->val, derf_now_s() - W->t0, f, nf);
+        return res->val.bits;
+    }
+    if (W->te.n && o->train_eval_utts > 0) res->train_eval = evaluate(&W->m, &W->c, &W->te, o->crop, &W->b);
+    if (o->probe) {
+        derf_params *p = &W->m.params;
+        float *keep = malloc(p->total * sizeof(float));
+        res->probe_acc = probe(&W->m, &W->c, o->crop, o->min_samples, W->b.wav, &res->probe_chance);
+        if (keep) {
+            memcpy(keep, p->params, p->total * sizeof(float));
+            derf_w2v_init(&W->m, o->seed + 1000003); /* the control: a random network of the same shape */
+            res->probe_acc_random = probe(&W->m, &W->c, o->crop, o->min_samples, W->b.wav, NULL);
+            memcpy(p->params, keep, p->total * sizeof(float));
+            free(keep);
+        }
+    }
+    derf_lf g[] = {DERF_LF_N("val_bits", res->val.bits), DERF_LF_N("val_contrastive_bits", res->val.contrastive_bits),
+                   DERF_LF_N("val_acc", res->val.acc), DERF_LF_N("val_code_ppl", res->val.code_ppl),
+                   DERF_LF_N("train_eval_bits", res->train_eval.frames ? res->train_eval.bits : -1.0),
+                   DERF_LF_N("probe_acc", res->probe_acc), DERF_LF_N("probe_acc_random", res->probe_acc_random),
+                   DERF_LF_N("probe_chance", res->probe_chance)};
+    memcpy(f, g, sizeof g);
+    *nf = 8;
+    return res->train_eval.frames ? res->train_eval.bits : 0;
+}
+
+static int w2v_train_fields(derf_task *t, int step, derf_lf *f, int max) {
+    w2v_task *W = t->ctx;
+    derf_lf g[] = {DERF_LF_N("loss_bits", t->window_loss), DERF_LF_N("acc", (double)W->out.correct / W->out.M),
+                   DERF_LF_N("code_ppl", W->out.code_ppl), DERF_LF_N("prob_ppl", W->out.prob_ppl), DERF_LF_N("tau", W->tau)};
+    memcpy(f, g, sizeof g);
+    return 5;
+}
+static int w2v_start_fields(derf_task *t, derf_lf *f, int max) {
+    w2v_task *W = t->ctx;
+    derf_lf g[] = {DERF_LF_I("params", W->m.params.total), DERF_LF_S("norm", W->spec), DERF_LF_I("batch", W->o->batch),
+                   DERF_LF_I("crop", W->o->crop)};
+    memcpy(f, g, sizeof g);
+    return 4;
+}
+static int w2v_meta(derf_task *t, char keys[][32], char vals[][128], int max) {
+    return derf_w2v_config_to_meta(&((w2v_task *)t->ctx)->m.cfg, keys, vals, max);
+}
+
+static int w2v_setup(w2v_task *W, const derf_speech_train_opts *o, char *err, size_t errlen) {
+    if (derf_speech_read(o->data, &W->c, err, errlen)) return -1;
+    W->tr = pick(&W->c, DERF_SPLIT_TRAIN, o->min_samples, 0);
+    W->va = pick(&W->c, DERF_SPLIT_VAL, o->min_samples, o->val_utts);
+    W->te = pick(&W->c, DERF_SPLIT_TRAIN, o->min_samples, o->train_eval_utts);
+    if (W->tr.n < o->batch || W->va.n < 1) {
+        derf_io_errf(err, errlen, "%s: %d training and %d validation utterances of at least %d samples; need %d and 1",
+                     o->data, W->tr.n, W->va.n, o->min_samples, o->batch);
+        return -1;
+    }
+    if (derf_w2v_build(&W->m, &o->model, o->batch, o->crop, err, errlen)) return -1;
+    derf_w2v_init(&W->m, o->seed);
+    bufs_alloc(&W->b, &W->m);
+    W->tau_decay = pow(W->m.cfg.tau_min / W->m.cfg.tau0, 1.0 / (0.69 * o->steps));
+    derf_norm_format(&W->m.cfg.norm, W->spec, sizeof W->spec);
+    return 0;
 }
 
 int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result *res, char *err, size_t errlen) {
@@ -246,150 +342,57 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
                      o->crop, 2 * o->model.mask_len);
         return -1;
     }
-    derf_speech_corpus c;
-    if (derf_speech_read(o->data, &c, err, errlen)) return -1;
-    utt_list tr = pick(&c, DERF_SPLIT_TRAIN, o->min_samples, 0), va = pick(&c, DERF_SPLIT_VAL, o->min_samples, o->val_utts);
-    utt_list te = pick(&c, DERF_SPLIT_TRAIN, o->min_samples, o->train_eval_utts);
+    if (derf_dist_size() > 1) { /* the codebook diversity penalty is a statistic of the whole batch */
+        derf_io_errf(err, errlen, "train-speech does not train data-parallel: run it as one process (no mpirun)");
+        return -1;
+    }
+    w2v_task W = {.o = o, .res = res, .quiet = o->quiet, .t0 = derf_now_s()};
+    derf_task t = {.ctx = &W, .params = &W.m.params, .format = FORMAT, .unit = "frames", .rate_key = "frames_per_s",
+                   .eval_type = "val", .micro = w2v_micro, .meta = w2v_meta, .eval = w2v_eval,
+                   .train_fields = w2v_train_fields, .start_fields = w2v_start_fields};
     int rc = -1;
-    FILE *log = NULL;
-    derf_w2v m;
-    w2v_bufs b = {0};
-    memset(&m, 0, sizeof m);
-    if (tr.n < o->batch || va.n < 1) {
-        derf_io_errf(err, errlen, "%s: %d training and %d validation utterances of at least %d samples; need %d and 1",
-                     o->data, tr.n, va.n, o->min_samples, o->batch);
-        goto done;
-    }
-    if (derf_w2v_build(&m, &o->model, o->batch, o->crop, err, errlen)) goto done;
-    derf_w2v_init(&m, o->seed);
-    bufs_alloc(&b, &m);
-    derf_rng rng;
-    derf_rng_seed(&rng, o->seed, 5);
-    int step = 0;
-    if (o->resume && derf_run_load(o->resume, FORMAT, &m.params, NULL, &step, &rng, err, errlen)) goto done;
-    if (o->out) {
-        if (derf_io_mkdirs(o->out, err, errlen)) goto done;
-        char path[1200];
-        snprintf(path, sizeof path, "%s/log.jsonl", o->out);
-        log = fopen(path, o->resume ? "a" : "w");
-        if (!log) { derf_io_errf(err, errlen, "cannot write %s", path); goto done; }
-    }
-    res->params = (long long)m.params.total;
+    if (w2v_setup(&W, o, err, errlen)) goto done;
+    res->params = (long long)W.m.params.total;
     res->total_steps = o->steps;
-    const int stop = o->max_steps > 0 && o->max_steps < o->steps ? o->max_steps : o->steps, start = step;
     const int warm = (int)ceilf(o->warmup_frac * o->steps) > 0 ? (int)ceilf(o->warmup_frac * o->steps) : 1;
-    const double tau_decay = pow(m.cfg.tau_min / m.cfg.tau0, 1.0 / (0.69 * o->steps));
-    char spec[160];
-    derf_norm_format(&m.cfg.norm, spec, sizeof spec);
+    derf_fit_opts fo;
+    derf_fit_opts_default(&fo);
+    fo.steps = o->steps;
+    fo.max_steps = o->max_steps;
+    fo.sched = (derf_sched){DERF_SCHED_LINEAR, o->lr, 0, warm, o->steps};
+    fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+    fo.clip = o->clip;
+    fo.eval_every = o->eval_every;
+    fo.eval_at_end = 1;
+    fo.ckpt_every = o->ckpt_every;
+    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
+    fo.log_every = o->log_every;
+    fo.quiet = o->quiet;
+    fo.out = o->out;
+    fo.resume = o->resume;
+    fo.seed = o->seed;
+    fo.stream = 5;
+    fo.hint = "lower --lr";
+    fo.meta = o->meta;
+    fo.nmeta = o->nmeta;
     if (!o->quiet)
         fprintf(stderr, "[derf] wav2vec C%d d%d L%d, %lld params, norm %s | %d train / %d val utterances | batch %d x <= %d "
-                        "samples, %d steps%s\n", m.cfg.conv_dim, m.cfg.d, m.cfg.n_layer, res->params, spec, tr.n, va.n,
-                o->batch, o->crop, o->steps, start ? " (resumed)" : "");
-    if (log)
-        fprintf(log, "{\"type\":\"start\",\"step\":%d,\"params\":%lld,\"norm\":\"%s\",\"steps\":%d,\"batch\":%d,\"crop\":%d,"
-                     "\"resumed\":%s}\n", start, res->params, spec, o->steps, o->batch, o->crop, start ? "true" : "false");
-    derf_adamw_cfg acfg = {o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
-    double t0 = derf_now_s(), train_time = 0, int_time = 0, lsum = 0;
-    long frames = 0, int_frames = 0;
-    int ln = 0;
-    while (step < stop) {
-        double ts = derf_now_s();
-        float lr = lr_linear(step, warm, o->steps, o->lr);
-        float tau = (float)fmax(m.cfg.tau0 * pow(tau_decay, step), m.cfg.tau_min);
-        /* a batch: random utterances, cropped at random offsets to the shortest (<= crop) */
-        int n = o->crop, pick_i[256];
-        for (int k = 0; k < o->batch; k++) {
-            pick_i[k] = tr.idx[derf_rng_below(&rng, (uint32_t)tr.n)];
-            if ((int)c.u[pick_i[k]].n < n) n = (int)c.u[pick_i[k]].n;
-        }
-        for (int k = 0; k < o->batch; k++) {
-            const derf_utt *u = &c.u[pick_i[k]];
-            uint32_t off = derf_rng_below(&rng, u->n - (uint32_t)n + 1);
-            to_float(b.wav + (size_t)k * n, c.audio + u->offset + off, n);
-        }
-        const int T = derf_w2v_frames(&m.cfg, n);
-        derf_w2v_sample(&m.cfg, &b.d, o->batch, T, 1, &rng);
-        derf_params_zero_grad(&m.params);
-        derf_w2v_out out = derf_w2v_forward(&m, b.wav, o->batch, n, &b.d, tau);
-        double bits = out.loss / out.M / M_LN2;
-        if (!isfinite(bits)) {
-            res->diverged = 1;
-            snprintf(res->diverged_msg, sizeof res->diverged_msg, "training diverged at step %d (loss %g): stopped", step, bits);
-            break;
-        }
-        derf_w2v_backward(&m, 1.0f);
-        float gn = derf_clip_grad_norm(&m.params, o->clip);
-        if (!isfinite(gn)) {
-            res->diverged = 1;
-            snprintf(res->diverged_msg, sizeof res->diverged_msg, "training diverged at step %d (gradient norm %g)", step, gn);
-            break;
-        }
-        acfg.lr = lr;
-        derf_adamw_step(&m.params, &acfg, step + 1);
-        step++;
-        double dt = derf_now_s() - ts;
-        train_time += dt;
-        int_time += dt;
-        frames += (long)o->batch * T;
-        int_frames += (long)o->batch * T;
-        lsum += bits;
-        ln++;
-        if (o->log_every > 0 && (step % o->log_every == 0 || step == stop)) {
-            double fps = int_frames / (int_time + 1e-9);
-            char eta[32];
-            derf_fmt_eta(eta, sizeof eta, (stop - step) * (int_time / ln));
-            res->final_loss = (float)(lsum / ln);
-            if (!o->quiet)
-                fprintf(stderr, "[derf] step %d/%d loss %.3f bits acc %.2f ppl %.0f tau %.3f lr %.2e gn %.2f | %.0f frames/s | eta %s\n",
-                        step, o->steps, res->final_loss, (double)out.correct / out.M, (double)out.code_ppl, (double)tau,
-                        (double)lr, (double)gn, fps, eta);
-            if (log)
-                fprintf(log, "{\"type\":\"train\",\"step\":%d,\"loss_bits\":%.6g,\"acc\":%.6g,\"code_ppl\":%.6g,\"prob_ppl\":%.6g,"
-                             "\"tau\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"frames_per_s\":%.1f,\"elapsed_s\":%.2f}\n",
-                        step, res->final_loss, (double)out.correct / out.M, (double)out.code_ppl, (double)out.prob_ppl,
-                        (double)tau, (double)lr, (double)gn, fps, derf_now_s() - t0);
-            lsum = 0; ln = 0; int_time = 0; int_frames = 0;
-        }
-        if (o->eval_every > 0 && step % o->eval_every == 0 && step < stop) {
-            res->val = evaluate(&m, &c, &va, o->crop, &b);
-            if (!o->quiet) fprintf(stderr, "[derf] step %d: val %.4f bits/frame, acc %.3f\n", step, res->val.bits, res->val.acc);
-            log_eval(log, "val", step, &res->val, derf_now_s() - t0);
-            if (save_run(o, &m, step, rng, err, errlen)) goto done;
-        }
-    }
-    res->steps = step;
-    res->frames_per_s = train_time > 0 ? frames / train_time : 0;
-    if (!res->diverged) {
-        res->val = evaluate(&m, &c, &va, o->crop, &b);
-        log_eval(log, "val", step, &res->val, derf_now_s() - t0);
-        if (te.n && o->train_eval_utts > 0) res->train_eval = evaluate(&m, &c, &te, o->crop, &b);
-        if (save_run(o, &m, step, rng, err, errlen)) goto done;
-        if (o->probe) {
-            res->probe_acc = probe(&m, &c, o->crop, o->min_samples, b.wav, &res->probe_chance);
-            derf_w2v_init(&m, o->seed + 1000003); /* the control: a random network of the same shape */
-            res->probe_acc_random = probe(&m, &c, o->crop, o->min_samples, b.wav, NULL);
-        }
-        res->seconds = derf_now_s() - t0;
-        if (log)
-            fprintf(log, "{\"type\":\"final\",\"step\":%d,\"val_bits\":%.6g,\"val_contrastive_bits\":%.6g,\"val_acc\":%.6g,"
-                         "\"val_code_ppl\":%.6g,\"train_eval_bits\":%.6g,\"probe_acc\":%.6g,\"probe_acc_random\":%.6g,"
-                         "\"probe_chance\":%.6g,\"frames_per_s\":%.1f,\"seconds\":%.1f}\n",
-                    step, res->val.bits, res->val.contrastive_bits, res->val.acc, res->val.code_ppl,
-                    res->train_eval.frames ? res->train_eval.bits : -1.0, (double)res->probe_acc,
-                    (double)res->probe_acc_random, (double)res->probe_chance, res->frames_per_s, res->seconds);
-    } else if (log) {
-        fprintf(log, "{\"type\":\"diverged\",\"step\":%d}\n", step);
-    }
-    if (res->diverged && !o->quiet) fprintf(stderr, "[derf] %s\n", res->diverged_msg);
-    res->seconds = derf_now_s() - t0;
-    rc = 0;
+                        "samples, %d steps%s\n", W.m.cfg.conv_dim, W.m.cfg.d, W.m.cfg.n_layer, res->params, W.spec, W.tr.n,
+                W.va.n, o->batch, o->crop, o->steps, o->resume ? " (resumed)" : "");
+    derf_fit_result fr;
+    rc = derf_fit(&t, &fo, &fr, err, errlen);
+    res->steps = fr.steps;
+    res->final_loss = fr.final_loss;
+    res->frames_per_s = fr.units_per_s;
+    res->seconds = fr.seconds;
+    res->diverged = fr.diverged;
+    snprintf(res->diverged_msg, sizeof res->diverged_msg, "%s", fr.diverged_msg);
 done:
-    if (log) fclose(log);
-    bufs_free(&b);
-    derf_w2v_free(&m);
-    free(tr.idx);
-    free(va.idx);
-    free(te.idx);
-    derf_speech_free(&c);
+    bufs_free(&W.b);
+    derf_w2v_free(&W.m);
+    free(W.tr.idx);
+    free(W.va.idx);
+    free(W.te.idx);
+    derf_speech_free(&W.c);
     return rc;
 }
