@@ -18,13 +18,15 @@
 
 #define MAX_LRS 8
 
+/* what every DiT run of a comparison shares */
 typedef struct {
-    char spec[128];
-    float lr;                           /* the kept learning rate (first seed's sweep) */
-    int ok[MAX_SEEDS], diverged[MAX_SEEDS], used_ema[MAX_SEEDS];
-    double fd[MAX_SEEDS], eval_loss[MAX_SEEDS], eval_loss_ema[MAX_SEEDS], seconds[MAX_SEEDS];
-    char grid[MAX_SEEDS][160];
-} dit_run;
+    dit_args a;
+    dit_sample_args s;
+    float lrs[MAX_LRS];
+    int nlr, fd_n;
+    derf_fd_ctx fd;
+    const char *out;
+} dit_compare;
 
 /* Trains one run into dir; returns its eval-mode loss (EMA if on; +inf when it diverged), keeps the model. */
 static int train_one(dit_args *b, const char *dir, derf_dit *m, float **ema, derf_dit_train_result *r, double *score) {
@@ -105,23 +107,91 @@ static int parse_lrs(const char *text, float *out) {
     return *p || !k ? -1 : k;
 }
 
+/* The runs of one norm and seed: the lr sweep on the first seed (unless the norm has its own lr), the kept lr after;
+ * the best run (lowest eval-mode training loss) is sampled and scored. */
+static int dit_run(void *ctx, compare_row *R, int seed, const char *base, double *v, double *seconds, int *ok) {
+    dit_compare *C = ctx;
+    const int first = seed == C->a.seed;
+    float try_lr[MAX_LRS];
+    int ntry = 1, rc;
+    try_lr[0] = R->lr > 0 ? R->lr : C->a.o.lr;
+    if (C->nlr && first && R->lr <= 0) { memcpy(try_lr, C->lrs, sizeof(float) * C->nlr); ntry = C->nlr; }
+    derf_dit best = {0};
+    float *best_ema = NULL;
+    double best_score = INFINITY;
+    derf_dit_train_result best_r = {0};
+    char best_dir[1300] = "";
+    for (int k = 0; k < ntry; k++) {
+        dit_args b = C->a;
+        b.norm = R->spec;
+        b.seed = seed;
+        b.o.lr = try_lr[k];
+        if ((rc = dit_args_finish(&b, "compare"))) return rc;
+        char dir[1300];
+        if (ntry > 1) snprintf(dir, sizeof dir, "%s-lr%g", base, (double)try_lr[k]);
+        else snprintf(dir, sizeof dir, "%s", base);
+        if (!C->a.o.quiet) fprintf(stderr, "[derf] === %s, seed %d, lr %g ===\n", R->spec, seed, (double)try_lr[k]);
+        derf_dit m;
+        float *ema;
+        derf_dit_train_result r;
+        double score = INFINITY;
+        if ((rc = train_one(&b, dir, &m, &ema, &r, &score))) return rc;
+        printf("%s lr %g: %s", R->spec, (double)try_lr[k], r.diverged ? r.diverged_msg : "");
+        if (!r.diverged) printf("eval-mode training loss %.5f (EMA %.5f), %.0f s", (double)r.eval_loss, (double)r.eval_loss_ema, r.seconds);
+        printf("\n");
+        if (score < best_score || k == 0) {
+            if (k) { derf_dit_free(&best); free(best_ema); }
+            best = m; best_ema = ema; best_score = score; best_r = r;
+            snprintf(best_dir, sizeof best_dir, "%s", dir);
+            if (first) R->lr = try_lr[k];
+        } else {
+            derf_dit_free(&m);
+            free(ema);
+        }
+    }
+    *ok = !best_r.diverged;
+    v[1] = best_r.eval_loss_ema;
+    v[2] = best_r.eval_loss;
+    *seconds = best_r.seconds;
+    rc = 0;
+    if (*ok) {
+        /* sample with the EMA weights unless the raw ones have the lower evaluation-mode loss (a short run under a long
+         * EMA horizon: the EMA still holds much of the initialization) */
+        int used_ema = best_ema && best_r.eval_loss_ema >= 0 && (best_r.eval_loss < 0 || best_r.eval_loss_ema <= best_r.eval_loss);
+        char grid[160];
+        rc = sample_and_score(&best, used_ema ? best_ema : NULL, &C->s.s, C->fd_n, &C->fd, best_dir, &v[0], grid, sizeof grid,
+                              C->a.o.quiet);
+        if (!rc) {
+            printf("%s (lr %g, seed %d): FD-FMNIST %.3f on %d samples (%s weights, %d %s steps, cfg %g); grid %s\n", R->spec,
+                   (double)R->lr, seed, v[0], C->fd_n, used_ema ? "EMA" : "raw", C->s.s.steps, C->s.sampler, (double)C->s.s.cfg,
+                   grid);
+            size_t skip = strncmp(grid, C->out, strlen(C->out)) ? 0 : strlen(C->out) + 1;
+            if (first) snprintf(R->note, sizeof R->note, "%s | `%s`", used_ema ? "EMA" : "raw", grid + skip);
+        }
+    }
+    derf_dit_free(&best);
+    free(best_ema);
+    return rc;
+}
+
 int cmd_compare_dit(int argc, char **argv) {
-    static dit_args a;
-    static dit_sample_args s;
-    static dit_run runs[MAX_NORMS];
-    dit_args_init(&a);
-    dit_sample_args_init(&s);
+    static dit_compare C;
+    static compare_row rows[MAX_NORMS];
+    dit_args_init(&C.a);
+    dit_sample_args_init(&C.s);
+    dit_args *const pa = &C.a;
     const char *norms = "layernorm,dyt,derf", *out = "runs/compare-dit", *model = "dit", *clf = NULL, *lrs = NULL;
-    int seeds = 1, fd_n = 10000, clf_epochs = 3, smoke = 0;
+    int seeds = 1, clf_epochs = 3, smoke = 0;
+    C.fd_n = 10000;
     cli_opt opts[80];
-    int n = dit_opts_table(&a, opts, 40);
-    n += dit_sample_opts_table(&s, opts + n, 20);
+    int n = dit_opts_table(pa, opts, 40);
+    n += dit_sample_opts_table(&C.s, opts + n, 20);
     opts[n++] = (cli_opt){"model", CLI_STR, &model, "dit here (all: " CLI_COMPARE_MODELS "; see 'derf compare --help')", 0, -1};
     opts[n++] = (cli_opt){"norms", CLI_STR, &norms, "comma-separated norm specs; SPEC@LR gives one its own learning rate", 0, -1};
     opts[n++] = (cli_opt){"lr-sweep", CLI_STR, &lrs, "learning rates to try per norm (paper: 1e-4,2e-4,4e-4); the best "
                                                      "evaluation-mode training loss is kept", 0, -1};
     opts[n++] = (cli_opt){"seeds", CLI_INT, &seeds, "seeds per norm (seed, seed+1, ...)", 1, MAX_SEEDS};
-    opts[n++] = (cli_opt){"fd-n", CLI_INT, &fd_n, "samples per run for FD-FMNIST (at least 10000 for a reported number)", 2, 1000000};
+    opts[n++] = (cli_opt){"fd-n", CLI_INT, &C.fd_n, "samples per run for FD-FMNIST (at least 10000 for a reported number)", 2, 1000000};
     opts[n++] = (cli_opt){"classifier", CLI_STR, &clf, "FD feature extractor (ViT checkpoint); default: OUT/classifier, "
                                                         "trained first if missing", 0, -1};
     opts[n++] = (cli_opt){"clf-epochs", CLI_INT, &clf_epochs, "epochs of the default classifier", 1, 1000};
@@ -139,13 +209,13 @@ int cmd_compare_dit(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (strcmp(model, "dit") != 0) return cli_fail("compare", "--model must be " CLI_COMPARE_MODELS ", not '%s'", model);
     if (smoke) {
-        a.o.steps = 3; a.o.batch = 4; a.o.eval_train_n = 8; a.o.log_every = 1000;
-        s.s.steps = 2; fd_n = 20; clf_epochs = 1;
+        pa->o.steps = 3; pa->o.batch = 4; pa->o.eval_train_n = 8; pa->o.log_every = 1000;
+        C.s.s.steps = 2; C.fd_n = 20; clf_epochs = 1;
     }
-    if ((rc = dit_args_finish(&a, "compare")) || (rc = dit_sample_args_finish(&s, "compare"))) return rc;
-    float lr_list[MAX_LRS];
-    int nlr = lrs ? parse_lrs(lrs, lr_list) : 0;
-    if (nlr < 0) return cli_fail("compare", "--lr-sweep must be a comma-separated list of learning rates in (0, 1), not '%s'", lrs);
+    if ((rc = dit_args_finish(pa, "compare")) || (rc = dit_sample_args_finish(&C.s, "compare"))) return rc;
+    C.nlr = lrs ? parse_lrs(lrs, C.lrs) : 0;
+    C.out = out;
+    if (C.nlr < 0) return cli_fail("compare", "--lr-sweep must be a comma-separated list of learning rates in (0, 1), not '%s'", lrs);
     compare_norm list[MAX_NORMS];
     int nn = compare_parse_norms("compare", norms, list);
     if (nn < 0) return 2;
@@ -154,84 +224,17 @@ int cmd_compare_dit(int argc, char **argv) {
     if (clf) snprintf(clf_path, sizeof clf_path, "%s", clf);
     else {
         snprintf(clf_dir, sizeof clf_dir, "%s/classifier", out);
-        if ((rc = ensure_classifier(clf_dir, clf_epochs, smoke ? 5 : 0, a.o.quiet, clf_path, sizeof clf_path))) return rc;
+        if ((rc = ensure_classifier(clf_dir, clf_epochs, smoke ? 5 : 0, pa->o.quiet, clf_path, sizeof clf_path))) return rc;
     }
-    static derf_fd_ctx fd_ctx;
-    if (derf_fd_open(&fd_ctx, clf_path, a.o.data, err, sizeof err)) return cli_fail("compare", "%s", err);
-
-    for (int i = 0; i < nn; i++) {
-        dit_run *R = &runs[i];
-        memset(R, 0, sizeof *R);
-        memcpy(R->spec, list[i].spec, sizeof R->spec);
-        R->lr = list[i].lr > 0 ? list[i].lr : a.o.lr;
-        for (int sd = 0; sd < seeds; sd++) {
-            /* the learning rates to try: the sweep on the first seed, then the kept one */
-            float try_lr[MAX_LRS];
-            int ntry = 1;
-            try_lr[0] = R->lr;
-            if (nlr && sd == 0 && list[i].lr <= 0) { memcpy(try_lr, lr_list, sizeof(float) * nlr); ntry = nlr; }
-            derf_dit best = {0};
-            float *best_ema = NULL;
-            double best_score = INFINITY;
-            derf_dit_train_result best_r = {0};
-            char best_dir[1300] = "";
-            for (int k = 0; k < ntry; k++) {
-                dit_args b = a;
-                b.norm = R->spec;
-                b.seed = a.seed + sd;
-                b.o.lr = try_lr[k];
-                if ((rc = dit_args_finish(&b, "compare"))) return rc;
-                char name[200], dir[1300];
-                compare_run_name(name, sizeof name, R->spec, b.seed);
-                if (ntry > 1) snprintf(dir, sizeof dir, "%s/%s-lr%g", out, name, (double)try_lr[k]);
-                else snprintf(dir, sizeof dir, "%s/%s", out, name);
-                if (!a.o.quiet)
-                    fprintf(stderr, "[derf] === %s, seed %d, lr %g ===\n", R->spec, b.seed, (double)try_lr[k]);
-                derf_dit m;
-                float *ema;
-                derf_dit_train_result r;
-                double score = INFINITY;
-                if ((rc = train_one(&b, dir, &m, &ema, &r, &score))) return rc;
-                printf("%s lr %g: %s", R->spec, (double)try_lr[k], r.diverged ? r.diverged_msg : "");
-                if (!r.diverged) printf("eval-mode training loss %.5f (EMA %.5f), %.0f s", (double)r.eval_loss, (double)r.eval_loss_ema, r.seconds);
-                printf("\n");
-                if (score < best_score || k == 0) {
-                    if (k) { derf_dit_free(&best); free(best_ema); }
-                    best = m; best_ema = ema; best_score = score; best_r = r;
-                    snprintf(best_dir, sizeof best_dir, "%s", dir);
-                    if (sd == 0) R->lr = try_lr[k];
-                } else {
-                    derf_dit_free(&m);
-                    free(ema);
-                }
-            }
-            R->diverged[sd] = best_r.diverged;
-            R->eval_loss[sd] = best_r.eval_loss;
-            R->eval_loss_ema[sd] = best_r.eval_loss_ema;
-            R->seconds[sd] = best_r.seconds;
-            if (!best_r.diverged) {
-                /* sample with the EMA weights unless the raw ones have the lower evaluation-mode loss (a short run
-                 * under a long EMA horizon: the EMA still holds much of the initialization) */
-                R->used_ema[sd] = best_ema && best_r.eval_loss_ema >= 0 &&
-                                  (best_r.eval_loss < 0 || best_r.eval_loss_ema <= best_r.eval_loss);
-                rc = sample_and_score(&best, R->used_ema[sd] ? best_ema : NULL, &s.s, fd_n, &fd_ctx, best_dir, &R->fd[sd], R->grid[sd],
-                                      sizeof R->grid[sd], a.o.quiet);
-                if (rc) { derf_dit_free(&best); free(best_ema); derf_fd_close(&fd_ctx); return rc; }
-                R->ok[sd] = 1;
-                printf("%s (lr %g, seed %d): FD-FMNIST %.3f on %d samples (%s weights, %d %s steps, cfg %g); grid %s\n",
-                       R->spec, (double)R->lr, a.seed + sd, R->fd[sd], fd_n, R->used_ema[sd] ? "EMA" : "raw", s.s.steps,
-                       s.sampler, (double)s.s.cfg, R->grid[sd]);
-            }
-            derf_dit_free(&best);
-            free(best_ema);
-        }
-    }
-    const long ref_n = fd_ctx.ref.n;
-    const int ref_dim = fd_ctx.ref.dim;
-    derf_fd_close(&fd_ctx);
+    if (derf_fd_open(&C.fd, clf_path, pa->o.data, err, sizeof err)) return cli_fail("compare", "%s", err);
+    rc = compare_drive("compare", &C, dit_run, list, nn, seeds, pa->seed, out, pa->o.quiet, rows);
+    const long ref_n = C.fd.ref.n;
+    const int ref_dim = C.fd.ref.dim;
+    derf_fd_close(&C.fd);
+    if (rc) return rc;
 
     /* the table */
-    const derf_dit_config *c = &a.o.model;
+    const derf_dit_config *c = &C.a.o.model;
     derf_strbuf md = {0};
     derf_sb_printf(&md, "# derf compare --model dit\n\nDiT preset `%s` (patch %d, width %d, depth %d, heads %d; size class %s "
                         "for the zero-init rule) on `%s`; %d steps of batch %d, AdamW constant lr (wd 0), EMA %g, label "
@@ -240,36 +243,15 @@ int cmd_compare_dit(int argc, char **argv) {
                         "per run (classes cycled), sample seed %d; seeds %d..%d%s%s.\n\n"
                         "FD-FMNIST: Frechet distance to the %ld test images on the %d-d penultimate features of `%s` "
                         "(a tiny derf ViT with LayerNorm). Not the Inception FID.\n\n",
-                   a.preset, c->patch, c->dim, c->depth, c->heads, a.size_class, a.o.data, a.o.steps, a.o.batch,
-                   (double)a.o.ema, (double)a.o.class_dropout, a.o.T, s.s.steps, s.sampler, (double)s.s.cfg,
-                   s.s.clip ? "on" : "off", fd_n, s.seed, a.seed, a.seed + seeds - 1, lrs ? "; lr sweep " : "",
+                   C.a.preset, c->patch, c->dim, c->depth, c->heads, C.a.size_class, C.a.o.data, C.a.o.steps, C.a.o.batch,
+                   (double)C.a.o.ema, (double)C.a.o.class_dropout, C.a.o.T, C.s.s.steps, C.s.sampler, (double)C.s.s.cfg,
+                   C.s.s.clip ? "on" : "off", C.fd_n, C.s.seed, C.a.seed, C.a.seed + seeds - 1, lrs ? "; lr sweep " : "",
                    lrs ? lrs : "", ref_n, ref_dim, clf_path);
-    derf_sb_printf(&md, "| norm | lr | FD-FMNIST (mean ± std) | eval-mode train loss (EMA) | eval-mode train loss (raw) | time/run | sampled with | samples |\n"
-                        "|---|---|---|---|---|---|---|---|\n");
-    printf("\n%-28s %-9s %-22s %-16s %-16s %s\n", "norm", "lr", "FD-FMNIST", "eval loss EMA", "eval loss raw", "time/run");
-    for (int i = 0; i < nn; i++) {
-        dit_run *R = &runs[i];
-        double fd[MAX_SEEDS], le[MAX_SEEDS], lr_[MAX_SEEDS], t = 0;
-        int k = 0;
-        for (int sd = 0; sd < seeds; sd++)
-            if (R->ok[sd]) { fd[k] = R->fd[sd]; le[k] = R->eval_loss_ema[sd]; lr_[k] = R->eval_loss[sd]; t += R->seconds[sd]; k++; }
-        if (!k) {
-            printf("%-28s %-9.2g diverged in all %d runs\n", R->spec, (double)R->lr, seeds);
-            derf_sb_printf(&md, "| %s | %g | × (diverged) | | | | | |\n", R->spec, (double)R->lr);
-            continue;
-        }
-        double mf, sf, ml, sl, mr, sr;
-        compare_mean_std(fd, k, &mf, &sf);
-        compare_mean_std(le, k, &ml, &sl);
-        compare_mean_std(lr_, k, &mr, &sr);
-        printf("%-28s %-9.2g %8.3f ± %-11.3f %-16.5f %-16.5f %.0f s\n", R->spec, (double)R->lr, mf, sf, ml, mr, t / k);
-        int ne = 0;
-        for (int sd = 0; sd < seeds; sd++) ne += R->ok[sd] && R->used_ema[sd];
-        derf_sb_printf(&md, "| %s | %g | %.3f ± %.3f | %.5f | %.5f | %.0f s | %s | `%s` |\n", R->spec, (double)R->lr, mf, sf, ml,
-                       mr, t / k, ne == k ? "EMA" : ne ? "EMA / raw" : "raw", R->grid[0] + (strncmp(R->grid[0], out, strlen(out)) ? 0 : strlen(out) + 1));
-    }
+    static const compare_col cols[] = {{"FD-FMNIST", "%.3f", 1}, {"eval-mode train loss (EMA)", "%.5f", 0},
+                                       {"eval-mode train loss (raw)", "%.5f", 0}};
+    compare_table(&md, cols, 3, "sampled with | samples", rows, nn, seeds, pa->o.lr);
     derf_sb_printf(&md, "\nThe evaluation-mode training loss is the paper's Appendix E measure for diffusion: the eps-MSE on the "
                         "first %d training images with fixed timesteps and noise (the same for every run) and no label "
-                        "dropout. Sample grids: one column per class, first 100 samples.\n", a.o.eval_train_n);
+                        "dropout. Sample grids: one column per class, first 100 samples.\n", C.a.o.eval_train_n);
     return compare_write_report("compare", out, &md, NULL);
 }

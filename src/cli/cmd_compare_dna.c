@@ -16,27 +16,121 @@
 
 #define MAX_TASKS 4
 
+/* what every DNA run of a comparison shares: the options and the tasks */
 typedef struct {
-    char spec[128];
-    float lr;
-    derf_dna_train_result pre[MAX_SEEDS], ft[MAX_TASKS][MAX_SEEDS];
-    int ok[MAX_SEEDS];
-} dna_run;
+    dna_args a;
+    int nt, random_init;
+    char tname[MAX_TASKS][64], tpath[MAX_TASKS][1200];
+} dna_compare;
 
-static void ms(const double *x, int n, char *buf, size_t len, double scale, int prec) {
-    if (n <= 0) { snprintf(buf, len, "-"); return; }
-    double m, s;
-    compare_mean_std(x, n, &m, &s);
-    snprintf(buf, len, "%.*f ± %.*f", prec, m * scale, prec, s * scale);
+/* Pretraining (unless random_init) then fine-tuning on every task, into dir/{pretrain,<task>}. Columns: val loss, val
+ * bits, eval-mode train loss, OOD loss, one accuracy (%) per task, their average; the parameter count last. */
+static int dna_run(void *ctx, compare_row *R, int seed, const char *dir, double *v, double *seconds, int *ok) {
+    const dna_compare *C = ctx;
+    dna_args b = C->a;
+    b.norm = R->spec;
+    b.seed = seed;
+    if (R->lr > 0) b.o.lr = R->lr;
+    int rc = dna_args_finish(&b, "compare");
+    if (rc) return rc;
+    if (compare_make_dir("compare", dir)) return 2;
+    char sub[1400], err[DERF_ERRLEN];
+    for (int c = 0; c < 4; c++) v[c] = -1;
+    *seconds = 0;
+    if (!C->random_init) {
+        if (!b.o.quiet) fprintf(stderr, "[derf] === %s, seed %d: pretraining ===\n", R->spec, seed);
+        snprintf(sub, sizeof sub, "%s/pretrain", dir);
+        derf_dna_train_opts po = b.o;
+        po.out = sub;
+        derf_dna_train_result r;
+        if (derf_dna_pretrain(&po, &r, err, sizeof err)) return cli_fail("compare", "%s", err);
+        if (r.diverged) return 0;
+        double pre[] = {r.val_loss, r.val_loss / M_LN2, r.train_loss_eval, r.ood_loss};
+        memcpy(v, pre, sizeof pre);
+        v[MAX_COLS - 1] = (double)r.params;
+        *seconds = r.seconds;
+    }
+    *ok = 1;
+    v[4 + C->nt] = 0;
+    for (int t = 0; t < C->nt; t++) {
+        char init[1400];
+        snprintf(init, sizeof init, "%s/pretrain", dir);
+        snprintf(sub, sizeof sub, "%s/%.63s", dir, C->tname[t]);
+        derf_dna_train_opts fo = b.o;
+        fo.out = sub;
+        fo.task = C->tpath[t];
+        fo.init = C->random_init ? NULL : init;
+        fo.lr = b.ft_lr;
+        fo.min_lr = 0.1f * b.ft_lr;
+        fo.warmup_frac = 0.01f;
+        if (!b.o.quiet) fprintf(stderr, "[derf] === %s, seed %d: %s (%s) ===\n", R->spec, seed, C->tname[t],
+                                C->random_init ? "random init" : "pretrained");
+        derf_dna_train_result r;
+        if (derf_dna_finetune(&fo, &r, err, sizeof err)) return cli_fail("compare", "%s", err);
+        v[4 + t] = 100 * r.test_acc;
+        v[4 + C->nt] += 100 * r.test_acc / C->nt;
+        *seconds += r.seconds;
+    }
+    return 0;
+}
+
+/* the k-mer logistic-regression baselines (k = 1, 4), one row each */
+static int kmer_rows(const dna_compare *C, int seeds, int smoke, compare_row *rows) {
+    static const int K[2] = {1, 4};
+    char err[DERF_ERRLEN];
+    for (int q = 0; q < 2; q++) {
+        compare_row *R = &rows[q];
+        memset(R, 0, sizeof *R);
+        snprintf(R->spec, sizeof R->spec, "%d-mer logistic regression", K[q]);
+        for (int s = 0; s < seeds; s++) {
+            R->ok[s] = 1;
+            for (int c = 0; c < 4; c++) R->v[s][c] = -1;
+            for (int t = 0; t < C->nt; t++) {
+                float va, ta;
+                if (derf_dna_kmer_baseline(C->tpath[t], K[q], smoke ? 2 : 20, (uint64_t)(C->a.seed + s), &va, &ta, err, sizeof err))
+                    return cli_fail("compare", "%s", err);
+                R->v[s][4 + t] = 100 * ta;
+                R->v[s][4 + C->nt] += 100 * ta / C->nt;
+                if (!C->a.o.quiet) fprintf(stderr, "[derf] %s: %d-mer logistic regression, seed %d: test acc %.2f%%\n",
+                                           C->tname[t], K[q], C->a.seed + s, 100 * ta);
+            }
+        }
+    }
+    return 0;
+}
+
+/* --tasks: DATA/<name>.dnat each; a missing default task (e.g. built without r-bioc-biostrings) is skipped with a
+ * warning. 0, or an exit status after an error line. */
+static int parse_tasks(dna_compare *C, const char *tasks, int defaults, const char *data) {
+    char miss[MAX_TASKS][1200];
+    int nmiss = 0;
+    C->nt = 0;
+    for (const char *p = tasks; *p && C->nt < MAX_TASKS;) {
+        size_t k = strcspn(p, ",");
+        if (k == 0 || k >= sizeof C->tname[0]) return cli_fail("compare", "--tasks: bad name in '%s'", tasks);
+        char name[64];
+        memcpy(name, p, k);
+        name[k] = 0;
+        p += k + (p[k] == ',');
+        memcpy(C->tname[C->nt], name, sizeof name);
+        snprintf(C->tpath[C->nt], sizeof C->tpath[0], "%s/%s.dnat", data, name);
+        if (defaults && access(C->tpath[C->nt], F_OK)) memcpy(miss[nmiss++], C->tpath[C->nt], sizeof miss[0]);
+        else C->nt++;
+    }
+    if (!C->nt) return cli_fail("compare", "no task file in %s; run 'derf data dna'", data);
+    for (int i = 0; i < nmiss; i++)
+        fprintf(stderr, "[derf] compare: %s is missing, skipping the task (run 'derf data dna'; see docs/dna.md)\n", miss[i]);
+    return 0;
 }
 
 int cmd_compare_dna(int argc, char **argv) {
     static dna_args a;
-    static dna_run runs[MAX_NORMS], rnd; /* rnd: the randomly initialised baseline (first norm) */
+    static dna_compare C;
+    static compare_row rows[MAX_NORMS + 3]; /* the norms, a random-init backbone, two k-mer baselines */
     dna_args_init(&a);
     const char *const default_tasks = "human_repeat_500,bact_species_200,dmel_promoter_300";
     const char *norms = NULL, *out = NULL, *model = "hyena", *tasks = default_tasks, *data = "runs/data/dna";
-    int seeds = 1, smoke = 0, kmer_k[2] = {1, 4};
+    int seeds = 1, smoke = 0;
     cli_opt opts[64];
     int n = dna_opts_table(&a, opts, 50);
     opts[n++] = (cli_opt){"model", CLI_STR, &model, "hyena or caduceus here (all: " CLI_COMPARE_MODELS "; see 'derf compare --help')", 0, -1};
@@ -83,84 +177,28 @@ int cmd_compare_dna(int argc, char **argv) {
         a.o.log_every = 1000;
     }
     if ((rc = dna_args_finish(&a, "compare"))) return rc;
-    char tname[MAX_TASKS][64], tpath[MAX_TASKS][1200];
-    int nt = 0, nmiss = 0;
-    char miss[MAX_TASKS][1200];
-    for (const char *p = tasks; *p && nt < MAX_TASKS;) {
-        size_t k = strcspn(p, ",");
-        if (k == 0 || k >= sizeof tname[0]) return cli_fail("compare", "--tasks: bad name in '%s'", tasks);
-        memcpy(tname[nt], p, k);
-        tname[nt][k] = 0;
-        snprintf(tpath[nt], sizeof tpath[nt], "%s/%s.dnat", data, tname[nt]);
-        p += k + (p[k] == ',');
-        if (tasks == default_tasks && access(tpath[nt], F_OK)) { /* a default task that was not built (e.g. no r-bioc-biostrings) */
-            memcpy(miss[nmiss++], tpath[nt], sizeof miss[0]);
-            continue;
-        }
-        nt++;
-    }
+    C.a = a;
     compare_norm list[MAX_NORMS];   /* the norms first: a bad spec is reported before anything about the data */
     int nn = compare_parse_norms("compare", norms, list);
     if (nn < 0) return 2;
-    if (nt == 0) return cli_fail("compare", "no task file in %s; run 'derf data dna'", data);
-    for (int i = 0; i < nmiss; i++)
-        fprintf(stderr, "[derf] compare: %s is missing, skipping the task (run 'derf data dna'; see docs/dna.md)\n", miss[i]);
+    if ((rc = parse_tasks(&C, tasks, tasks == default_tasks, data))) return rc;
     if (compare_make_dir("compare", out)) return 2;
-    char err[DERF_ERRLEN];
-    /* baselines first (cheap): k-mer logistic regression per task and seed */
-    double km[MAX_TASKS][2][MAX_SEEDS];
-    for (int t = 0; t < nt; t++)
-        for (int q = 0; q < 2; q++)
-            for (int s = 0; s < seeds; s++) {
-                float va, ta;
-                if (derf_dna_kmer_baseline(tpath[t], kmer_k[q], smoke ? 2 : 20, (uint64_t)(a.seed + s), &va, &ta, err, sizeof err))
-                    return cli_fail("compare", "%s", err);
-                km[t][q][s] = ta;
-                if (!a.o.quiet) fprintf(stderr, "[derf] %s: %d-mer logistic regression, seed %d: test acc %.2f%%\n", tname[t],
-                                        kmer_k[q], a.seed + s, 100 * ta);
-            }
-    for (int i = 0; i <= nn; i++) {
-        const int is_rnd = i == nn;
-        dna_run *R = is_rnd ? &rnd : &runs[i];
-        memset(R, 0, sizeof *R);
-        memcpy(R->spec, list[is_rnd ? 0 : i].spec, sizeof R->spec);
-        R->lr = list[is_rnd ? 0 : i].lr;
-        for (int s = 0; s < seeds; s++) {
-            dna_args b = a;
-            b.norm = R->spec;
-            b.seed = a.seed + s;
-            if (R->lr > 0) b.o.lr = R->lr;
-            if ((rc = dna_args_finish(&b, "compare"))) return rc;
-            char name[200], dir[1200], sub[1400];
-            compare_run_name(name, sizeof name, R->spec, b.seed);
-            snprintf(dir, sizeof dir, "%s/%s%s", out, is_rnd ? "random-init-" : "", name);
-            if (compare_make_dir("compare", dir)) return 2;
-            if (!is_rnd) {
-                if (!a.o.quiet) fprintf(stderr, "[derf] === %s, seed %d: pretraining ===\n", R->spec, b.seed);
-                snprintf(sub, sizeof sub, "%s/pretrain", dir);
-                derf_dna_train_opts po = b.o;
-                po.out = sub;
-                if (derf_dna_pretrain(&po, &R->pre[s], err, sizeof err)) return cli_fail("compare", "%s", err);
-                if (R->pre[s].diverged) continue;
-            }
-            R->ok[s] = 1;
-            for (int t = 0; t < nt; t++) {
-                char init[1400];
-                snprintf(init, sizeof init, "%s/pretrain", dir);
-                snprintf(sub, sizeof sub, "%s/%.63s", dir, tname[t]);
-                derf_dna_train_opts fo = b.o;
-                fo.out = sub;
-                fo.task = tpath[t];
-                fo.init = is_rnd ? NULL : init;
-                fo.lr = b.ft_lr;
-                fo.min_lr = 0.1f * b.ft_lr;
-                fo.warmup_frac = 0.01f;
-                if (!a.o.quiet) fprintf(stderr, "[derf] === %s, seed %d: %s (%s) ===\n", R->spec, b.seed, tname[t],
-                                        is_rnd ? "random init" : "pretrained");
-                if (derf_dna_finetune(&fo, &R->ft[t][s], err, sizeof err)) return cli_fail("compare", "%s", err);
-            }
-        }
+    /* baselines first (cheap), then the norms, then a randomly initialised backbone of the first norm */
+    compare_row *R = &rows[nn];
+    if ((rc = kmer_rows(&C, seeds, smoke, rows + nn + 1)) ||
+        (rc = compare_drive("compare", &C, dna_run, list, nn, seeds, a.seed, out, a.o.quiet, rows)))
+        return rc;
+    memset(R, 0, sizeof *R);
+    snprintf(R->spec, sizeof R->spec, "%s", list[0].spec);
+    R->lr = list[0].lr;
+    C.random_init = 1;
+    for (int s = 0; s < seeds; s++) {
+        char name[200], dir[1200];
+        compare_run_name(name, sizeof name, R->spec, a.seed + s);
+        snprintf(dir, sizeof dir, "%s/random-init-%s", out, name);
+        if ((rc = dna_run(&C, R, a.seed + s, dir, R->v[s], &R->seconds[s], &R->ok[s]))) return rc;
     }
+    snprintf(R->spec, sizeof R->spec, "random init, %.100s", list[0].spec);
 
     derf_strbuf md = {0};
     char arch[200];
@@ -175,65 +213,21 @@ int cmd_compare_dna(int argc, char **argv) {
                         "bases, AdamW (%g, %g) lr %g -> %g (warmup %.0f%%, cosine), wd %g, clip %g, rc_aug %d. Fine-tuning: %d "
                         "epoch(s), batch %d, lr %g -> %g, mean pooling + linear head, rc_aug %d%s%s; test accuracy at the best "
                         "validation epoch. Seeds %d..%d.%s\n\n",
-                   model, arch, runs[0].pre[0].params, runs[0].spec, a.o.corpus, a.o.steps, a.o.batch, a.o.seq,
+                   model, arch, (long long)rows[0].v[0][MAX_COLS - 1], rows[0].spec, a.o.corpus, a.o.steps, a.o.batch, a.o.seq,
                    (double)a.o.beta1, (double)a.o.beta2, (double)a.o.lr, (double)a.o.min_lr, 100 * a.o.warmup_frac,
                    (double)a.o.weight_decay, (double)a.o.clip, a.o.rc_aug, a.o.epochs, a.o.batch, (double)a.ft_lr, 0.1 * a.ft_lr,
                    a.o.rc_aug, a.o.train_limit ? ", at most --train-limit training sequences" : "",
                    a.o.eval_limit ? ", at most --eval-limit val/test sequences" : "", a.seed, a.seed + seeds - 1,
                    smoke ? " **Smoke run: the numbers mean nothing.**" : "");
-    derf_sb_printf(&md, "| norm | val loss (nats/base) | val bits/base | eval-mode train loss | OOD loss (nats/base) |");
-    printf("\n%-22s %-17s %-17s %-17s %-17s", "norm", "val loss", "bits/base", "eval train loss", "OOD loss");
-    for (int t = 0; t < nt; t++) { derf_sb_printf(&md, " %s acc (%%) |", tname[t]); printf(" %-22s", tname[t]); }
-    derf_sb_printf(&md, " average acc (%%) |\n|---|---|---|---|---|");
-    printf(" %s\n", "average");
-    for (int t = 0; t <= nt; t++) derf_sb_printf(&md, "---|");
-    derf_sb_printf(&md, "\n");
-    for (int i = 0; i <= nn; i++) {
-        const int is_rnd = i == nn;
-        dna_run *R = is_rnd ? &rnd : &runs[i];
-        double vl[MAX_SEEDS], vb[MAX_SEEDS], tl[MAX_SEEDS], ol[MAX_SEEDS], acc[MAX_TASKS][MAX_SEEDS], avg[MAX_SEEDS];
-        int k = 0, ko = 0;
-        for (int s = 0; s < seeds; s++) {
-            if (!R->ok[s]) continue;
-            vl[k] = R->pre[s].val_loss;
-            vb[k] = R->pre[s].val_loss / M_LN2;
-            tl[k] = R->pre[s].train_loss_eval;
-            if (R->pre[s].ood_loss >= 0) ol[ko++] = R->pre[s].ood_loss;
-            avg[k] = 0;
-            for (int t = 0; t < nt; t++) { acc[t][k] = R->ft[t][s].test_acc; avg[k] += acc[t][k] / nt; }
-            k++;
-        }
-        char label[200], c1[64], c2[64], c3[64], c4[64], ca[64];
-        snprintf(label, sizeof label, "%s%s", is_rnd ? "random init, " : "", R->spec);
-        snprintf(c4, sizeof c4, "-");
-        if (is_rnd) { snprintf(c1, sizeof c1, "-"); snprintf(c2, sizeof c2, "-"); snprintf(c3, sizeof c3, "-"); }
-        else { ms(vl, k, c1, sizeof c1, 1, 4); ms(vb, k, c2, sizeof c2, 1, 4); ms(tl, k, c3, sizeof c3, 1, 4); ms(ol, ko, c4, sizeof c4, 1, 4); }
-        printf("%-22s %-17s %-17s %-17s %-17s", label, c1, c2, c3, c4);
-        derf_sb_printf(&md, "| %s | %s | %s | %s | %s |", label, c1, c2, c3, c4);
-        for (int t = 0; t < nt; t++) {
-            ms(acc[t], k, ca, sizeof ca, 100, 2);
-            printf(" %-22s", ca);
-            derf_sb_printf(&md, " %s |", ca);
-        }
-        ms(avg, k, ca, sizeof ca, 100, 2);
-        printf(" %s%s\n", ca, k < seeds ? " (some runs diverged)" : "");
-        derf_sb_printf(&md, " %s%s |\n", ca, k < seeds ? " (some runs diverged)" : "");
+    compare_col cols[MAX_COLS] = {{"val loss (nats/base)", "%.4f", 1}, {"val bits/base", "%.4f", 1},
+                                  {"eval-mode train loss", "%.4f", 1}, {"OOD loss (nats/base)", "%.4f", 1}};
+    char heads[MAX_TASKS][80];
+    for (int t = 0; t < C.nt; t++) {
+        snprintf(heads[t], sizeof heads[t], "%s acc (%%)", C.tname[t]);
+        cols[4 + t] = (compare_col){heads[t], "%.2f", 1};
     }
-    for (int q = 0; q < 2; q++) {
-        char ca[64];
-        printf("%d-mer logistic regr.   %-17s %-17s %-17s %-17s", kmer_k[q], "-", "-", "-", "-");
-        derf_sb_printf(&md, "| %d-mer logistic regression | - | - | - | - |", kmer_k[q]);
-        double avg[MAX_SEEDS] = {0};
-        for (int t = 0; t < nt; t++) {
-            ms(km[t][q], seeds, ca, sizeof ca, 100, 2);
-            for (int s = 0; s < seeds; s++) avg[s] += km[t][q][s] / nt;
-            printf(" %-22s", ca);
-            derf_sb_printf(&md, " %s |", ca);
-        }
-        ms(avg, seeds, ca, sizeof ca, 100, 2);
-        printf(" %s\n", ca);
-        derf_sb_printf(&md, " %s |\n", ca);
-    }
+    cols[4 + C.nt] = (compare_col){"average acc (%)", "%.2f", 1};
+    compare_table(&md, cols, 5 + C.nt, NULL, rows, nn + 3, seeds, a.o.lr);
     derf_sb_printf(&md, "\nValidation loss: %s cross-entropy over %s non-overlapping windows of the held-out 1-Mbp bins "
                         "(no augmentation); the evaluation-mode training loss is the same measure on training windows (paper "
                         "Appendix E); the OOD loss the same measure on a fixed grid of windows of the "

@@ -2,52 +2,42 @@
  * norms (default layernorm, dyt, derf) and seeds on the text shards, prints the validation-loss table
  * (val loss mean +- std, evaluation-mode training loss, time) and writes report.md and curves.svg
  * (training loss and validation loss vs step) into --out. cmd_compare dispatches here. */
-#include <cjson/cJSON.h>
-#include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "cli/cli.h"
 #include "cli/compare_util.h"
 #include "cli/lm_opts.h"
 #include "derf/io.h"
-#include "derf/plot.h"
 #include "derf/strbuf.h"
 
 
-typedef struct {
-    char spec[128];
-    float lr;                       /* 0: the shared --lr */
-    derf_lm_result r[MAX_SEEDS];
-    double vs[MAX_PTS], vl[MAX_PTS], ts[MAX_PTS], tl[MAX_PTS];
-    int nv, nt;                     /* curves of the first seed */
-} lm_run;
-
-/* training loss per logged step, from the run's log */
-static void read_train_curve(lm_run *nr, const char *dir) {
-    char path[1300];
-    snprintf(path, sizeof path, "%s/log.jsonl", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return;
-    char line[2048];
-    while (fgets(line, sizeof line, f)) {
-        cJSON *j = cJSON_Parse(line);
-        if (!j) continue;
-        const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(j, "type"));
-        if (type && !strcmp(type, "train") && nr->nt < MAX_PTS) {
-            nr->ts[nr->nt] = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "step"));
-            nr->tl[nr->nt++] = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "loss"));
-        }
-        cJSON_Delete(j);
-    }
-    fclose(f);
+/* one GPT-2 run for the compare driver */
+static int lm_run(void *ctx, compare_row *row, int seed, const char *dir, double *v, double *seconds, int *ok) {
+    lm_args b = *(const lm_args *)ctx;
+    b.norm = row->spec;
+    b.seed = seed;
+    if (row->lr > 0) b.o.lr = row->lr;
+    int rc = lm_args_finish(&b, "compare");
+    if (rc) return rc;
+    b.o.out = dir;
+    char err[DERF_ERRLEN];
+    static derf_lm_result r;
+    if (derf_lm_train(&b.o, &r, err, sizeof err)) return cli_fail("compare", "%s", err);
+    lm_print_result(row->spec, &r);
+    *ok = !r.diverged;
+    v[0] = r.val_loss;
+    v[1] = r.train_loss_eval;
+    v[2] = r.tokens_per_s;
+    v[3] = r.vocab;  /* not columns: the header's sizes */
+    v[4] = (double)r.params;
+    *seconds = r.seconds;
+    return 0;
 }
 
 int cmd_compare_lm(int argc, char **argv) {
     static lm_args a;
-    static lm_run runs[MAX_NORMS];
+    static compare_row rows[MAX_NORMS];
     lm_args_init(&a);
     const char *norms = "layernorm,dyt,derf", *out = "runs/compare-lm", *model = "gpt2";
     int seeds = 1;
@@ -72,80 +62,23 @@ int cmd_compare_lm(int argc, char **argv) {
     compare_norm list[MAX_NORMS];
     int nn = compare_parse_norms("compare", norms, list);
     if (nn < 0) return 2;
-    for (int i = 0; i < nn; i++) {
-        memset(&runs[i], 0, sizeof runs[i]);
-        memcpy(runs[i].spec, list[i].spec, sizeof runs[i].spec); /* both 128 bytes */
-        runs[i].lr = list[i].lr;
-    }
-    if (compare_make_dir("compare", out)) return 2;
-
-    for (int i = 0; i < nn; i++)
-        for (int s = 0; s < seeds; s++) {
-            lm_args b = a;
-            b.norm = runs[i].spec;
-            b.seed = a.seed + s;
-            if (runs[i].lr > 0) b.o.lr = runs[i].lr;
-            if ((rc = lm_args_finish(&b, "compare"))) return rc;
-            char name[200], dir[1200];
-            compare_run_name(name, sizeof name, runs[i].spec, b.seed);
-            snprintf(dir, sizeof dir, "%s/%s", out, name);
-            b.o.out = dir;
-            char err[DERF_ERRLEN];
-            if (!a.o.quiet) fprintf(stderr, "[derf] === %s, seed %d (%d of %d) ===\n", runs[i].spec, b.seed, i * seeds + s + 1, nn * seeds);
-            derf_lm_result *r = &runs[i].r[s];
-            if (derf_lm_train(&b.o, r, err, sizeof err)) return cli_fail("compare", "%s", err);
-            lm_print_result(runs[i].spec, r);
-            if (s == 0) {
-                for (int k = 0; k < r->ncurve && runs[i].nv < MAX_PTS; k++) {
-                    runs[i].vs[runs[i].nv] = r->curve_step[k];
-                    runs[i].vl[runs[i].nv++] = r->curve_val[k];
-                }
-                read_train_curve(&runs[i], dir);
-            }
-        }
-
+    if ((rc = compare_drive("compare", &a, lm_run, list, nn, seeds, a.seed, out, a.o.quiet, rows))) return rc;
+    const int vocab = (int)rows[0].v[0][3]; /* the first run's sizes (the vocabulary comes from the shards) */
+    const long long params = (long long)rows[0].v[0][4];
     const derf_gpt2_config *c = &a.o.model;
-    const derf_lm_result *r0 = &runs[0].r[0];
     const int T = a.o.seq > 0 ? a.o.seq : c->block_size;
     derf_strbuf md = {0};
     derf_sb_printf(&md, "# derf compare --model gpt2\n\nGPT-2 preset `%s` (%d layers, width %d, %d heads, context %d, vocabulary %d, "
                         "%lld parameters with `%s`) on `%s`; %d steps of %d x %d x %d = %d tokens, AdamW (%g, %g), lr %g -> %g "
                         "(warmup %d, cosine), wd %g on 2-D tensors, clip %g; alphas attn %g / ffn %g / final %g, shared_scale %s; "
                         "validation every %d steps on %d fixed windows; seeds %d..%d.\n\n",
-                   a.preset, c->n_layer, c->n_embd, c->n_head, c->block_size, r0->vocab, r0->params, runs[0].spec,
+                   a.preset, c->n_layer, c->n_embd, c->n_head, c->block_size, vocab, params, rows[0].spec,
                    a.o.data, a.o.steps, a.o.accum, a.o.batch, T, a.o.accum * a.o.batch * T, (double)a.o.beta1,
                    (double)a.o.beta2, (double)a.o.lr, (double)a.o.min_lr, a.o.warmup, (double)a.o.weight_decay,
                    (double)a.o.clip, (double)a.attn_alpha, (double)a.ffn_alpha, (double)a.final_alpha, a.shared_scale,
                    a.o.eval_every, a.o.eval_windows, a.seed, a.seed + seeds - 1);
-    derf_sb_printf(&md, "| norm | lr | val loss (mean ± std) | eval-mode train loss | tokens/s | time/run |\n"
-                        "|---|---|---|---|---|---|\n");
-    printf("\n%-28s %-9s %-20s %-18s %-10s %s\n", "norm", "lr", "val loss", "eval train loss", "tokens/s", "time/run");
-    for (int i = 0; i < nn; i++) {
-        double vl[MAX_SEEDS], tl[MAX_SEEDS], t = 0, tps = 0;
-        int k = 0, div = 0;
-        for (int s = 0; s < seeds; s++) {
-            const derf_lm_result *r = &runs[i].r[s];
-            if (r->diverged) { div++; continue; }
-            vl[k] = r->val_loss; tl[k] = r->train_loss_eval; t += r->seconds; tps += r->tokens_per_s;
-            k++;
-        }
-        double lr = runs[i].lr > 0 ? runs[i].lr : a.o.lr;
-        if (!k) {
-            printf("%-28s %-9.2g diverged (x) in all %d runs\n", runs[i].spec, lr, seeds);
-            derf_sb_printf(&md, "| %s | %g | × (diverged) | | | |\n", runs[i].spec, lr);
-            continue;
-        }
-        double m, sd, ml, sdl;
-        compare_mean_std(vl, k, &m, &sd);
-        compare_mean_std(tl, k, &ml, &sdl);
-        char a1[48], a3[48];
-        snprintf(a1, sizeof a1, "%.4f ± %.4f", m, sd);
-        snprintf(a3, sizeof a3, "%.4f", ml);
-        printf("%-28s %-9.2g %-21s %-18s %-10.0f %.0f s%s\n", runs[i].spec, lr, a1, ml >= 0 ? a3 : "-", tps / k, t / k,
-               div ? " (some runs diverged)" : "");
-        derf_sb_printf(&md, "| %s | %g | %.4f ± %.4f | %s | %.0f | %.0f s%s |\n", runs[i].spec, lr, m, sd, ml >= 0 ? a3 : "-",
-                       tps / k, t / k, div ? " (some runs diverged)" : "");
-    }
+    static const compare_col cols[] = {{"val loss", "%.4f", 1}, {"eval-mode train loss", "%.4f", 0}, {"tokens/s", "%.0f", 0}};
+    compare_table(&md, cols, 3, NULL, rows, nn, seeds, a.o.lr);
     derf_sb_printf(&md, "\nValidation loss: mean next-token cross-entropy (nats) over %d fixed, evenly spaced windows of %d tokens of "
                         "the validation shard, after the last step. The evaluation-mode training loss is the same measure on %d "
                         "fixed windows of the training shard (the paper's Appendix E).\n"
@@ -154,16 +87,9 @@ int cmd_compare_lm(int argc, char **argv) {
                    a.o.eval_windows, T, a.o.eval_windows);
 
     derf_strbuf svg = {0};
-    derf_series vs[MAX_NORMS], ts[MAX_NORMS];
-    for (int i = 0; i < nn; i++) {
-        vs[i] = (derf_series){runs[i].spec, runs[i].vs, runs[i].vl, runs[i].nv, 0};
-        ts[i] = (derf_series){runs[i].spec, runs[i].ts, runs[i].tl, runs[i].nt, 0};
-    }
-    derf_svg_begin(&svg, 960, 380);
-    derf_axes ax1 = {"training loss (random batches)", "step", "loss (nats)", 0, a.o.steps, 0, 0, 1};
-    derf_axes ax2 = {"validation loss (fixed windows)", "step", "loss (nats)", 0, a.o.steps, 0, 0, 1};
-    derf_svg_panel(&svg, 0, 0, 480, 380, &ax1, ts, nn);
-    derf_svg_panel(&svg, 480, 0, 480, 380, &ax2, vs, nn);
-    derf_svg_end(&svg);
+    const compare_panel panels[2] = {
+        {"train", NULL, "step", "loss", NULL, 1, "training loss (random batches)", "step", "loss (nats)", a.o.steps},
+        {"val", NULL, "step", "val_loss", NULL, 1, "validation loss (fixed windows)", "step", "loss (nats)", a.o.steps}};
+    compare_curves(&svg, rows, nn, panels);
     return compare_write_report("compare", out, &md, &svg);
 }

@@ -150,6 +150,74 @@ static int parse_lambdas(const char *text, double *out, int max) {
     return n;
 }
 
+/* "n/a", "×" (the paper's run diverged) or the paper's accuracy */
+static void paper_cell(char *p, size_t n, double acc) {
+    if (isnan(acc)) snprintf(p, n, "n/a");
+    else if (acc == DERF_STUDY_DIVERGED) snprintf(p, n, "×");
+    else snprintf(p, n, "%.1f", acc);
+}
+
+/* Table 16: the fitted eps of tanh(eps x) ~ erf(x) (Eq. 11), printed and described in the report's setting */
+static double approx_fit(derf_strbuf *setting) {
+    double g1, g2, e1 = derf_tanh_erf_fit(1, 0.8, 2.0, &g1), e2 = derf_tanh_erf_fit(2, 0.8, 2.0, &g2);
+    double g0 = derf_tanh_erf_gap(1.1283791670955126, 1);
+    printf("tanh(εx) ≈ erf(x), Eq. 11: ε = %.5f minimises ∫|tanh(εx) - erf(x)| dx = %.6f (paper: ε ≈ 1.205)\n", e1, g1);
+    printf("  for comparison: least squares ε = %.5f (∫(tanh(εx) - erf(x))² dx = %.3g); slope match at 0, ε = 2/√π = 1.12838 "
+           "(L1 area %.6f)\n", e2, g2, g0);
+    printf("  trained as tanh(α'x + s') with α' = εα initialised at 0.5ε = %.5f (docs/studies.md)\n", 0.5 * e1);
+    derf_sb_printf(setting, "Fitted ε = %.5f (L1 area %.6f; the paper: ε ≈ 1.205; least squares would give %.5f). "
+                            "tanh(ε(αx + s)) is trained as the spec `tanh:alpha=%.6g`, i.e. tanh(α'x + s') with α' = εα, "
+                            "s' = εs initialised at 0.5ε and 0: the same function family and the same initial function. "
+                            "The one difference is AdamW's step on α and s, which is scale-free: in the paper's "
+                            "parametrisation α' and s' move ε times faster (no weight decay on either).\n\n",
+                   e1, g1, e2, 0.5 * e1);
+    return e1;
+}
+
+/* the report's "Setting:" paragraph */
+static void describe_setting(derf_strbuf *setting, const derf_cls_opts *o, int from_budget, int smoke) {
+    char ntr[32] = "all", nte[32] = "all";
+    if (o->train_limit) snprintf(ntr, sizeof ntr, "the first %d", o->train_limit);
+    if (o->test_limit) snprintf(nte, sizeof nte, "the first %d", o->test_limit);
+    derf_sb_printf(setting, "Setting: ViT dim %d, depth %d, heads %d, patch %d, %s pooling, on `%s` (%s training images, %s "
+                            "test images); %d epochs%s, batch %d, AdamW lr %g (min %g, warmup %g epochs), wd %g, betas (%g, %g), "
+                            "label smoothing %g, mixup %g, cutmix %g, erase %g, translate %d, hflip %d, drop path %g, "
+                            "EMA %g%s.",
+                   o->model.dim, o->model.depth, o->model.heads, o->model.patch,
+                   o->model.pool == DERF_POOL_AVG ? "average" : "class-token", o->data, ntr, nte, o->epochs,
+                   from_budget ? " (from --budget)" : "", o->batch, (double)o->lr, (double)o->min_lr,
+                   (double)o->warmup_epochs, (double)o->weight_decay, (double)o->beta1, (double)o->beta2,
+                   (double)o->aug.smoothing, (double)o->aug.mixup_alpha, (double)o->aug.cutmix_alpha,
+                   (double)o->aug.erase_prob, o->aug.translate, o->aug.hflip, (double)o->model.drop_path,
+                   (double)o->ema, smoke ? "; **smoke mode** (tiny model and data: a pipeline check, not a result)" : "");
+}
+
+/* --list: the cases and what is left to train */
+static void list_cases(const char *name, const derf_study_case *cases, int nc, int seeds, int pending, const char *out) {
+    printf("study %s: %d cases, %d seeds, %d runs left to train in %s\n", name, nc, seeds, pending, out);
+    for (int i = 0; i < nc; i++) {
+        char p[16];
+        paper_cell(p, sizeof p, cases[i].paper_acc);
+        printf("  %-9s %-22s %-10s %-34s paper %s%s\n", cases[i].table, cases[i].row, cases[i].col, cases[i].spec, p,
+               cases[i].base == i ? "  (baseline)" : "");
+    }
+}
+
+/* the terminal table: ours beside the paper's */
+static void print_results(const derf_study_case *cases, int nc, const derf_study_result *res, int seeds) {
+    printf("\n%-9s %-22s %-10s %-34s %-22s %s\n", "table", "row", "column", "spec", "ours: test acc %", "paper");
+    for (int i = 0; i < nc; i++) {
+        derf_study_stat st;
+        derf_study_stats(&res[i * seeds], seeds, &st);
+        char ours[64], p[16];
+        if (!st.n_ok) snprintf(ours, sizeof ours, "%s", st.n_div ? "× (diverged)" : "-");
+        else if (seeds > 1) snprintf(ours, sizeof ours, "%.2f ± %.2f%s", st.acc_mean, st.acc_sd, st.n_div ? " (some ×)" : "");
+        else snprintf(ours, sizeof ours, "%.2f", st.acc_mean);
+        paper_cell(p, sizeof p, cases[i].paper_acc);
+        printf("%-9s %-22s %-10s %-34s %-22s %s\n", cases[i].table, cases[i].row, cases[i].col, cases[i].spec, ours, p);
+    }
+}
+
 int cmd_study(int argc, char **argv) {
     static train_args a;
     train_args_init(&a);
@@ -207,21 +275,7 @@ int cmd_study(int argc, char **argv) {
     }
     char err[DERF_ERRLEN];
     derf_strbuf setting = {0};
-    if (!strcmp(name, "approx")) {
-        double g1, g2, e1 = derf_tanh_erf_fit(1, 0.8, 2.0, &g1), e2 = derf_tanh_erf_fit(2, 0.8, 2.0, &g2);
-        double g0 = derf_tanh_erf_gap(1.1283791670955126, 1);
-        printf("tanh(εx) ≈ erf(x), Eq. 11: ε = %.5f minimises ∫|tanh(εx) - erf(x)| dx = %.6f (paper: ε ≈ 1.205)\n", e1, g1);
-        printf("  for comparison: least squares ε = %.5f (∫(tanh(εx) - erf(x))² dx = %.3g); slope match at 0, ε = 2/√π = 1.12838 "
-               "(L1 area %.6f)\n", e2, g2, g0);
-        printf("  trained as tanh(α'x + s') with α' = εα initialised at 0.5ε = %.5f (docs/studies.md)\n", 0.5 * e1);
-        sel.tanh_eps = e1;
-        derf_sb_printf(&setting, "Fitted ε = %.5f (L1 area %.6f; the paper: ε ≈ 1.205; least squares would give %.5f). "
-                                 "tanh(ε(αx + s)) is trained as the spec `tanh:alpha=%.6g`, i.e. tanh(α'x + s') with α' = εα, "
-                                 "s' = εs initialised at 0.5ε and 0: the same function family and the same initial function. "
-                                 "The one difference is AdamW's step on α and s, which is scale-free: in the paper's "
-                                 "parametrisation α' and s' move ε times faster (no weight decay on either).\n\n",
-                       e1, g1, e2, 0.5 * e1);
-    }
+    if (!strcmp(name, "approx")) sel.tanh_eps = approx_fit(&setting);
     derf_study_case *cases;
     int nc = derf_study_cases(name, &sel, &cases, err, sizeof err);
     if (nc < 0) { derf_sb_free(&setting); return cli_fail("study", "%s", err); }
@@ -244,33 +298,11 @@ int cmd_study(int argc, char **argv) {
         }
         cfg.base.epochs = E;
     }
-    const derf_cls_opts *o = &cfg.base;
-    char ntr[32] = "all", nte[32] = "all";
-    if (o->train_limit) snprintf(ntr, sizeof ntr, "the first %d", o->train_limit);
-    if (o->test_limit) snprintf(nte, sizeof nte, "the first %d", o->test_limit);
-    derf_sb_printf(&setting, "Setting: ViT dim %d, depth %d, heads %d, patch %d, %s pooling, on `%s` (%s training images, %s "
-                             "test images); %d epochs%s, batch %d, AdamW lr %g (min %g, warmup %g epochs), wd %g, betas (%g, %g), "
-                             "label smoothing %g, mixup %g, cutmix %g, erase %g, translate %d, hflip %d, drop path %g, "
-                             "EMA %g%s.",
-                   o->model.dim, o->model.depth, o->model.heads, o->model.patch,
-                   o->model.pool == DERF_POOL_AVG ? "average" : "class-token", o->data, ntr, nte, o->epochs,
-                   budget > 0 ? " (from --budget)" : "", o->batch, (double)o->lr, (double)o->min_lr,
-                   (double)o->warmup_epochs, (double)o->weight_decay, (double)o->beta1, (double)o->beta2,
-                   (double)o->aug.smoothing, (double)o->aug.mixup_alpha, (double)o->aug.cutmix_alpha,
-                   (double)o->aug.erase_prob, o->aug.translate, o->aug.hflip, (double)o->model.drop_path,
-                   (double)o->ema, smoke ? "; **smoke mode** (tiny model and data: a pipeline check, not a result)" : "");
+    describe_setting(&setting, &cfg.base, budget > 0, smoke);
     cfg.setting = setting.s;
 
     if (list) {
-        printf("study %s: %d cases, %d seeds, %d runs left to train in %s\n", name, nc, seeds, pending, out);
-        for (int i = 0; i < nc; i++) {
-            char p[16];
-            if (isnan(cases[i].paper_acc)) snprintf(p, sizeof p, "n/a");
-            else if (cases[i].paper_acc == DERF_STUDY_DIVERGED) snprintf(p, sizeof p, "×");
-            else snprintf(p, sizeof p, "%.1f", cases[i].paper_acc);
-            printf("  %-9s %-22s %-10s %-34s paper %s%s\n", cases[i].table, cases[i].row, cases[i].col, cases[i].spec, p,
-                   cases[i].base == i ? "  (baseline)" : "");
-        }
+        list_cases(name, cases, nc, seeds, pending, out);
         if (budget > 0) printf("plan: %d epochs per run, about %.1f min per run, %.0f min for the %d runs left\n",
                                cfg.base.epochs, est / 60, est * pending / 60, pending);
         free(cases); derf_sb_free(&setting);
@@ -286,19 +318,7 @@ int cmd_study(int argc, char **argv) {
     for (int i = 0; i < nc * seeds; i++) any |= res[i].done;
     int wrc = rc && !any ? 0 : derf_study_write_reports(&cfg, cases, nc, res, err2, sizeof err2);
     if (!rc && !wrc) {
-        printf("\n%-9s %-22s %-10s %-34s %-22s %s\n", "table", "row", "column", "spec", "ours: test acc %", "paper");
-        for (int i = 0; i < nc; i++) {
-            derf_study_stat st;
-            derf_study_stats(&res[i * seeds], seeds, &st);
-            char ours[64], p[16];
-            if (!st.n_ok) snprintf(ours, sizeof ours, "%s", st.n_div ? "× (diverged)" : "-");
-            else if (seeds > 1) snprintf(ours, sizeof ours, "%.2f ± %.2f%s", st.acc_mean, st.acc_sd, st.n_div ? " (some ×)" : "");
-            else snprintf(ours, sizeof ours, "%.2f", st.acc_mean);
-            if (isnan(cases[i].paper_acc)) snprintf(p, sizeof p, "n/a");
-            else if (cases[i].paper_acc == DERF_STUDY_DIVERGED) snprintf(p, sizeof p, "×");
-            else snprintf(p, sizeof p, "%.1f", cases[i].paper_acc);
-            printf("%-9s %-22s %-10s %-34s %-22s %s\n", cases[i].table, cases[i].row, cases[i].col, cases[i].spec, ours, p);
-        }
+        print_results(cases, nc, res, seeds);
         printf("\n%d runs trained now, the rest read back; %.0f s. wrote %s/report.md, %s/results.csv and %s/plot.svg\n",
                trained, now_s() - t0, out, out, out);
     }
