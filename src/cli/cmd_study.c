@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "cli/cli.h"
@@ -125,12 +124,8 @@ static int plan_epochs(derf_cls_opts *base, const char *out, double budget_min, 
     cJSON_AddNumberToObject(j, "runs_planned", pending);
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
-    char dir[1200];
-    snprintf(dir, sizeof dir, "%s", out);
-    for (char *q = dir + 1; *q; q++) /* mkdir -p */
-        if (*q == '/') { *q = 0; mkdir(dir, 0777); *q = '/'; }
-    mkdir(dir, 0777);
-    int rc = derf_io_write_file(path, s, strlen(s), err, errlen);
+    int rc = derf_io_mkdirs(out, err, errlen);
+    if (!rc) rc = derf_io_write_file(path, s, strlen(s), err, errlen);
     free(s);
     return rc;
 }

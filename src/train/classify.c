@@ -191,7 +191,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
      * the EMA then run there, the loss on the host logits */
     if (cuda && derf_vit_cuda_attach(&m, cuda == 1, rs.ema, err, errlen)) goto done;
     if (o->out && derf_dist_rank() == 0) {
-        mkdir(o->out, 0777);
+        if (derf_io_mkdirs(o->out, err, errlen)) goto done;
         char path[1200];
         snprintf(path, sizeof path, "%s/log.jsonl", o->out);
         log = fopen(path, o->resume ? "a" : "w");

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "derf/diffusion.h"
 #include "derf/io.h"
 #include "derf/train.h"
@@ -301,7 +300,7 @@ int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, der
     FILE *log = NULL;
     if (o->resume && derf_run_load(o->resume, "derf-dit-1", p, ema, &step, &rng, err, errlen)) goto done;
     if (o->out) {
-        mkdir(o->out, 0777);
+        if (derf_io_mkdirs(o->out, err, errlen)) goto done;
         char path[1200];
         snprintf(path, sizeof path, "%s/log.jsonl", o->out);
         log = fopen(path, o->resume ? "a" : "w");

@@ -109,8 +109,7 @@ static void diverge(derf_dna_train_result *res, FILE *log, int quiet, int step, 
 }
 
 static FILE *open_log(const char *out, int append, char *err, size_t errlen) {
-    if (!out) return NULL;
-    mkdir(out, 0777);
+    if (!out || derf_io_mkdirs(out, err, errlen)) return NULL;
     char path[1200];
     snprintf(path, sizeof path, "%s/log.jsonl", out);
     FILE *f = fopen(path, append ? "a" : "w");

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include "derf/dist.h"
 #include "derf/io.h"
@@ -271,7 +270,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     derf_run_bcast(p, NULL, &rs.step, &rs.rng); /* every process starts from rank 0's state */
     if (cuda && derf_gpt2_cuda_attach(&m, 1, err, errlen)) goto done; /* uploads the (resumed) weights and moments */
     if (o->out && derf_dist_rank() == 0) {
-        mkdir(o->out, 0777);
+        if (derf_io_mkdirs(o->out, err, errlen)) goto done;
         char path[1200];
         snprintf(path, sizeof path, "%s/log.jsonl", o->out);
         log = fopen(path, o->resume ? "a" : "w");
