@@ -146,6 +146,7 @@ static int parse_lambdas(const char *text, double *out, int max) {
 }
 
 int cmd_study(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "autosearch")) return cmd_autosearch(argc - 1, argv + 1);
     static train_args a;
     train_args_init(&a);
     int smoke = 0;
@@ -174,7 +175,8 @@ int cmd_study(int argc, char **argv) {
         "  search      Table 7: the 16 functions of the search (with s) and LayerNorm\n"
         "  fitting     Table 13: evaluation-mode training loss beside test accuracy (LayerNorm, Derf, DyT)\n"
         "  shift       Tables 14-15: with / without s, scalar / per-channel s\n"
-        "  approx      Table 16: fit eps of tanh(eps x) to erf (Eq. 11), train it beside tanh and erf",
+        "  approx      Table 16: fit eps of tanh(eps x) to erf (Eq. 11), train it beside tanh and erf\n"
+        "  autosearch  beyond the paper: an automated, property-constrained search ('derf study autosearch --help')",
         "Each finished run leaves OUT/runs/<case>-s<seed>/result.json; rerunning the same command continues an\n"
         "interrupted sweep (finished runs are read back, not retrained). Writes OUT/results.csv, OUT/report.md (ours\n"
         "beside the paper's numbers, × for diverged runs) and OUT/plot.svg. Every option of 'derf train' except\n"
