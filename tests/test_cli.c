@@ -131,6 +131,20 @@ static void test_bad_files(void **state) {
     expect_error(args, dir);
     /* a plot into a folder that does not exist: error, and nothing half-written */
     expect_error("functions erf --plot /nonexistent-derf-dir/x.svg", "/nonexistent-derf-dir/x.svg");
+    /* an output folder that cannot be made (a file in the way): one line naming it, before any training */
+    snprintf(path, sizeof path, "%s/afile", dir);
+    f = fopen(path, "wb");
+    fclose(f);
+    char want[640];
+    snprintf(want, sizeof want, "cannot create the folder '%s/runs': '%s' is in the way", path, path);
+    snprintf(args, sizeof args, "compare --out %s/runs --epochs 1 --train-limit 64 --test-limit 64 --preset test", path);
+    expect_error(args, want);
+    snprintf(args, sizeof args, "train --out %s/runs --epochs 1 --train-limit 256 --test-limit 64 --quiet", path);
+    expect_error(args, want);
+    /* an empty folder name */
+    expect_error("compare --out ''", "--out is empty");
+    expect_error("train --resume ''", "--resume is empty");
+    expect_error("train-lm --data=", "--data is empty");
 }
 
 static void test_good(void **state) {

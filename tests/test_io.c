@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -148,6 +149,53 @@ static void test_io_atomic_nonexistent_dir(void **state) {
     derf_st_tensor_in t = {"x", 1, shape, x};
     expect_error(derf_safetensors_write(p, &t, 1, NULL, 0, err, sizeof err), err, p);
     assert_int_equal(count_temp_files(tmpdir), 0);
+}
+
+static int is_dir(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* derf_io_mkdirs, the one place derf makes folders: mkdir -p, and a one-line reason when it cannot. */
+static void test_io_mkdirs(void **state) {
+    (void)state;
+    char err[DERF_ERRLEN] = "";
+    /* a nested path whose parents are all missing (a fresh clone's runs/compare), odd slashes included */
+    assert_false(is_dir(tp("mk")));
+    assert_int_equal(derf_io_mkdirs(tp("mk/runs//compare/"), err, sizeof err), 0);
+    assert_true(is_dir(tp("mk/runs/compare")));
+    /* an existing folder is fine, and nothing in it is touched */
+    write_raw(tp("mk/runs/compare/keep.txt"), "x", 1);
+    assert_int_equal(derf_io_mkdirs(tp("mk/runs/compare"), err, sizeof err), 0);
+    assert_int_equal(file_size(tp("mk/runs/compare/keep.txt")), 1);
+    /* a file in the way, as the folder itself or as a parent: refused, naming the folder and the file */
+    write_raw(tp("mk/file"), "y", 1);
+    char want[600];
+    snprintf(want, sizeof want, "'%s' is in the way and is not a folder", tp("mk/file"));
+    expect_error(derf_io_mkdirs(tp("mk/file"), err, sizeof err), err, "cannot create the folder", want);
+    expect_error(derf_io_mkdirs(tp("mk/file/sub/dir"), err, sizeof err), err, tp("mk/file/sub/dir"), want);
+    assert_int_equal(file_size(tp("mk/file")), 1);
+    /* a dangling symbolic link in the way */
+    assert_int_equal(symlink(tp("mk/nowhere"), tp("mk/dangling")), 0);
+    expect_error(derf_io_mkdirs(tp("mk/dangling/x"), err, sizeof err), err, "is in the way");
+    /* where the system refuses: the reason is the system's own (strerror of what mkdir(2) says) */
+    errno = 0;
+    assert_int_not_equal(mkdir("/proc/derf-no-such-folder", 0777), 0);
+    const char *why = strerror(errno);
+    expect_error(derf_io_mkdirs("/proc/derf-no-such-folder/a/b", err, sizeof err), err,
+                 "'/proc/derf-no-such-folder/a/b'", why);
+    if (geteuid() != 0) { /* no permission (root may write anywhere) */
+        assert_int_equal(mkdir(tp("mk/locked"), 0500), 0);
+        expect_error(derf_io_mkdirs(tp("mk/locked/sub"), err, sizeof err), err, tp("mk/locked/sub"), strerror(EACCES));
+        chmod(tp("mk/locked"), 0700);
+    }
+    /* an empty name and a name too long for a path */
+    expect_error(derf_io_mkdirs("", err, sizeof err), err, "empty");
+    char *longp = malloc(5000);
+    memset(longp, 'a', 4999);
+    longp[4999] = 0;
+    expect_error(derf_io_mkdirs(longp, err, sizeof err), err, "longer");
+    free(longp);
 }
 
 /* The old file stays in place until commit; abort leaves it; commit replaces it. */
@@ -828,6 +876,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_io_write_read_file),
         cmocka_unit_test(test_io_atomic_nonexistent_dir),
+        cmocka_unit_test(test_io_mkdirs),
         cmocka_unit_test(test_io_atomic_replace_only_on_commit),
         cmocka_unit_test(test_io_atomic_write_fails_midway),
         cmocka_unit_test(test_fashion_mnist_test_split),

@@ -44,7 +44,9 @@ int derf_io_write_file(const char *path, const void *data, size_t len, char *err
 int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *out_len,
                       char *err, size_t errlen);
 
-/* mkdir -p: creates path and its missing parents (mode 0755). */
+/* mkdir -p: creates the folder `path` and its missing parents (mode 0777 less the umask); an existing
+ * folder is fine. The one place derf makes folders. Fails (one line naming the folder and the reason:
+ * a file in the way, strerror of permission / read-only filesystem / ..., an empty name) otherwise. */
 int derf_io_mkdirs(const char *path, char *err, size_t errlen);
 
 #endif

@@ -100,4 +100,16 @@ void derf_norm_backward(const derf_norm_spec *spec, float *dx, float *dparams, c
 void derf_pointwise_eval(const derf_norm_spec *spec, float u, float *g, float *dg);
 double derf_pointwise_eval_f64(const derf_norm_spec *spec, double u);
 
+/* The paper's four properties, measured on the double reference g(u) over u in [-20, 20] (step 1e-3)
+ * and far out to |u| = 1e30 (src/norms/props.c). */
+typedef struct {
+    double g0, slope0, lo, hi, flat; /* g(0), slope at 0, range seen, half-width of a flat zone at 0 */
+    int odd, bounded, slope_inf;     /* slope_inf: a cusp (infinite slope) at 0 */
+    int mono;                        /* 1 increasing, -1 decreasing, 0 neither */
+} derf_fn_props;
+void derf_pointwise_props(const derf_norm_spec *spec, derf_fn_props *p);
+/* 1 when all four hold (zero-centred: g(0) = 0 and odd; bounded; center-sensitive: slope at 0 > 0 and
+ * no flat zone; monotone increasing), else 0 with *why (may be NULL) naming the first that fails. */
+int derf_pointwise_props_ok(const derf_fn_props *p, const char **why);
+
 #endif

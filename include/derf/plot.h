@@ -21,6 +21,10 @@ typedef struct {
 void derf_svg_begin(derf_strbuf *b, int width, int height);
 void derf_svg_panel(derf_strbuf *b, double ox, double oy, double w, double h, const derf_axes *ax,
                     const derf_series *s, int ns);
+/* The same with markers per series (NULL: lines only): 0 a line, 1 a line with a dot at every point,
+ * 2 dots only (a scatter plot). */
+void derf_svg_panel_marked(derf_strbuf *b, double ox, double oy, double w, double h, const derf_axes *ax,
+                           const derf_series *s, int ns, const int *markers);
 void derf_svg_end(derf_strbuf *b);
 
 #endif

@@ -68,6 +68,7 @@ int cmd_train_speech(int argc, char **argv);
 int cmd_compare_speech(int argc, char **argv); /* derf compare --model wav2vec (cmd_speech.c) */
 int cmd_data_dna(int argc, char **argv);
 int cmd_study(int argc, char **argv);
+int cmd_autosearch(int argc, char **argv); /* derf study autosearch (cmd_autosearch.c) */
 int cmd_train_lm(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_train_dna(int argc, char **argv);

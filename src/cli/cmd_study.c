@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "cli/cli.h"
@@ -125,12 +124,8 @@ static int plan_epochs(derf_cls_opts *base, const char *out, double budget_min, 
     cJSON_AddNumberToObject(j, "runs_planned", pending);
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
-    char dir[1200];
-    snprintf(dir, sizeof dir, "%s", out);
-    for (char *q = dir + 1; *q; q++) /* mkdir -p */
-        if (*q == '/') { *q = 0; mkdir(dir, 0777); *q = '/'; }
-    mkdir(dir, 0777);
-    int rc = derf_io_write_file(path, s, strlen(s), err, errlen);
+    int rc = derf_io_mkdirs(out, err, errlen);
+    if (!rc) rc = derf_io_write_file(path, s, strlen(s), err, errlen);
     free(s);
     return rc;
 }
@@ -219,6 +214,7 @@ static void print_results(const derf_study_case *cases, int nc, const derf_study
 }
 
 int cmd_study(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "autosearch")) return cmd_autosearch(argc - 1, argv + 1);
     static train_args a;
     train_args_init(&a);
     int smoke = 0;
@@ -247,7 +243,8 @@ int cmd_study(int argc, char **argv) {
         "  search      Table 7: the 16 functions of the search (with s) and LayerNorm\n"
         "  fitting     Table 13: evaluation-mode training loss beside test accuracy (LayerNorm, Derf, DyT)\n"
         "  shift       Tables 14-15: with / without s, scalar / per-channel s\n"
-        "  approx      Table 16: fit eps of tanh(eps x) to erf (Eq. 11), train it beside tanh and erf",
+        "  approx      Table 16: fit eps of tanh(eps x) to erf (Eq. 11), train it beside tanh and erf\n"
+        "  autosearch  beyond the paper: an automated, property-constrained search ('derf study autosearch --help')",
         "Each finished run leaves OUT/runs/<case>-s<seed>/result.json; rerunning the same command continues an\n"
         "interrupted sweep (finished runs are read back, not retrained). Writes OUT/results.csv, OUT/report.md (ours\n"
         "beside the paper's numbers, × for diverged runs) and OUT/plot.svg. Every option of 'derf train' except\n"

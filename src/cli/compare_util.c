@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "cli/cli.h"
 #include "cli/compare_util.h"
 #include "derf/io.h"
@@ -40,9 +39,8 @@ int compare_parse_norms(const char *cmd, const char *norms, compare_norm *out) {
 }
 
 int compare_make_dir(const char *cmd, const char *dir) {
-    mkdir(dir, 0777);
-    struct stat sb;
-    if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) { cli_fail(cmd, "cannot create the folder '%s'", dir); return -1; }
+    char err[DERF_ERRLEN];
+    if (derf_io_mkdirs(dir, err, sizeof err)) { cli_fail(cmd, "%s", err); return -1; }
     return 0;
 }
 

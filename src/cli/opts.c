@@ -60,6 +60,9 @@ static int set_value(const cli_cmd *cmd, const cli_opt *o, const char *v) {
             return cli_fail(cmd->name, "--%s must lie in [%g, %g], not %g", o->name, o->min, o->max, x) ? -1 : -1;
         *(float *)o->dst = (float)x;
     } else {
+        if (!*v && (!strcmp(o->name, "out") || !strcmp(o->name, "data") || !strcmp(o->name, "resume")))
+            return cli_fail(cmd->name, "--%s is empty; name a folder%s, or leave the option out for its default", o->name,
+                            !strcmp(o->name, "data") ? " or a data set" : "") ? -1 : -1;
         *(const char **)o->dst = v;
     }
     return 0;

@@ -233,19 +233,40 @@ int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *ou
 }
 
 int derf_io_mkdirs(const char *path, char *err, size_t errlen) {
+    if (!path || !*path) {
+        derf_io_errf(err, errlen, "cannot create the folder: its name is empty; give a folder name");
+        return -1;
+    }
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST) {
-                derf_io_errf(err, errlen, "%s: cannot create the folder: %s", tmp, strerror(errno));
+    size_t n = strlen(path);
+    if (n >= sizeof tmp) {
+        derf_io_errf(err, errlen, "cannot create the folder '%.60s...': the name is longer than %zu characters",
+                     path, sizeof tmp - 1);
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    /* each prefix ending at a '/' (and the whole path) in turn, parents first; "a//b" and "a/" are fine */
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != 0) continue;
+        if (tmp[i - 1] == '/') continue;
+        char c = tmp[i];
+        tmp[i] = 0;
+        if (mkdir(tmp, 0777)) {
+            int e = errno;
+            struct stat sb;
+            int is_dir = stat(tmp, &sb) == 0 && S_ISDIR(sb.st_mode);
+            if (!is_dir) {
+                if (e == EEXIST || e == ENOTDIR)
+                    derf_io_errf(err, errlen, "cannot create the folder '%s': '%s' is in the way and is not a folder",
+                                 path, tmp);
+                else if (c) /* a parent failed: name it too */
+                    derf_io_errf(err, errlen, "cannot create the folder '%s': %s (making '%s')", path, strerror(e), tmp);
+                else
+                    derf_io_errf(err, errlen, "cannot create the folder '%s': %s", path, strerror(e));
                 return -1;
             }
-            *p = c;
-            if (!c) break;
         }
+        tmp[i] = c;
     }
     return 0;
 }

@@ -17,8 +17,15 @@ static double nice_step(double range) {
     return (r < 1.5 ? 1 : r < 3.5 ? 2 : r < 7.5 ? 5 : 10) * mag;
 }
 
+static int mk(const int *markers, int i) { return markers ? markers[i] : 0; }
+
 void derf_svg_panel(derf_strbuf *b, double ox, double oy, double w, double h, const derf_axes *ax,
                     const derf_series *s, int ns) {
+    derf_svg_panel_marked(b, ox, oy, w, h, ax, s, ns, NULL);
+}
+
+void derf_svg_panel_marked(derf_strbuf *b, double ox, double oy, double w, double h, const derf_axes *ax,
+                           const derf_series *s, int ns, const int *markers) {
     double ymin = ax->ymin, ymax = ax->ymax;
     if (ymin == ymax) {
         ymin = INFINITY; ymax = -INFINITY;
@@ -51,15 +58,21 @@ void derf_svg_panel(derf_strbuf *b, double ox, double oy, double w, double h, co
                                    ox + 10, (T + B) / 2, ax->ylabel);
     for (int i = 0; i < ns; i++) {
         const char *col = COLORS[i % 8];
-        derf_sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\"%s points=\"", col,
-                       s[i].dashed ? " stroke-dasharray=\"4 3\"" : "");
-        for (int j = 0; j < s[i].n; j++) {
-            double y = s[i].y[j];
-            if (!isfinite(y)) continue;
-            y = fmin(fmax(y, ymin), ymax);
-            derf_sb_printf(b, "%.1f,%.1f ", PX(s[i].x[j]), PY(y));
+        if (mk(markers, i) != 2) {
+            derf_sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\"%s points=\"", col,
+                           s[i].dashed ? " stroke-dasharray=\"4 3\"" : "");
+            for (int j = 0; j < s[i].n; j++) {
+                double y = s[i].y[j];
+                if (!isfinite(y)) continue;
+                y = fmin(fmax(y, ymin), ymax);
+                derf_sb_printf(b, "%.1f,%.1f ", PX(s[i].x[j]), PY(y));
+            }
+            derf_sb_printf(b, "\"/>\n");
         }
-        derf_sb_printf(b, "\"/>\n");
+        for (int j = 0; mk(markers, i) && j < s[i].n; j++)
+            if (isfinite(s[i].y[j]) && isfinite(s[i].x[j]))
+                derf_sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(s[i].x[j]),
+                               PY(fmin(fmax(s[i].y[j], ymin), ymax)), col);
         if (ax->legend && s[i].label)
             derf_sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
                               "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",

@@ -638,21 +638,6 @@ done:
 
 /* ---- the builder ----------------------------------------------------------------------------- */
 
-static int mkdirs(const char *path, char *err, size_t errlen) {
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0777) && errno != EEXIST) { derf_io_errf(err, errlen, "cannot create %s: %s", buf, strerror(errno)); return -1; }
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
-
 static void task_counts(const derf_dna_task *t, const char *path) {
     int cnt[3] = {0};
     for (int i = 0; i < t->n; i++) cnt[t->split[i]]++;
@@ -1007,7 +992,7 @@ int derf_dna_build_ood(const char *path, int required, const char *out, const ch
 int derf_dna_build(const derf_dna_build_opts *o, char *err, size_t errlen) {
     const char *out = o->out ? o->out : "runs/data/dna";
     char path[2048];
-    if (mkdirs(out, err, errlen)) return -1;
+    if (derf_io_mkdirs(out, err, errlen)) return -1;
     derf_dna_records rs = {0};
     if (derf_dna_read_maf(o->maf ? o->maf : DERF_DNA_MAF_DEFAULT, "Hsap.", &rs, err, errlen)) return -1;
     derf_dna_corpus c = {0};

@@ -2,12 +2,10 @@
  * derf_cls_train each, and records each finished run in OUT/runs/<id>-s<seed>/result.json
  * (atomic write), so an interrupted sweep resumes where it stopped. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "derf/io.h"
@@ -145,23 +143,6 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int ensure_dir(const char *path, char *err, size_t errlen) {
-    char tmp[1400];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) /* parents first (mkdir -p) */
-        if (*p == '/') { *p = 0; mkdir(tmp, 0777); *p = '/'; }
-    if (mkdir(path, 0777) && errno != EEXIST) {
-        derf_io_errf(err, errlen, "cannot create the folder %s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (stat(path, &sb) || !S_ISDIR(sb.st_mode)) {
-        derf_io_errf(err, errlen, "%s exists and is not a folder", path);
-        return -1;
-    }
-    return 0;
-}
-
 static void run_paths(const derf_study_cfg *cfg, const derf_study_case *c, int seed, char *dir, size_t dn, char *res, size_t rn) {
     snprintf(dir, dn, "%s/runs/%s-s%d", cfg->out, c->id, seed);
     snprintf(res, rn, "%s/result.json", dir);
@@ -207,9 +188,9 @@ int derf_study_run(const derf_study_cfg *cfg, const derf_study_case *cases, int 
     memset(res, 0, sizeof *res * (size_t)ncases * (size_t)S);
     char fp[1024], dir[1400], path[1500];
     derf_study_fingerprint(&cfg->base, fp, sizeof fp);
-    if (ensure_dir(cfg->out, err, errlen)) return -1;
+    if (derf_io_mkdirs(cfg->out, err, errlen)) return -1;
     snprintf(path, sizeof path, "%s/runs", cfg->out);
-    if (ensure_dir(path, err, errlen)) return -1;
+    if (derf_io_mkdirs(path, err, errlen)) return -1;
     derf_study_trainer train = cfg->train ? cfg->train : default_train;
 
     /* read back what is finished */
@@ -248,7 +229,7 @@ int derf_study_run(const derf_study_cfg *cfg, const derf_study_case *cases, int 
             o.resume = NULL;
             run_paths(cfg, &cases[i], seed, dir, sizeof dir, path, sizeof path);
             o.out = dir;
-            if (ensure_dir(dir, err, errlen)) return -1;
+            if (derf_io_mkdirs(dir, err, errlen)) return -1;
             if (!cfg->quiet) fprintf(stderr, "[study] (%d/%d) %s, seed %d ...\n", done_now + 1, todo, cases[i].spec, seed);
             double t0 = now_s();
             if (train(&o, &r->r, err, errlen, cfg->ctx)) return -1;
