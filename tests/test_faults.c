@@ -1,8 +1,8 @@
 /* test_faults.c: every trainer survives kill -9. For each model (ViT, GPT-2, DiT, wav2vec, HyenaDNA) a small run of
  * ./derf is made straight, then again while it is killed with SIGKILL at random moments and continued with --resume
  * (from scratch when it died before its first checkpoint) until it finishes: its final weights, AdamW moments and EMA
- * equal the straight run's bit for bit, its log holds every training step exactly once, and every file left under
- * a final name is a whole safetensors file. DERF_FAULT_TRIES (default 3) sets the killed runs per model; the delays
+ * equal the straight run's bit for bit, its log holds every training step exactly once, every file left under
+ * a final name is a whole safetensors file, and no temporary file of a killed run is left at the end. DERF_FAULT_TRIES (default 3) sets the killed runs per model; the delays
  * are drawn from DERF_TEST_SEED. Then a divergence forced at one step (every model): exit 3, the last good
  * checkpoint kept, the divergence logged. */
 #include <stdarg.h>
@@ -105,7 +105,11 @@ static void killed(const char *args, const char *a, const char *name, int steps,
         double delay = kills < 4 ? (0.05 + 0.9 * tu_uniform(s)) * wall : -1;
         rc = run(args, b, resume, delay);
         if (rc != -9) break;
-        kills++;
+        if (!kills++) { /* what a kill in the middle of a checkpoint leaves: removed by the next resume */
+            char err[DERF_ERRLEN], p[700];
+            snprintf(p, sizeof p, "%s/state.safetensors.tmp.99999", b);
+            if (!derf_io_mkdirs(b, err, sizeof err)) write_raw(p, "half", 4);
+        }
         for (int i = 0; i < nfiles; i++) /* what a kill leaves under a final name is whole */
             if (exists(b, files[i])) {
                 char p[700], err[DERF_ERRLEN];
@@ -116,6 +120,9 @@ static void killed(const char *args, const char *a, const char *name, int steps,
             }
     }
     if (rc) fail_msg("%s: exit %d after %d kills (see %s.err)", name, rc, kills, b);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q '\\.tmp\\.'", b);
+    if (system(cmd) == 0) fail_msg("%s: temporary files of a killed run are left in the run folder", name);
     print_message("%s: killed %d times, then finished\n", name, kills);
     for (int i = 0; i < nfiles; i++) same_data(a, b, files[i]);
     static const char *const key[] = {"step"};

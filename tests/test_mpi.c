@@ -2,7 +2,8 @@
  * command as a user runs it. Compares against the single-process trainer (itself checked against
  * PyTorch in test_vit/test_gpt2/test_train): 2 processes at global batch B give the losses, gradient
  * norms and evaluations of 1 process at batch B to fp32 tolerance (ViT with drop path, mixup/cutmix,
- * erasing and translation on; GPT-2 with gradient accumulation; DiT); a run stopped and resumed under MPI
+ * erasing and translation on; GPT-2 with gradient accumulation; DiT; HyenaDNA and Caduceus-PS); a run stopped
+ * and resumed under MPI
  * equals an uninterrupted one (also when a 1-process run is continued by 2); weights that drift
  * apart between the processes are found and resynchronised; a process that fails ends the whole job with its message, never hangs;
  * a batch that does not split evenly, a one-process command and (CPU build) --device cuda under mpirun
@@ -21,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "derf/dist.h"
+#include "derf/dna.h"
 #include "derf/io.h"
 #include "derf/safetensors.h"
 #include "derf/textdata.h"
@@ -245,6 +247,44 @@ static void test_dit_two_processes_equal_one(void **state) {
     same_records("dit2", "ditr", "final", fin, 2, 1, 1);
 }
 
+/* ------------------------------------------------------------------------------- DNA */
+
+/* HyenaDNA (next-token) and Caduceus-PS (masked LM: the two halves of a batch hold different numbers of masked
+ * positions, so each process weights its gradients by its share of them) pretraining on 2 processes = 1 process */
+static void test_dna_two_processes_equal_one(void **state) {
+    (void)state;
+    if (g_skip) skip();
+    static const uint8_t P[8] = {7, 8, 9, 10, 10, 9, 8, 7};
+    derf_dna_corpus c = {0};
+    snprintf(c.name, sizeof c.name, "periodic");
+    uint8_t buf[1500];
+    for (int sp = 0; sp < 3; sp++)
+        for (int g = 0; g < 4; g++) {
+            for (int i = 0; i < 1500; i++) buf[i] = P[(i * (g + 1) / 2 + g) % 8];
+            derf_dna_corpus_add(&c, buf, 1500, 100000 * (sp * 4 + g), sp, 0);
+        }
+    char err[8192], path[600];
+    snprintf(path, sizeof path, "%s/p.dnac", g_dir);
+    assert_int_equal(derf_dna_corpus_write(path, &c, err, sizeof err), 0);
+    derf_dna_corpus_free(&c);
+    static const char *const fin[] = {"val_loss", "train_loss_eval"};
+    for (int arch = 0; arch < 2; arch++) {
+        const char *a = arch ? "--arch caduceus --preset test" : "--preset test";
+        char r1[32], r2[32];
+        snprintf(r1, sizeof r1, "dna%d-1", arch);
+        snprintf(r2, sizeof r2, "dna%d-2", arch);
+        int rc = sh(err, sizeof err, "OMP_NUM_THREADS=1 ./derf train-dna %s --corpus %s --ood-corpus none --seq 64 --batch 4 "
+                    "--steps 6 --eval-every 3 --eval-windows 4 --log-every 1 --threads 1 --quiet --out %s/%s", a, path, g_dir, r1);
+        assert_true(ok("1 process", rc, err));
+        rc = sh(err, sizeof err, MPIRUN "./derf train-dna %s --corpus %s --ood-corpus none --seq 64 --batch 4 --steps 6 "
+                "--eval-every 3 --eval-windows 4 --log-every 1 --threads 1 --quiet --out %s/%s", a, path, g_dir, r2);
+        assert_true(ok("2 processes", rc, err));
+        processes_were(r2, "final", 2);
+        same_records(r1, r2, "train", TRAIN_KEYS, 4, 6, 0);
+        same_records(r1, r2, "final", fin, 2, 1, 0);
+    }
+}
+
 /* ------------------------------------------------------------------------------- drift */
 
 /* Weights that drift apart (rank 1 nudges one weight after step 1) are found at the next check (ViT:
@@ -358,6 +398,7 @@ int main(void) {
         cmocka_unit_test(test_vit_resume_under_mpi),
         cmocka_unit_test(test_lm_two_processes_equal_one),
         cmocka_unit_test(test_dit_two_processes_equal_one),
+        cmocka_unit_test(test_dna_two_processes_equal_one),
         cmocka_unit_test(test_drift_is_found_and_resynced),
         cmocka_unit_test(test_failing_process_stops_the_job),
         cmocka_unit_test(test_refusals),

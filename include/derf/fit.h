@@ -90,6 +90,15 @@ typedef struct {
 } derf_fit_result;
 
 void derf_fit_opts_default(derf_fit_opts *o);
+/* Copies the run options that every trainer's options struct o has under the same names (max_steps, ckpt_every,
+ * ckpt_secs (< 0: keep the default), log_every, quiet, out, resume, seed, meta, nmeta) into fo. */
+#define DERF_FIT_RUN_OPTS(fo, o)                                                                                     \
+    do {                                                                                                             \
+        (fo).max_steps = (o)->max_steps; (fo).ckpt_every = (o)->ckpt_every;                                         \
+        if ((o)->ckpt_secs >= 0) (fo).ckpt_secs = (o)->ckpt_secs;                                                    \
+        (fo).log_every = (o)->log_every; (fo).quiet = (o)->quiet; (fo).out = (o)->out; (fo).resume = (o)->resume;   \
+        (fo).seed = (o)->seed; (fo).meta = (o)->meta; (fo).nmeta = (o)->nmeta;                                       \
+    } while (0)
 /* Trains task t from its current weights (or o->resume's state), evaluates, writes o->out. Returns 0, or -1 with
  * one error line; a divergence is not an error (res->diverged, res->diverged_msg; exit 3 in the commands). */
 int derf_fit(derf_task *t, const derf_fit_opts *o, derf_fit_result *res, char *err, size_t errlen);

@@ -41,8 +41,9 @@ static int run_command(const subcommand *c, int argc, char **argv) {
     char err[DERF_ERRLEN];
     if (derf_dist_init(&argc, &argv, err, sizeof err)) { fprintf(stderr, "derf %s: %s\n", c->name, err); return 2; }
     const int size = derf_dist_size();
-    if (size > 1 && strcmp(c->name, "train") && strcmp(c->name, "train-lm") && strcmp(c->name, "train-dit"))
-        derf_dist_abort(2, "'derf %s' runs on one process; only 'derf train', 'derf train-lm' and 'derf train-dit' run "
+    if (size > 1 && strcmp(c->name, "train") && strcmp(c->name, "train-lm") && strcmp(c->name, "train-dit") &&
+        strcmp(c->name, "train-dna"))
+        derf_dist_abort(2, "'derf %s' runs on one process; only 'derf train', 'train-lm', 'train-dit' and 'train-dna' run "
                         "data-parallel under mpirun", c->name);
     if (derf_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) /* results are printed once, by rank 0 */
         derf_dist_abort(2, "cannot silence the standard output of rank %d", derf_dist_rank());

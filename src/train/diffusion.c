@@ -362,21 +362,12 @@ int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, der
     derf_fit_opts fo;
     derf_fit_opts_default(&fo);
     fo.steps = o->steps;
-    fo.max_steps = o->max_steps;
     fo.sched = (derf_sched){DERF_SCHED_CONSTANT, o->lr, o->lr, 0, o->steps};
     fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     fo.ema = o->ema;
-    fo.ckpt_every = o->ckpt_every;
-    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
-    fo.log_every = o->log_every;
-    fo.quiet = o->quiet;
-    fo.out = o->out;
-    fo.resume = o->resume;
-    fo.seed = o->seed;
     fo.stream = 1;
     fo.hint = "lower --lr";
-    fo.meta = o->meta;
-    fo.nmeta = o->nmeta;
+    DERF_FIT_RUN_OPTS(fo, o);
     char spec[256];
     derf_norm_format(&o->model.norm, spec, sizeof spec);
     if (!D.quiet)

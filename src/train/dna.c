@@ -162,6 +162,24 @@ static const char *ood_path(const derf_dna_train_opts *o, char *buf, size_t n) {
     return access(buf, F_OK) ? NULL : buf;
 }
 
+/* This process's share [lo, hi) of the b examples in tok/tgt (targets per example: tpe; targets < 0 are ignored):
+ * forward, and backward weighted so that the gradients averaged over the processes are those of the mean over every
+ * counted target of the whole batch (shares may count different numbers of targets: masked LM, a last partial
+ * batch). Returns that global mean loss. */
+static float share_step(dmodel *m, const int32_t *tok, const int32_t *tgt, int b, int T, int tpe, float scale) {
+    int lo, hi;
+    derf_dist_range(b, &lo, &hi);
+    double n = 0, sum[2];
+    for (size_t i = (size_t)lo * tpe; i < (size_t)hi * tpe; i++) n += tgt[i] >= 0;
+    float l = n > 0 ? dm_forward(m, tok + (size_t)lo * T, tgt + (size_t)lo * tpe, hi - lo, T) : 0.f;
+    sum[0] = (double)l * n;
+    sum[1] = n;
+    derf_dist_sum_doubles(sum, 2);
+    const float loss = sum[1] > 0 ? (float)(sum[0] / sum[1]) : NAN;
+    if (n > 0 && !derf_loss_diverged(loss)) dm_backward(m, (float)(scale * n * derf_dist_size() / sum[1]));
+    return loss;
+}
+
 /* the task for derf_fit: pretraining (next-token or masked LM) on random windows of the training segments */
 typedef struct {
     dmodel m;
@@ -191,10 +209,8 @@ static float pre_micro(derf_task *t, int step, derf_rng *rng, float scale, doubl
         if (o->rc_aug && (derf_rng_u32(rng) & 1)) derf_dna_revcomp(P->win, P->win, (size_t)W);
         make_example(&P->m, P->win, T, o->mlm_prob, rng, P->tok + (size_t)b * T, P->tgt + (size_t)b * T);
     }
-    float l = dm_forward(&P->m, P->tok, P->tgt, B, T);
-    if (!derf_loss_diverged(l)) dm_backward(&P->m, scale);
     *units = (double)B * T;
-    return l;
+    return share_step(&P->m, P->tok, P->tgt, B, T, T, scale);
 }
 
 /* periodic: the validation loss; final: validation, evaluation-mode training and out-of-distribution losses */
@@ -273,15 +289,8 @@ static void dna_fit_opts(derf_fit_opts *fo, const derf_dna_train_opts *o, int st
     fo->sched = (derf_sched){DERF_SCHED_COSINE, o->lr, o->min_lr, (int)(o->warmup_frac * steps), steps};
     fo->adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     fo->clip = o->clip;
-    fo->ckpt_every = o->ckpt_every;
-    if (o->ckpt_secs >= 0) fo->ckpt_secs = o->ckpt_secs;
-    fo->log_every = o->log_every;
-    fo->quiet = o->quiet;
-    fo->out = o->out;
-    fo->seed = o->seed;
+    DERF_FIT_RUN_OPTS(*fo, o);
     fo->hint = "lower --lr";
-    fo->meta = o->meta;
-    fo->nmeta = o->nmeta;
 }
 
 static void copy_result(derf_dna_train_result *res, const derf_fit_result *fr) {
@@ -293,18 +302,11 @@ static void copy_result(derf_dna_train_result *res, const derf_fit_result *fr) {
     snprintf(res->diverged_msg, sizeof res->diverged_msg, "%s", fr->diverged_msg);
 }
 
-static int one_process(char *err, size_t errlen) {
-    if (derf_dist_size() == 1) return 0;
-    derf_io_errf(err, errlen, "train-dna does not train data-parallel yet: run it as one process (no mpirun)");
-    return -1;
-}
-
 int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     res->val_loss = res->train_loss_eval = res->ood_loss = -1.f;
     res->val_acc = res->test_acc = -1.f;
     if (o->batch < 1 || o->seq < 2 || o->steps < 1) { derf_io_errf(err, errlen, "--batch, --steps must be >= 1 and --seq >= 2"); return -1; }
-    if (one_process(err, errlen)) return -1;
     pre_task P = {.o = o, .res = res, .quiet = o->quiet};
     derf_task t = {.ctx = &P, .params = NULL, .format = "derf-dna-1", .unit = "tok", .rate_key = "tokens_per_s",
                    .eval_type = "val", .micro = pre_micro, .meta = dna_meta, .eval = pre_eval,
@@ -316,9 +318,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     res->params = (long long)P.m.params->total;
     derf_fit_opts fo;
     dna_fit_opts(&fo, o, o->steps);
-    fo.max_steps = o->max_steps;
     fo.eval_every = o->eval_every;
-    fo.resume = o->resume;
     fo.stream = 0xD7A;
     if (!o->quiet)
         fprintf(stderr, "[derf] %s | %s: %s, %llu train window starts, %zu val windows | %d x %d tokens/step, %d steps, "
@@ -439,10 +439,8 @@ static float ft_micro(derf_task *t, int step, derf_rng *rng, float scale, double
         for (int q = 0; q < L; q++) F->tok[(size_t)i * L + q] = F->win[q];
         F->lab[i] = F->d.label[id];
     }
-    float l = dm_forward(&F->m, F->tok, F->lab, b, L);
-    if (!derf_loss_diverged(l)) dm_backward(&F->m, scale);
     *units = (double)b * L;
-    return l;
+    return share_step(&F->m, F->tok, F->lab, b, L, 1, scale);
 }
 
 static double ft_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
@@ -503,7 +501,6 @@ int derf_dna_finetune(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     res->val_acc = res->test_acc = -1.f;
     if (o->batch < 1 || o->epochs < 1) { derf_io_errf(err, errlen, "--batch and --epochs must be >= 1"); return -1; }
     if (o->resume || o->max_steps) { derf_io_errf(err, errlen, "--resume and --max-steps are for pretraining runs (not --task)"); return -1; }
-    if (one_process(err, errlen)) return -1;
     ft_task F = {.o = o, .res = res, .quiet = o->quiet};
     derf_task t = {.ctx = &F, .format = "derf-dna-1", .unit = "tok", .rate_key = "tokens_per_s", .eval_type = "epoch",
                    .micro = ft_micro, .meta = dna_meta, .eval = ft_eval, .start_fields = ft_start_fields};

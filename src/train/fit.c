@@ -3,6 +3,7 @@
  * all-reduce and drift check, progress lines and the run log. */
 #include "derf/fit.h"
 
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/train.h"
+#include <unistd.h>
 
 void derf_fit_opts_default(derf_fit_opts *o) {
     memset(o, 0, sizeof *o);
@@ -164,15 +166,31 @@ static float one_step(fit_run *r, float *gn, double *units) {
     return (float)(lsum / accum);
 }
 
+/* A killed run leaves the temporary files of the checkpoint it was writing (NAME.tmp.PID, never under a final
+ * name): removed when the run is resumed. */
+static void remove_stale_temps(const char *dir) {
+    static const char *const names[] = {"model.safetensors", "model_ema.safetensors", "state.safetensors", "log.jsonl"};
+    for (int i = 0; i < 4; i++) {
+        char pat[1300];
+        glob_t g;
+        snprintf(pat, sizeof pat, "%s/%s.tmp.[0-9]*", dir, names[i]);
+        if (glob(pat, 0, NULL, &g) == 0)
+            for (size_t k = 0; k < g.gl_pathc; k++) unlink(g.gl_pathv[k]);
+        globfree(&g);
+    }
+}
+
 static int start(fit_run *r, char *err, size_t errlen) {
     derf_task *t = r->t;
     const derf_fit_opts *o = r->o;
     if (o->resume && load(r, err, errlen)) return -1;
     derf_run_bcast(t->params, t->ema, &r->step, &r->rng); /* every process starts from rank 0's state */
     if (t->begin && t->begin(t, err, errlen)) return -1;
-    if (o->out && derf_dist_rank() == 0 &&
-        (derf_io_mkdirs(o->out, err, errlen) || derf_runlog_open(&r->log, o->out, o->resume ? r->step : -1, err, errlen)))
-        return -1;
+    if (o->out && derf_dist_rank() == 0) {
+        if (o->resume) remove_stale_temps(o->out);
+        if (derf_io_mkdirs(o->out, err, errlen) || derf_runlog_open(&r->log, o->out, o->resume ? r->step : -1, err, errlen))
+            return -1;
+    }
     derf_lf f[DERF_FIT_MAX_FIELDS + 4];
     int nf = 0;
     f[nf++] = DERF_LF_I("step", r->step);

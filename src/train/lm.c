@@ -253,23 +253,14 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     derf_fit_opts fo;
     derf_fit_opts_default(&fo);
     fo.steps = o->steps;
-    fo.max_steps = o->max_steps;
     fo.accum = o->accum;
     fo.sched = (derf_sched){DERF_SCHED_COSINE, o->lr, o->min_lr, o->warmup, o->steps};
     fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, 1e-8f, o->weight_decay};
     fo.clip = o->clip;
     fo.eval_every = o->eval_every;
     fo.eval_at_start = fo.eval_at_end = 1;
-    fo.ckpt_every = o->ckpt_every;
-    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
-    fo.log_every = o->log_every;
-    fo.quiet = o->quiet;
-    fo.out = o->out;
-    fo.resume = o->resume;
-    fo.seed = o->seed;
     fo.stream = 2;
-    fo.meta = o->meta;
-    fo.nmeta = o->nmeta;
+    DERF_FIT_RUN_OPTS(fo, o);
     const derf_gpt2_config *c = &L.m.cfg;
     if (!L.quiet)
         fprintf(stderr, "[derf] gpt2 L%d C%d H%d V%d ctx %d, %lld params, norm %s%s | %zu train / %zu val tokens | "

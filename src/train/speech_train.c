@@ -358,23 +358,14 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
     derf_fit_opts fo;
     derf_fit_opts_default(&fo);
     fo.steps = o->steps;
-    fo.max_steps = o->max_steps;
     fo.sched = (derf_sched){DERF_SCHED_LINEAR, o->lr, 0, warm, o->steps};
     fo.adamw = (derf_adamw_cfg){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
     fo.clip = o->clip;
     fo.eval_every = o->eval_every;
     fo.eval_at_end = 1;
-    fo.ckpt_every = o->ckpt_every;
-    if (o->ckpt_secs >= 0) fo.ckpt_secs = o->ckpt_secs;
-    fo.log_every = o->log_every;
-    fo.quiet = o->quiet;
-    fo.out = o->out;
-    fo.resume = o->resume;
-    fo.seed = o->seed;
     fo.stream = 5;
     fo.hint = "lower --lr";
-    fo.meta = o->meta;
-    fo.nmeta = o->nmeta;
+    DERF_FIT_RUN_OPTS(fo, o);
     if (!o->quiet)
         fprintf(stderr, "[derf] wav2vec C%d d%d L%d, %lld params, norm %s | %d train / %d val utterances | batch %d x <= %d "
                         "samples, %d steps%s\n", W.m.cfg.conv_dim, W.m.cfg.d, W.m.cfg.n_layer, res->params, W.spec, W.tr.n,
