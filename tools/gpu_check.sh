@@ -1,8 +1,9 @@
 #!/bin/sh
 # gpu_check.sh: THE GPU check of the CUDA backend, one command on an H100/H200 machine (docs/cuda.md):
-#   1. builds (`make CUDA=1`; where the image lacks derf's CPU libraries, with the prebuilt CPU
-#      objects and libraries of .gpubundle/, made on the development machine by tools/gpu_bundle.sh;
-#      the CUDA sources are always compiled here by nvcc);
+#   1. builds (`make CUDA=1 AUDIO=0`: no audio/FFT libraries needed; where the image lacks derf's CPU
+#      libraries, `make CUDA=1 BUNDLE=.gpubundle` with the prebuilt CPU objects and libraries of
+#      .gpubundle/, made on the development machine by tools/gpu_bundle.sh; the CUDA sources are always
+#      compiled here by nvcc);
 #   2. runs every GPU kernel against the CPU reference on fresh random inputs (build/cuda/cuda_check);
 #   3. GPT-2 and ViT on the GPU vs the CPU: one step's gradients and a 20-step loss curve of small
 #      models from the same init on the same batches (part of cuda_check), then `derf train-lm` and
@@ -42,21 +43,21 @@ say "CUDA toolkit: $CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version 2>/dev/null | t
 
 # ---- 1. build -------------------------------------------------------------------------------------
 build=fail
-if [ "${DERF_FORCE_BUNDLE:-0}" != 1 ] && printf '#include <cblas.h>\n#include <cjson/cJSON.h>\n#include <pcre2.h>\n' | \
+if [ "${DERF_FORCE_BUNDLE:-0}" != 1 ] && printf '#include <cblas.h>\n#include <cjson/cJSON.h>\n#include <pcre2.h>\n#include <zlib.h>\n' | \
      cc -DPCRE2_CODE_UNIT_WIDTH=8 -E -x c - >/dev/null 2>&1; then
-  say "building natively: make CUDA=1"
-  timeout 240 make CUDA=1 -j"$JOBS" > "$LOG/build.log" 2>&1 && build=native
+  say "building natively: make CUDA=1 AUDIO=0"
+  timeout 240 make CUDA=1 AUDIO=0 -j"$JOBS" > "$LOG/build.log" 2>&1 && build=native
 elif [ -f .gpubundle/obj.tar ]; then
-  say "no OpenBLAS/cJSON/PCRE2 headers here: CPU objects from .gpubundle, CUDA sources compiled here"
+  say "no OpenBLAS/cJSON/PCRE2/zlib headers here: CPU objects from .gpubundle, CUDA sources compiled here"
   now=$(find src include tests -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
   [ "$now" = "$(cat .gpubundle/stamp 2>/dev/null)" ] || \
     say "WARNING: .gpubundle was built from other C sources than these: rerun tools/gpu_bundle.sh before carrying it"
   tar -xf .gpubundle/obj.tar
   find build/src -name '*.o' ! -path 'build/src/cuda/*' -exec touch {} +
-  timeout 240 make CUDA=1 -j"$JOBS" BLAS_DIR="$(pwd)/.gpubundle/lib" build/cuda/cuda_check derf \
+  timeout 240 make CUDA=1 -j"$JOBS" BUNDLE=.gpubundle build/cuda/cuda_check derf \
     > "$LOG/build.log" 2>&1 && build=bundle
 else
-  say "no OpenBLAS/cJSON/PCRE2 headers and no .gpubundle (run tools/gpu_bundle.sh on the dev machine and carry it)"
+  say "no OpenBLAS/cJSON/PCRE2/zlib headers and no .gpubundle (run tools/gpu_bundle.sh on the dev machine and carry it)"
 fi
 warn=$(grep -c -i 'warning' "$LOG/build.log" 2>/dev/null || true)
 say "build: $build ($warn warning lines; log $LOG/build.log)"
