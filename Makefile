@@ -27,11 +27,14 @@ LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/
 # AUDIO=0 builds without libsndfile, libsamplerate and FFTW (what the GPU check's build needs not):
 # src/data/noaudio.c replaces the audio decoder and HyenaDNA's FFT convolution, which then refuse with
 # one line. BUNDLE=DIR (tools/gpu_check.sh on a machine without derf's CPU libraries) links against the
-# libraries that tools/gpu_bundle.sh put in DIR/lib; implies AUDIO=0.
+# libraries that tools/gpu_bundle.sh put in DIR/lib, with an old-style DT_RPATH (--disable-new-dtags):
+# unlike DT_RUNPATH it also applies to the bundled libraries' own dependencies (libopenblas ->
+# libgfortran, libquadmath), so no LD_LIBRARY_PATH is needed; implies AUDIO=0.
 AUDIO ?= 1
 ifneq ($(BUNDLE),)
 AUDIO    := 0
 BLAS_DIR := $(abspath $(BUNDLE))/lib
+LDLIBS   += -Wl,--disable-new-dtags
 endif
 ifeq ($(AUDIO),0)
 LIB_SRC  := $(filter-out src/data/audio.c src/ops/fftconv.c,$(LIB_SRC)) src/data/noaudio.c

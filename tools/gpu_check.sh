@@ -54,7 +54,8 @@ elif [ -f .gpubundle/obj.tar ]; then
     say "WARNING: .gpubundle was built from other C sources than these: rerun tools/gpu_bundle.sh before carrying it"
   tar -xf .gpubundle/obj.tar
   find build/src -name '*.o' ! -path 'build/src/cuda/*' -exec touch {} +
-  timeout 240 make CUDA=1 -j"$JOBS" BUNDLE=.gpubundle build/cuda/cuda_check derf \
+  # MPI=0: one process; where Open MPI's libraries exist, their own DT_RUNPATH would bypass the bundle
+  timeout 240 make CUDA=1 MPI=0 -j"$JOBS" BUNDLE=.gpubundle build/cuda/cuda_check derf \
     > "$LOG/build.log" 2>&1 && build=bundle
 else
   say "no OpenBLAS/cJSON/PCRE2/zlib headers and no .gpubundle (run tools/gpu_bundle.sh on the dev machine and carry it)"
