@@ -14,7 +14,10 @@
  * EMA on both (CURVE lines), the final weights, EMA weights and the EMA model's logits.
  * With --bench: times the norm kernels, a GPT-2 124M training step (B=16, T=1024, bf16) and a ViT-S/16
  * training step (224x224x3, B=128, bf16) (cudaEvent, median) and prints 'BENCH key ms' lines.
- * Usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C] */
+ * Sections (--section, one each; default all): norms, ops (GELU, embedding, cross-entropy, AdamW),
+ * linear (linear and attention), gpt2, vit; each prints 'cuda_check: section S on CARD: ... pass|FAIL'.
+ * --bench with --section times that section's part only (norms, gpt2, vit).
+ * Usage: cuda_check [--section S] [--bench] [--no-check] [--rows N] [--cols C] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -722,30 +725,14 @@ static void bench_norm(const char *spec, int N, int C, derf_dtype dt) {
     free(hx); free(hp);
 }
 
-int main(int argc, char **argv) {
-    int bench = 0, check = 1, rows = 16384, cols = 768;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--bench")) bench = 1;
-        else if (!strcmp(argv[i], "--no-check")) check = 0;
-        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C]\n");
-            return 2;
-        }
-    }
-    if (rows <= 0 || cols <= 0) { fprintf(stderr, "cuda_check: --rows and --cols must be positive\n"); return 2; }
-    char err[512];
-    if (derf_cuda_init(err, sizeof err)) {
-        printf("cuda_check: %s; GPU run pending\n", err);
-        return 77;
-    }
-    printf("cuda_check: %s\n", derf_cuda_device_name());
-    derf_rng_seed(&g_rng, tu_seed(), 11);
-    if (check) {
-        printf("%-34s %-8s %-5s %-16s %-9s %-7s\n", "kernel", "output", "dtype", "shape", "err/max|ref|", "tol");
-        for (int d = 0; d < 2; d++) {
-            derf_dtype dt = d ? DERF_BF16 : DERF_F32;
+/* the sections (tools/gpu_check.sh runs each as its own process, so one crash loses one section) */
+static const char *const SECTIONS[] = {"norms", "ops", "linear", "gpt2", "vit"};
+enum { NSECTIONS = sizeof SECTIONS / sizeof *SECTIONS };
+
+static void run_checks(int sec) {
+    for (int d = 0; d < 2; d++) {
+        derf_dtype dt = d ? DERF_BF16 : DERF_F32;
+        if (sec == 0) {
             /* every base function of the registry, vectorised path */
             for (int f = 0; f < DERF_FN_COUNT; f++) check_norm(derf_fn_get((derf_fn_id)f)->name, 256, 768, dt, 0);
             /* options, transforms, generic path (C not a multiple of 8), accumulation into dx */
@@ -760,37 +747,93 @@ int main(int argc, char **argv) {
             check_norm("rmsnorm", 64, 1000, dt, 1);
             check_norm_deterministic("derf", 4096, 768, dt);
             check_norm_deterministic("layernorm", 4096, 768, dt);
+        } else if (sec == 1) {
             check_gelu(DERF_GELU_TANH, dt);
             check_gelu(DERF_GELU_ERF, dt);
             check_embed(dt);
             check_xent(dt, 0.0f);
             check_xent(dt, 0.1f);
+            if (d == 0) check_adamw();
+        } else if (sec == 2) {
             check_linear(dt);
             check_attention(dt, 1);
             check_attention(dt, 0);
+        } else if (sec == 3) {
+            check_gpt2("derf", dt, 20);
+            check_gpt2("layernorm", dt, 20);
+        } else if (sec == 4) {
             check_vit_ops(dt);
+            if (d == 0) {
+                check_vit("derf", DERF_POOL_AVG, 0.0f, DERF_F32, 20);
+                check_vit("layernorm", DERF_POOL_CLS, 0.2f, DERF_F32, 20);
+            } else {
+                check_vit("derf", DERF_POOL_AVG, 0.2f, DERF_BF16, 20);
+                check_vit("layernorm", DERF_POOL_AVG, 0.0f, DERF_BF16, 20);
+            }
         }
-        check_adamw();
-        check_gpt2("derf", DERF_F32, 20);
-        check_gpt2("layernorm", DERF_F32, 20);
-        check_gpt2("derf", DERF_BF16, 20);
-        check_gpt2("layernorm", DERF_BF16, 20);
-        check_vit("derf", DERF_POOL_AVG, 0.0f, DERF_F32, 20);
-        check_vit("layernorm", DERF_POOL_CLS, 0.2f, DERF_F32, 20);
-        check_vit("derf", DERF_POOL_AVG, 0.2f, DERF_BF16, 20);
-        check_vit("layernorm", DERF_POOL_AVG, 0.0f, DERF_BF16, 20);
-        printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
     }
-    if (bench) {
+}
+
+static void run_bench(int sec, int rows, int cols) {
+    if (sec == 0) {
         const char *specs[] = {"derf", "dyt", "layernorm", "rmsnorm"};
         for (size_t i = 0; i < 4; i++) {
             bench_norm(specs[i], rows, cols, DERF_BF16);
             bench_norm(specs[i], rows, cols, DERF_F32);
         }
+    } else if (sec == 3) {
         bench_gpt2("derf", 16, 1024);
         bench_gpt2("layernorm", 16, 1024);
+    } else if (sec == 4) {
         bench_vit("derf", 128);
         bench_vit("layernorm", 128);
     }
+}
+
+int main(int argc, char **argv) {
+    int bench = 0, check = 1, rows = 16384, cols = 768, only = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bench")) bench = 1;
+        else if (!strcmp(argv[i], "--no-check")) check = 0;
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--section") && i + 1 < argc) {
+            const char *v = argv[++i];
+            for (int k = 0; k < NSECTIONS; k++)
+                if (!strcmp(v, SECTIONS[k])) only = k;
+            if (only < 0) {
+                fprintf(stderr, "cuda_check: unknown section '%s' (norms, ops, linear, gpt2 or vit)\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: cuda_check [--section norms|ops|linear|gpt2|vit] [--bench] [--no-check] "
+                            "[--rows N] [--cols C]\n");
+            return 2;
+        }
+    }
+    if (rows <= 0 || cols <= 0) { fprintf(stderr, "cuda_check: --rows and --cols must be positive\n"); return 2; }
+    char err[512];
+    if (derf_cuda_init(err, sizeof err)) {
+        printf("cuda_check: %s; GPU run pending\n", err);
+        return 77;
+    }
+    const char *card = derf_cuda_device_name();
+    printf("cuda_check: %s\n", card);
+    derf_rng_seed(&g_rng, tu_seed(), 11);
+    if (check) {
+        printf("%-34s %-8s %-5s %-16s %-9s %-7s\n", "kernel", "output", "dtype", "shape", "err/max|ref|", "tol");
+        for (int k = 0; k < NSECTIONS; k++) {
+            if (only >= 0 && k != only) continue;
+            const int c0 = g_checks, f0 = g_fail;
+            run_checks(k);
+            printf("cuda_check: section %s on %s: %d checks, %d mismatches: %s\n", SECTIONS[k], card, g_checks - c0,
+                   g_fail - f0, g_fail > f0 ? "FAIL" : "pass");
+            fflush(stdout);
+        }
+        printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
+    }
+    if (bench)
+        for (int k = 0; k < NSECTIONS; k++)
+            if (only < 0 || k == only) run_bench(k, rows, cols);
     return g_fail ? 1 : 0;
 }
