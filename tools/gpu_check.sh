@@ -13,7 +13,10 @@
 #      bf16) and ViT-S/16 step (224x224x3, B=128, bf16), and runs the PyTorch peers on the same GPU
 #      (tools/bench_torch_gpu.py: norms eager and torch.compile, ViT-S/16 eager, GPT-2 124M eager and
 #      compiled);
-#   5. prints one table. Logs go to $OUT (the device tool's folder) or build/gpu_check.
+#   5. prints one table.
+# Results: the device tool returns at most 8 files, so $OUT (else build/gpu_check.out) holds exactly two,
+# rewritten after every stage (a run cut short keeps what it had): summary.txt (the stage lines so far,
+# then the table) and logs.tar.gz (every log, from build/gpu_check/).
 # Time budget on an H100 (expected / stage limit, seconds): build 60-90 / 240, kernel + model checks
 # 20-40 / 120, train-lm end to end 20 / 4x90, train (ViT) end to end 15 / 4x60, derf benchmarks 30-45 /
 # 90, torch norms 60 / 100, torch ViT eager 15 / 45, torch GPT-2 whatever is left of 345 s; later
@@ -24,11 +27,19 @@
 # Exit status: 0 when the build and every check section passed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/.."
-LOG=${OUT:-build/gpu_check}
-mkdir -p "$LOG"
+LOG=build/gpu_check
+RES=${OUT:-build/gpu_check.out}
+rm -rf "$LOG"
+mkdir -p "$LOG" "$RES"
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
-say() { echo "[gpu_check $(el)s] $*"; }
+say() { echo "[gpu_check $(el)s] $*" | tee -a "$LOG/progress.txt"; }
+# summary.txt and logs.tar.gz in $RES, each written under a temporary name and renamed
+publish() {
+  { cat "$LOG/progress.txt"; [ -f "$LOG/table.txt" ] && cat "$LOG/table.txt"; } > "$RES/summary.txt.tmp" 2>/dev/null
+  mv -f "$RES/summary.txt.tmp" "$RES/summary.txt"
+  tar -czf "$RES/logs.tar.gz.tmp" -C build gpu_check 2>/dev/null && mv -f "$RES/logs.tar.gz.tmp" "$RES/logs.tar.gz"
+}
 JOBS=$(nproc 2>/dev/null || echo 8)
 
 # python with torch: the image's plain python3, else Debian's
@@ -64,7 +75,8 @@ else
 fi
 warn=$(grep -c -i 'warning' "$LOG/build.log" 2>/dev/null || true)
 say "build: $build ($warn warning lines; log $LOG/build.log)"
-[ "$build" = fail ] && tail -20 "$LOG/build.log" 2>/dev/null
+[ "$build" = fail ] && tail -20 "$LOG/build.log" 2>/dev/null | tee -a "$LOG/progress.txt"
+publish
 
 # ---- 2. kernels vs CPU: one process per section (norms, ops, linear, gpt2, vit), so a CUDA error or a
 # crash loses that section only ----------------------------------------------------------------------
@@ -82,7 +94,9 @@ if [ "$build" != fail ]; then
     sections="$sections $sec:$st"
     say "section $sec: $st"
     grep -E 'MISMATCH|cuda_check:|SEED' "$LOG/check_$sec.log"
+    grep -E 'MISMATCH|cuda_check:' "$LOG/check_$sec.log" >> "$LOG/progress.txt"
     cat "$LOG/check_$sec.log" >> "$LOG/check.log"
+    publish
   done
   if [ $npass = 5 ]; then check=pass; elif [ $nnogpu = 5 ]; then check=no-gpu; else check="FAIL:$sections"; fi
 fi
@@ -114,6 +128,7 @@ if [ "$build" != fail ]; then
   lm_e2e=$($PY tools/gpu_table.py --compare-runs "$LM/cpu" "$LM/gpu" "$LM/mix")
   say "train-lm: $lm_e2e"
   rm -rf "$LM"
+  publish
 fi
 
 # ---- 3c. derf train --device cuda end to end (ViT tiny preset, synthetic 28x28 IDX images, 2 epochs of 16
@@ -132,6 +147,7 @@ if [ "$build" != fail ]; then
   vit_e2e=$($PY tools/gpu_table.py --compare-vit "$VT/cpu" "$VT/gpu" "$VT/bf16" "$VT/mix")
   say "train (ViT): $vit_e2e"
   rm -rf "$VT"
+  publish
 fi
 
 # ---- 4. benchmarks ----------------------------------------------------------------------------------
@@ -142,14 +158,18 @@ if [ "$build" != fail ]; then
   for sec in norms gpt2 vit; do
     timeout 60 ./build/cuda/cuda_check --no-check --bench --section $sec >> "$LOG/bench_derf.log" 2>&1 || \
       say "derf bench $sec: exit $?"
+    publish
   done
+  grep '^BENCH' "$LOG/bench_derf.log" >> "$LOG/progress.txt"
 fi
 say "PyTorch peers ($PY)"
 PYTHONUNBUFFERED=1 timeout 100 $PY tools/bench_torch_gpu.py norms > "$LOG/bench_torch_norms.log" 2> "$LOG/bench_torch_norms.err" \
   || say "torch norms: exit $? (see $LOG/bench_torch_norms.err)"
+publish
 if [ $(( 300 - $(el) )) -gt 45 ]; then
   PYTHONUNBUFFERED=1 timeout 45 $PY tools/bench_torch_gpu.py vit --modes eager > "$LOG/bench_torch_vit.log" 2> "$LOG/bench_torch_vit.err" \
     || say "torch vit: exit $? (see $LOG/bench_torch_vit.err)"
+  publish
 else
   say "torch vit: skipped (the 6-minute budget is nearly spent)"
 fi
@@ -157,6 +177,7 @@ left=$(( 345 - $(el) ))
 if [ $left -gt 40 ]; then
   PYTHONUNBUFFERED=1 timeout $left $PY tools/bench_torch_gpu.py gpt2 > "$LOG/bench_torch_gpt2.log" 2> "$LOG/bench_torch_gpt2.err" \
     || say "torch gpt2: exit $? (see $LOG/bench_torch_gpt2.err)"
+  publish
 else
   say "torch gpt2: skipped (only ${left}s left of the 6-minute budget)"
 fi
@@ -164,6 +185,8 @@ fi
 # ---- 5. one table -------------------------------------------------------------------------------------
 cat "$LOG"/bench_derf.log "$LOG"/bench_torch_norms.log "$LOG"/bench_torch_vit.log "$LOG"/bench_torch_gpt2.log 2>/dev/null | \
 $PY tools/gpu_table.py "$build" "$check" "GPT-2 GPU vs CPU: $gpt2_curve; train-lm: $lm_e2e | ViT GPU vs CPU: $vit_curve; train: $vit_e2e" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
-  | tee "$LOG/table.txt"
-say "done in $(el)s; logs in $LOG"
+  > "$LOG/table.txt"
+cat "$LOG/table.txt"
+say "done in $(el)s; summary $RES/summary.txt, logs $RES/logs.tar.gz"
+publish
 [ "$build" != fail ] && [ "$check" = pass ]
