@@ -7,12 +7,14 @@
                                                   shards (docs: include/derf/textdata.h) of vocabulary V, a
                                                   noisy deterministic successor rule, so a model can learn it
   gpu_table.py --compare-runs CPU GPU MIX         one line comparing the final validation losses of three
-                                                  `derf train-lm` run folders (log.jsonl)
+                                                  `derf train-lm` run folders (log.jsonl); GPU '-': the
+                                                  CPU run alone (no GPU)
   gpu_table.py --idx DIR                          writes DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte: a
                                                   synthetic 28x28 10-class image set (a class-placed bright
                                                   square on noise) for `derf train`
   gpu_table.py --compare-vit CPU GPU BF16 MIX     one line comparing the final test losses of four `derf train`
                                                   run folders: CPU, GPU fp32, GPU bf16, GPU fp32 then CPU resume
+                                                  (GPU '-': the CPU run alone)
 """
 import json
 import os
@@ -66,6 +68,11 @@ def final_record(run):
 
 
 def compare_vit(cpu, gpu, bf16, mix):
+    if gpu == "-":   # no GPU: the CPU run alone
+        c, ci = final_record(cpu)
+        print("FAILED (no final test loss in the CPU run; see vit.log)" if c is None else
+              f"CPU run: final test loss {c:.4f}, {ci or 0:.0f} img/s; GPU runs skipped (no GPU)")
+        return
     (c, ci), (g, gi), (b, bi), (m, _mi) = (final_record(r) for r in (cpu, gpu, bf16, mix))
     if None in (c, g, b, m):
         print(f"FAILED (final test loss cpu {c}, gpu fp32 {g}, gpu bf16 {b}, gpu->cpu resume {m}; see vit.log)")
@@ -88,6 +95,11 @@ def final_val(run):
 
 
 def compare_runs(cpu, gpu, mix):
+    if gpu == "-":   # no GPU: the CPU run alone
+        c = final_val(cpu)
+        print("FAILED (no final val loss in the CPU run; see lm.log)" if c is None else
+              f"CPU run: final val loss {c:.4f}; GPU runs skipped (no GPU)")
+        return
     c, g, m = final_val(cpu), final_val(gpu), final_val(mix)
     if None in (c, g, m):
         print(f"FAILED (final val loss cpu {c}, gpu {g}, gpu->cpu resume {m}; see lm.log)")
