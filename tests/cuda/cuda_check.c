@@ -152,6 +152,51 @@ static void check_norm(const char *specstr, int N, int C, derf_dtype dt, int acc
     free(hy); free(hdx); free(hdp);
 }
 
+/* The clipped functions' derivative masks at u within 64 ulps of each boundary (fp32; alpha 1, s 0, gamma 1,
+ * beta 0): GPU and CPU must pass the gradient at exactly the same elements (decided on u in closed form,
+ * src/norms/functions.h), and dx must agree as in check_norm. */
+static void check_clip_masks(derf_dtype dt) {
+    if (dt != DERF_F32) return; /* bf16 inputs cannot sit within ulps of the boundary */
+    const struct { const char *fn; float bound; } F[] = {
+        {"arcsinhclip", 1.17520118f}, {"logsignclip", 1.71828175f}, {"logquadclip", 1.31083238f}, {"power23clip", 1.f}};
+    enum { K = 64, C = 4 * K };
+    for (size_t f = 0; f < sizeof F / sizeof F[0]; f++) {
+        derf_norm_spec s;
+        char err[256];
+        derf_norm_parse(F[f].fn, &s, err, sizeof err);
+        const int np = (int)derf_norm_param_count(&s, C);
+        float *x = hnew(C), *dy = hnew(C), *p = hnew(np), *dx = hnew(C), *dp = hnew(np), *y = hnew(C);
+        float b = F[f].bound;
+        for (int k = 0; k < K; k++) b = nextafterf(b, 0.f);
+        for (int i = 0; i < C; i += 2, b = nextafterf(b, 2.f)) { x[i] = b; x[i + 1] = -b; dy[i] = dy[i + 1] = 1.f; }
+        derf_norm_param pl[4];
+        int k = derf_norm_params(&s, C, pl);
+        for (int i = 0; i < k; i++)
+            for (size_t j = 0; j < pl[i].numel; j++)
+                p[pl[i].offset + j] = !strcmp(pl[i].name, "alpha") || !strcmp(pl[i].name, "weight") ? 1.f : 0.f;
+        derf_norm_forward(&s, y, NULL, x, p, 1, C);
+        derf_norm_backward(&s, dx, dp, dy, x, p, NULL, 1, C);
+        void *gx = dput(x, C, dt), *gdy = dput(dy, C, dt), *gy = derf_cuda_malloc(C * 4), *gdx = derf_cuda_malloc(C * 4);
+        float *gp = dput(p, np, DERF_F32), *gdp = dput(dp, np, DERF_F32);
+        derf_cuda_norm_forward(&s, gy, NULL, gx, gp, 1, C, dt);
+        derf_cuda_norm_backward(&s, gdx, gdp, gdy, gx, gp, NULL, 1, C, dt, 0);
+        float *hdx = dget(gdx, C, dt);
+        int differ = 0, passes = 0;
+        for (int i = 0; i < C; i++) {
+            differ += (hdx[i] != 0.f) != (dx[i] != 0.f);
+            passes += dx[i] != 0.f;
+        }
+        char name[80], detail[80];
+        snprintf(name, sizeof name, "norm %s clip mask", F[f].fn);
+        snprintf(detail, sizeof detail, "+-%d ulps of the boundary: %d of %d differ", K, differ, C);
+        verdict(name, "dx!=0", differ == 0 && passes > 0 && passes < C, detail);
+        compare(name, "dx", dt, "1x256", hdx, dx, C, 5e-6);
+        derf_cuda_free(gx); derf_cuda_free(gdy); derf_cuda_free(gy); derf_cuda_free(gdx); derf_cuda_free(gp);
+        derf_cuda_free(gdp);
+        free(x); free(dy); free(p); free(dx); free(dp); free(y); free(hdx);
+    }
+}
+
 /* Same inputs twice: the parameter gradients must be the same bits (fixed-order reductions). */
 static void check_norm_deterministic(const char *specstr, int N, int C, derf_dtype dt) {
     derf_norm_spec s;
@@ -745,6 +790,7 @@ static void run_checks(int sec) {
             check_norm("derf:shift=channel", 77, 36, dt, 1);
             check_norm("layernorm", 300, 100, dt, 1);
             check_norm("rmsnorm", 64, 1000, dt, 1);
+            check_clip_masks(dt);
             check_norm_deterministic("derf", 4096, 768, dt);
             check_norm_deterministic("layernorm", 4096, 768, dt);
         } else if (sec == 1) {
