@@ -5,7 +5,9 @@ after --warmup untimed ones.
 
   bench_torch_gpu.py norms [--rows 16384 --cols 768 --compile derf,layernorm --compile-dtypes bf16]   Derf y = g erf(a x + s) + b (fp32 math, bf16 or
         fp32 in/out, as derf's kernel) and LayerNorm / RMSNorm, forward and forward+backward, eager
-        and torch.compile.
+        and torch.compile. Forward+backward is torch.autograd.grad(y, (x, params...), dy): the gradient
+        of x and of every parameter, returned fresh (nothing accumulates into .grad, as in derf's timed
+        backward, which overwrites dx).
   bench_torch_gpu.py gpt2 [--batch 16 --seq 1024 --norm layernorm|derf]   one GPT-2 124M training
         step (bf16 autocast, fp32 master weights, flash attention via scaled_dot_product_attention,
         fused AdamW, clip 1.0), eager and torch.compile; tokens/s.
@@ -91,7 +93,8 @@ def bench_norms(a):
             "layernorm": lambda f: f(x, (C,), w, b, 1e-5),
             "rmsnorm": lambda f: f(x, w, 1e-5),
         }
-
+        # the tensors whose gradients fwd+bwd computes (derf's backward: dx and every parameter gradient)
+        wrt = {"derf": (x, alpha, s, w32, b32), "layernorm": (x, w, b), "rmsnorm": (x, w)}
         fns = {"derf": derf_fn, "layernorm": F.layer_norm, "rmsnorm": rms_fn}
         for name, call in layers.items():
             for mode in ("eager", "compile"):
@@ -103,8 +106,10 @@ def bench_norms(a):
                         with torch.no_grad():
                             call(f)
 
-                    def fwd_bwd():
-                        call(f).backward(dy)
+                    def fwd_bwd(inputs=wrt[name]):
+                        # autograd.grad returns fresh gradients: no .grad accumulation (an extra add
+                        # kernel per tensor that derf's timed backward does not do)
+                        torch.autograd.grad(call(f), inputs, dy)
 
                     report(f"norm {name} {dn} {R}x{C} fwd {mode}", median_ms(fwd, 5, a.reps))
                     report(f"norm {name} {dn} {R}x{C} fwd+bwd {mode}", median_ms(fwd_bwd, 5, a.reps))
