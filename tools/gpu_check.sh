@@ -72,6 +72,10 @@ if [ -z "${CUDA_HOME:-}" ]; then
 fi
 export CUDA_HOME
 say "CUDA toolkit: $CUDA_HOME ($("$CUDA_HOME/bin/nvcc" --version 2>/dev/null | tail -1))"
+# the card, named in every verdict line (the targets were set on an H200; the default device is an H100)
+CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+[ -n "$CARD" ] || CARD="no GPU seen"
+say "card: $CARD"
 
 # ---- 1. build -------------------------------------------------------------------------------------
 build=fail
@@ -112,7 +116,7 @@ if [ "$build" != fail ]; then
     case $rc in 0) st=pass; npass=$((npass + 1)) ;; 77) st=no-gpu; nnogpu=$((nnogpu + 1)) ;; 124) st=timeout ;;
                 *) st="FAIL(rc=$rc)" ;; esac
     sections="$sections $sec:$st"
-    say "section $sec: $st"
+    say "section $sec on $CARD: $st"
     grep -E 'MISMATCH|cuda_check:|SEED' "$LOG/check_$sec.log"
     grep -E 'MISMATCH|cuda_check:' "$LOG/check_$sec.log" >> "$LOG/progress.txt"
     cat "$LOG/check_$sec.log" >> "$LOG/check.log"
@@ -230,7 +234,7 @@ publish
 
 # ---- 7. one table -------------------------------------------------------------------------------------
 cat "$LOG"/bench_derf.log "$LOG"/bench_torch_norms.log "$LOG"/bench_torch_vit.log "$LOG"/bench_torch_gpt2.log 2>/dev/null | \
-$PY tools/gpu_table.py "$build" "$check" "GPT-2 GPU vs CPU: $gpt2_curve; train-lm: $lm_e2e | ViT GPU vs CPU: $vit_curve; train: $vit_e2e" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
+$PY tools/gpu_table.py "$build" "$check" "GPT-2 GPU vs CPU: $gpt2_curve; train-lm: $lm_e2e | ViT GPU vs CPU: $vit_curve; train: $vit_e2e" "$CARD" \
   > "$LOG/table.txt"
 cat "$LOG/table.txt"
 say "done in $(el)s; summary $RES/summary.txt, logs $RES/logs.tar.gz"

@@ -137,14 +137,15 @@ def main():
         return "-" if v is None else f"{v:.4f}"
 
     print()
-    print(f"== derf GPU check: {dev or 'no GPU seen'} | torch {tv} ==")
+    card = dev or "no GPU seen"
+    print(f"== derf GPU check: {card} | torch {tv} ==")
     print(f"build (make CUDA=1)                 {build}")
-    print(f"kernels vs CPU reference            {check}")
+    print(f"kernels vs CPU reference            {check} ({card})")
     for part in curve.split(" | "):   # "GPT-2 ...: ... | ViT ...: ..."
         what, _, res = part.partition(": ")
-        print(f"{what:36s}{res}")
+        print(f"{what:36s}{res} ({card})")
     print()
-    head = "benchmark (median ms)"
+    head = f"benchmark (median ms, {card})"
     print(f"{head:44s} {'derf':>9s} {'eager':>9s} {'compile':>9s} {'derf/compile':>12s}")
     keys = list(derf) + [k for (k, _m) in torch if k not in derf]
     seen = set()
@@ -158,26 +159,27 @@ def main():
     print("(derf: build/cuda/cuda_check; eager / compile: PyTorch on the same GPU)")
     d = derf.get("norm derf bf16 16384x768 fwd+bwd")
     print()
-    print("targets (H200)")
+    on = f"on {card}; the targets were set on an H200"
+    print(f"targets ({on})")
     verdict = "pending" if d is None else f"{d:.4f} ms " + ("MET" if d <= 0.05 else "NOT MET")
-    print(f"  Derf fwd+bwd 16384x768 bf16 <= 0.05 ms        : {verdict}")
+    print(f"  Derf fwd+bwd 16384x768 bf16 <= 0.05 ms        : {verdict} ({card})")
     for (k, m), v in torch.items():
         if k.startswith("gpt2"):
             w = k.split()
             B, T = int(w[2][1:]), int(w[3][1:])
-            print(f"  PyTorch {m:7s} {k}: {v:.1f} ms/step = {B * T / v * 1e3:,.0f} tokens/s")
+            print(f"  PyTorch {m:7s} {k}: {v:.1f} ms/step = {B * T / v * 1e3:,.0f} tokens/s ({card})")
     for norm in ("derf", "layernorm"):
         v = derf.get(f"gpt2 {norm} B16 T1024 step")
         tok = None if v is None else 16 * 1024 / v * 1e3
         verdict = "pending" if tok is None else f"{tok:,.0f} tokens/s " + ("MET" if tok >= 520e3 else "NOT MET")
-        print(f"  derf GPT-2 124M ({norm}) B=16 T=1024 >= 520k tokens/s : {verdict}")
+        print(f"  derf GPT-2 124M ({norm}) B=16 T=1024 >= 520k tokens/s : {verdict} ({card})")
     for k in sorted(set(list(derf) + [k for (k, _m) in torch])):
         if k.startswith("vit-s16"):                      # vit-s16 NORM B128 224px step
             B = int(k.split()[2][1:])
             row = [("derf", derf.get(k)), ("PyTorch eager", torch.get((k, "eager"))),
                    ("PyTorch compile", torch.get((k, "compile")))]
             print(f"  ViT-S/16 {k.split()[1]} B={B} images/s: " + ", ".join(
-                f"{n} {B / v * 1e3:,.0f}" if v else f"{n} -" for n, v in row))
+                f"{n} {B / v * 1e3:,.0f}" if v else f"{n} -" for n, v in row) + f" ({card})")
 
 
 if __name__ == "__main__":
