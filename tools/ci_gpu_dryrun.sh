@@ -69,7 +69,7 @@ unshare -m sh -c "
   for f in $HDRS; do mount --bind '$W/nohdr.h' \"\$f\"; done
   mount --bind '$W/hide1' '$L'
   set +e
-  cd '$W/tree' && OUT='$W/out' sh tools/gpu_check.sh
+  cd '$W/tree' && OUT='$W/out' GPU_CHECK_CPU_THREADS=1 sh tools/gpu_check.sh
   echo \"gpu_check exit \$?\"
   # the start: runtime libz and libpcre2-8 hidden as well
   mount --bind '$W/hide2' '$L' || exit 1
@@ -82,4 +82,16 @@ grep -q 'build: bundle' "$W/run.txt" || fail "the check did not build from the b
 grep -q '^start derf exit 0$' "$W/run.txt" || fail "the bundled ./derf did not start with the system libraries hidden"
 grep -q '^start cuda_check exit 77$' "$W/run.txt" || fail "the bundled cuda_check did not start (expected exit 77, no GPU)"
 readelf -d "$W/tree/derf" | grep -q '(RPATH).*\.gpubundle/lib' || fail "./derf has no DT_RPATH to .gpubundle/lib"
-echo "ci_gpu_dryrun: ok in $(( $(date +%s) - T0 )) s (bundle built, linked and started with the system copies hidden)"
+# the dry run itself: every section reported as skipped for want of a GPU, the CPU end-to-end runs real,
+# the table written, and what comes back from the device fits the tool (at most 8 files: here 2)
+S="$W/out/summary.txt"
+[ -f "$S" ] && [ -f "$W/out/logs.tar.gz" ] || fail "no summary.txt / logs.tar.gz in \$OUT"
+[ "$(find "$W/out" -type f | wc -l)" -le 8 ] || fail "more than 8 files in \$OUT: $(ls "$W/out")"
+for sec in norms ops linear gpt2 vit; do
+  grep -q "section $sec on no GPU seen: no-gpu" "$S" || fail "section $sec not reported as no-gpu"
+done
+grep -q 'train-lm: CPU run: final val loss .*GPU runs skipped' "$S" || fail "the CPU train-lm run did not finish"
+grep -q 'train (ViT): CPU run: final test loss .*GPU runs skipped' "$S" || fail "the CPU train run did not finish"
+grep -q 'targets (on no GPU seen' "$S" || fail "no table in summary.txt"
+tar -tzf "$W/out/logs.tar.gz" | grep -q 'gpu_check/check_vit.log' || fail "logs.tar.gz lacks the section logs"
+echo "ci_gpu_dryrun: ok in $(( $(date +%s) - T0 )) s (bundle built, linked and started with the system copies hidden; dry run complete)"

@@ -177,6 +177,9 @@ lrun() {
 }
 gpu=1
 [ "$check" = no-gpu ] && gpu=0
+# the CPU runs' threads (GPU_CHECK_CPU_THREADS; default 0 = all cores; the CI dry run on a small shared
+# machine uses 1, where OpenMP barriers across descheduled threads made the runs 100x slower)
+CT="--threads ${GPU_CHECK_CPU_THREADS:-0}"
 # derf train-lm --device cuda: the same short run on the CPU and on the GPU, and a GPU checkpoint resumed on
 # the CPU (checkpoints are interchangeable); synthetic token shards, vocabulary 64
 lm_e2e="not run"
@@ -186,11 +189,11 @@ if [ "$build" != fail ]; then
   $PY tools/gpu_table.py --shards "$LM/data" 64
   A="--preset mini --data $LM/data --steps 40 --warmup 5 --lr 2e-3 --batch 8 --seq 64 --eval-every 20 --eval-windows 16 --no-eval-train --seed 1 --log-every 10"
   : > "$LOG/lm.log"
-  lrun "$LOG/lm.log" train-lm $A --device cpu --out "$LM/cpu"
+  lrun "$LOG/lm.log" train-lm $A $CT --device cpu --out "$LM/cpu"
   if [ $gpu = 1 ]; then
     lrun "$LOG/lm.log" train-lm $A --device cuda --out "$LM/gpu"
     lrun "$LOG/lm.log" train-lm $A --device cuda --out "$LM/mix" --max-steps 20
-    lrun "$LOG/lm.log" train-lm --resume "$LM/mix" --device cpu
+    lrun "$LOG/lm.log" train-lm --resume "$LM/mix" $CT --device cpu
     lm_e2e=$($PY tools/gpu_table.py --compare-runs "$LM/cpu" "$LM/gpu" "$LM/mix")
   else
     lm_e2e=$($PY tools/gpu_table.py --compare-runs "$LM/cpu" - -)
@@ -209,12 +212,12 @@ if [ "$build" != fail ]; then
   $PY tools/gpu_table.py --idx "$VT/data"
   A="--preset tiny --data $VT/data --epochs 2 --batch 64 --seed 1 --log-every 4"
   : > "$LOG/vit.log"
-  lrun "$LOG/vit.log" train $A --device cpu --out "$VT/cpu"
+  lrun "$LOG/vit.log" train $A $CT --device cpu --out "$VT/cpu"
   if [ $gpu = 1 ]; then
     lrun "$LOG/vit.log" train $A --device cuda:fp32 --out "$VT/gpu"
     lrun "$LOG/vit.log" train $A --device cuda --out "$VT/bf16"
     lrun "$LOG/vit.log" train $A --device cuda:fp32 --out "$VT/mix" --max-steps 16
-    lrun "$LOG/vit.log" train --resume "$VT/mix" --device cpu
+    lrun "$LOG/vit.log" train --resume "$VT/mix" $CT --device cpu
     vit_e2e=$($PY tools/gpu_table.py --compare-vit "$VT/cpu" "$VT/gpu" "$VT/bf16" "$VT/mix")
   else
     vit_e2e=$($PY tools/gpu_table.py --compare-vit "$VT/cpu" - - -)
