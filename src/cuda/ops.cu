@@ -222,11 +222,14 @@ extern "C" void derf_cuda_adamw_step(const derf_params *layout, float *params, c
                                      float *v, const derf_adamw_cfg *cfg, int step) {
     derf_cu_require();
     const derf_adamw_coef k = derf_adamw_coefs(cfg, step);
-    /* one launch per run of consecutive tensors with the same decay flag */
+    /* one launch per run of consecutive tensors with the same decay flag; a run spans the alignment
+     * padding of the device layout (derf_params_layout_aligned: < 64 floats, 0 in every slab, and AdamW
+     * keeps 0 at 0: m, v and the step stay 0, decay scales 0) */
     for (int i = 0; i < layout->n;) {
         int j = i + 1;
         while (j < layout->n && layout->t[j].decay == layout->t[i].decay &&
-               layout->t[j].offset == layout->t[j - 1].offset + layout->t[j - 1].numel) j++;
+               layout->t[j].offset >= layout->t[j - 1].offset + layout->t[j - 1].numel &&
+               layout->t[j].offset < layout->t[j - 1].offset + layout->t[j - 1].numel + 64) j++;
         size_t off = layout->t[i].offset, n = layout->t[j - 1].offset + layout->t[j - 1].numel - off;
         float decay_mul = layout->t[i].decay ? 1.0f - k.lr * cfg->weight_decay : 1.0f;
         if (n) {
