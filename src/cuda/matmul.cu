@@ -76,20 +76,33 @@ static void lt_matmul(bool transA, bool transB, int m, int n, int k, const void 
     CKB(cublasLtMatmulDescDestroy(op));
 }
 
-/* db[oc] += sum_n dout[n, oc]: block (32, 32) per 32 columns; y strides rows, then a fixed tree. */
-template <typename T> __global__ void bias_grad_kernel(float *db, const T *dout, int N, int OC) {
-    __shared__ float sh[32][33];
-    const int c = blockIdx.x * 32 + threadIdx.x;
+/* db[oc] += sum_n dout[n, oc] in two passes, enough blocks to fill the GPU (one block per 32 columns
+ * x 256 rows: 1536 blocks at 16384 x 768, where one block per 32 columns made 24) and still a fixed
+ * order: pass 1, block (32, 8): thread y sums rows y, y+8, ... of its 256-row chunk, then a fixed tree
+ * over y -> part[chunk][oc]; pass 2: one thread per column adds the chunks in order. The chunk size is
+ * a constant, so the bits do not depend on the GPU either. */
+#define BIAS_ROWS 256
+template <typename T> __global__ void bias_grad_part_kernel(float *part, const T *dout, int N, int OC) {
+    __shared__ float sh[8][33];
+    const int c = blockIdx.x * 32 + threadIdx.x, r0 = blockIdx.y * BIAS_ROWS;
+    const int r1 = min(N, r0 + BIAS_ROWS);
     float s = 0.f;
     if (c < OC)
-        for (int r = threadIdx.y; r < N; r += 32) s += to_f(dout[(size_t)r * OC + c]);
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) s += to_f(dout[(size_t)r * OC + c]);
     sh[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
-    for (int o = 16; o > 0; o >>= 1) {
+    for (int o = 4; o > 0; o >>= 1) {
         if (threadIdx.y < o) sh[threadIdx.y][threadIdx.x] += sh[threadIdx.y + o][threadIdx.x];
         __syncthreads();
     }
-    if (threadIdx.y == 0 && c < OC) db[c] += sh[0][threadIdx.x];
+    if (threadIdx.y == 0 && c < OC) part[(size_t)blockIdx.y * OC + c] = sh[0][threadIdx.x];
+}
+__global__ void bias_grad_sum_kernel(float *db, const float *part, int chunks, int OC) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= OC) return;
+    float s = 0.f;
+    for (int k = 0; k < chunks; k++) s += part[(size_t)k * OC + c];
+    db[c] += s;
 }
 
 /* out[N,OC] = inp[N,C] @ w[OC,C]^T + b. Column-major: out^T (OC x N) = w^T-view^T . inp^T-view. */
@@ -115,8 +128,13 @@ extern "C" void derf_cuda_linear_backward(void *dinp, float *dw, float *db, cons
     if (dinp) lt_matmul(false, false, C, N, OC, w, t, C, dout, t, OC, dinp, t, C, 1.0f, NULL);
     /* dw^T (C x OC) += inp^T (C x N) . dout (N x OC) */
     if (dw) lt_matmul(false, true, C, OC, N, inp, t, C, dout, t, OC, dw, CUDA_R_32F, C, 1.0f, NULL);
-    if (db) {
-        DERF_DISPATCH(dt, E, bias_grad_kernel<E><<<cdiv(OC, 32), dim3(32, 32)>>>(db, (const E *)dout, N, OC));
+    if (db && N > 0) {
+        const unsigned chunks = cdiv(N, BIAS_ROWS);
+        float *part = (float *)derf_cu_ws(WS_BIAS, (size_t)chunks * OC * sizeof(float));
+        DERF_DISPATCH(dt, E, bias_grad_part_kernel<E><<<dim3(cdiv(OC, 32), chunks), dim3(32, 8)>>>(
+                                 part, (const E *)dout, N, OC));
+        CK_LAUNCH();
+        bias_grad_sum_kernel<<<cdiv(OC, 256), 256>>>(db, part, (int)chunks, OC);
         CK_LAUNCH();
     }
 }

@@ -291,8 +291,11 @@ static void check_xent(derf_dtype dt, float smoothing) {
 }
 
 /* ---- matrix products ------------------------------------------------------------------------ */
-static void check_linear(derf_dtype dt) {
-    const int N = 256, C = 192, OC = 384;
+/* (N, C, OC): 256x192->384, and 3000x64->200 (bias gradient over 12 row chunks, a partial last chunk and
+ * a partial last column block) */
+static void check_linear(derf_dtype dt, int N, int C, int OC) {
+    char shape[32];
+    snprintf(shape, sizeof shape, "%dx%d->%d", N, C, OC);
     const size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = hrand(ni, -1.f, 1.f, dt), *w = hrand(nw, -0.2f, 0.2f, dt), *b = hrand(OC, -1.f, 1.f, DERF_F32);
     float *dout = hrand(no, -1.f, 1.f, dt), *out = hnew(no);
@@ -308,10 +311,10 @@ static void check_linear(derf_dtype dt) {
     derf_cuda_linear_backward(gdi, gdw, gdb, gdo, gi, gw, N, C, OC, dt);
     float *ho = dget(go, no, dt), *hdi = dget(gdi, ni, dt), *hdw = dget(gdw, nw, DERF_F32), *hdb = dget(gdb, OC, DERF_F32);
     const double t = dt == DERF_BF16 ? 1e-2 : 2e-5;
-    compare("linear (cuBLASLt)", "out", dt, "256x192->384", ho, out, no, t);
-    compare("linear (cuBLASLt)", "dinp+=", dt, "256x192->384", hdi, din, ni, t);
-    compare("linear (cuBLASLt)", "dw+=", dt, "256x192->384", hdw, dw, nw, dt == DERF_BF16 ? 1e-3 : 2e-5);
-    compare("linear (cuBLASLt)", "db+=", dt, "256x192->384", hdb, db, OC, 2e-5);
+    compare("linear (cuBLASLt)", "out", dt, shape, ho, out, no, t);
+    compare("linear (cuBLASLt)", "dinp+=", dt, shape, hdi, din, ni, t);
+    compare("linear (cuBLASLt)", "dw+=", dt, shape, hdw, dw, nw, dt == DERF_BF16 ? 1e-3 : 2e-5);
+    compare("linear (cuBLASLt)", "db+=", dt, shape, hdb, db, OC, 2e-5);
     derf_cuda_free(gi); derf_cuda_free(gw); derf_cuda_free(gdo); derf_cuda_free(go); derf_cuda_free(gdi);
     derf_cuda_free(gb); derf_cuda_free(gdw); derf_cuda_free(gdb);
     free(inp); free(w); free(b); free(dout); free(out); free(din0); free(dw0); free(db0); free(din); free(dw); free(db);
@@ -801,7 +804,8 @@ static void run_checks(int sec) {
             check_xent(dt, 0.1f);
             if (d == 0) check_adamw();
         } else if (sec == 2) {
-            check_linear(dt);
+            check_linear(dt, 256, 192, 384);
+            check_linear(dt, 3000, 64, 200);
             check_attention(dt, 1);
             check_attention(dt, 0);
         } else if (sec == 3) {
