@@ -20,6 +20,7 @@ struct derf_gpt2_cuda {
     int32_t *tok, *tgt;         /* device copies of the last batch */
     std::vector<int32_t> tok_host;
     int B, T, has_targets;
+    float dlogits_scale;        /* the loss scale dlogits holds (0: none) */
 };
 
 static char *act(derf_gpt2_cuda *g, size_t n) { return (char *)derf_cuda_malloc(n * g->w.es); }
@@ -103,7 +104,9 @@ extern "C" float derf_gpt2_cuda_forward(derf_gpt2_cuda *g, const int32_t *tokens
     const char *xL = derf_cu_block_res(&g->blk, c->n_layer);
     derf_cuda_norm_forward(ns, g->lnf, g->stf, xL, w.lnf, BT, C, dt);
     derf_cuda_linear_forward(g->logits, g->lnf, wd(g, w.wte), NULL, BT, C, V, dt);
-    return targets ? derf_cuda_xent_forward_backward(NULL, g->logits, g->tgt, 0.0f, 1.0f, BT, V, dt) : NAN;
+    /* with targets: the loss and, in the same pass, dlogits (scale 1, overwritten) for the backward */
+    g->dlogits_scale = targets ? 1.0f : 0.0f;
+    return targets ? derf_cuda_xent_forward_backward(g->dlogits, g->logits, g->tgt, 0.0f, 1.0f, BT, V, dt, 0) : NAN;
 }
 
 extern "C" void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale) {
@@ -122,8 +125,11 @@ extern "C" void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale) {
     derf_gpt2_top_weights(&g->view, g->w.params, &w);
     derf_gpt2_top_weights(&g->view, g->w.grads, &dw);
 
-    derf_cuda_zero(g->dlogits, (size_t)BT * V * es);
-    derf_cuda_xent_forward_backward(g->dlogits, g->logits, g->tgt, 0.0f, scale, BT, V, dt);
+    /* dlogits from the forward; recomputed (overwritten, no memset) only for another loss scale */
+    if (scale != g->dlogits_scale) {
+        derf_cuda_xent_forward_backward(g->dlogits, g->logits, g->tgt, 0.0f, scale, BT, V, dt, 0);
+        g->dlogits_scale = scale;
+    }
     derf_cuda_zero(s->dln, btc * es);
     derf_cuda_linear_backward(s->dln, dw.wte, NULL, g->dlogits, g->lnf, wd(g, w.wte), BT, C, V, dt);
     const char *xL = derf_cu_block_res(s, c->n_layer);

@@ -280,12 +280,22 @@ static void check_xent(derf_dtype dt, float smoothing) {
     int32_t *gt = derf_cuda_malloc(sizeof(int32_t) * N);
     derf_cuda_upload(gt, tgt, sizeof(int32_t) * N);
     void *gl = dput(logits, n, dt), *gd = dput(d0, n, dt);
-    float gloss = derf_cuda_xent_forward_backward(gd, gl, gt, smoothing, 1.5f, N, V, dt);
+    float gloss = derf_cuda_xent_forward_backward(gd, gl, gt, smoothing, 1.5f, N, V, dt, 1);
     float *hd = dget(gd, n, dt);
     char name[64];
     snprintf(name, sizeof name, "xent (smoothing %.1f)", smoothing);
     compare(name, "loss", dt, "128x8191", &gloss, &loss, 1, 2e-6);
     compare(name, "dlogits+=", dt, "128x8191", hd, d, n, dt == DERF_BF16 ? 1e-2 : 2e-5);
+    /* the overwrite mode (GPT-2's forward): dlogits = ..., over garbage, ignored rows 0 */
+    memset(d, 0, n * sizeof(float));
+    float loss0 = derf_xent_forward_backward(d, logits, tgt, smoothing, 1.5f, N, V);
+    void *gd0 = dput(logits, n, dt);
+    float gloss0 = derf_cuda_xent_forward_backward(gd0, gl, gt, smoothing, 1.5f, N, V, dt, 0);
+    float *hd0 = dget(gd0, n, dt);
+    compare(name, "loss", dt, "128x8191", &gloss0, &loss0, 1, 2e-6);
+    compare(name, "dlogits=", dt, "128x8191", hd0, d, n, dt == DERF_BF16 ? 1e-2 : 2e-5);
+    derf_cuda_free(gd0);
+    free(hd0);
     derf_cuda_free(gt); derf_cuda_free(gl); derf_cuda_free(gd);
     free(tgt); free(logits); free(d0); free(d); free(hd);
 }
@@ -433,6 +443,15 @@ static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
     derf_gpt2_cuda_download(g);
     compare(name, "loss", dt, "B4 T64", &lg, &lc, 1, bf ? 1e-2 : 1e-5);
     compare_slabs(name, "grads", dt, "B4 T64", &cpu.params, cpu.params.grads, host.params.grads, bf ? 1e-1 : 1e-3);
+    /* a loss scale other than 1 (gradient accumulation): the backward recomputes dlogits at that scale */
+    derf_params_zero_grad(&cpu.params);
+    derf_gpt2_cuda_zero_grad(g);
+    derf_gpt2_forward(&cpu, tok, tgt, B, T);
+    derf_gpt2_cuda_forward(g, tok, tgt, B, T);
+    derf_gpt2_backward(&cpu, 0.25f);
+    derf_gpt2_cuda_backward(g, 0.25f);
+    derf_gpt2_cuda_download(g);
+    compare_slabs(name, "grads/4", dt, "B4 T64", &cpu.params, cpu.params.grads, host.params.grads, bf ? 1e-1 : 1e-3);
     /* a short training run from the same init on the same batches: the two loss curves */
     derf_gpt2_init(&cpu, 7);
     derf_gpt2_init(&host, 7);
