@@ -344,7 +344,9 @@ static void check_attention(derf_dtype dt, int causal) {
     derf_cuda_attention_forward(go, ga, gq, B, T, C, NH, causal, dt);
     derf_cuda_attention_backward(gdq, gdo, gq, ga, B, T, C, NH, causal, dt);
     float *ho = dget(go, no, dt), *ha = dget(ga, na, dt), *hdq = dget(gdq, nq, dt);
-    const char *name = causal ? "attention causal (cuBLAS)" : "attention (cuBLAS)";
+    const int loop = getenv("DERF_CUDA_ATT_LOOP") && *getenv("DERF_CUDA_ATT_LOOP") == '1';
+    const char *name = causal ? (loop ? "attention causal (cuBLAS, loop)" : "attention causal (cuBLAS)")
+                              : (loop ? "attention (cuBLAS, loop)" : "attention (cuBLAS)");
     const double t = dt == DERF_BF16 ? 2e-2 : 2e-5;
     compare(name, "att", dt, "2x128x128 h4", ha, att, na, t);
     compare(name, "out", dt, "2x128x128 h4", ho, out, no, t);
@@ -827,6 +829,10 @@ static void run_checks(int sec) {
             check_linear(dt, 3000, 64, 200);
             check_attention(dt, 1);
             check_attention(dt, 0);
+            /* the per-batch-row path the batched products replaced (DERF_CUDA_ATT_LOOP=1) */
+            setenv("DERF_CUDA_ATT_LOOP", "1", 1);
+            check_attention(dt, 1);
+            unsetenv("DERF_CUDA_ATT_LOOP");
         } else if (sec == 3) {
             check_gpt2("derf", dt, 20);
             check_gpt2("layernorm", dt, 20);
