@@ -178,7 +178,8 @@ def main():
             B = int(k.split()[2][1:])
             row = [("derf", derf.get(k)), ("PyTorch eager", torch.get((k, "eager"))),
                    ("PyTorch compile", torch.get((k, "compile")))]
-            print(f"  ViT-S/16 {k.split()[1]} B={B} images/s: " + ", ".join(
+            tag = k.split()[0][len("vit-s16"):]           # "" or "-attloop"
+            print(f"  ViT-S/16{tag} {k.split()[1]} B={B} images/s: " + ", ".join(
                 f"{n} {B / v * 1e3:,.0f}" if v else f"{n} -" for n, v in row) + f" ({card})")
 
 

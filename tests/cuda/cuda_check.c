@@ -16,7 +16,9 @@
  * training step (224x224x3, B=128, bf16) (cudaEvent, median) and prints 'BENCH key ms' lines.
  * Sections (--section, one each; default all): norms, ops (GELU, embedding, cross-entropy, AdamW),
  * linear (linear and attention), gpt2, vit; each prints 'cuda_check: section S on CARD: ... pass|FAIL'.
- * --bench with --section times that section's part only (norms, gpt2, vit).
+ * --bench with --section times that section's part only (norms, gpt2, vit); the gpt2 and vit parts time
+ * derf once more with DERF_CUDA_ATT_LOOP=1 ('gpt2-attloop', 'vit-s16-attloop' keys: one attention call
+ * per batch row, the path before the B x heads batching).
  * Usage: cuda_check [--section S] [--bench] [--no-check] [--rows N] [--cols C] */
 #include <math.h>
 #include <stdio.h>
@@ -704,7 +706,7 @@ static void vit_step_fn(void *vc) {
     derf_vit_clip_grad_norm(c->m, 1.0f);
     derf_vit_adamw_step(c->m, &acfg, ++c->step);
 }
-static void bench_vit(const char *norm, int B) {
+static void bench_vit(const char *norm, int B, const char *tag) {
     derf_vit_config cfg;
     char err[512];
     derf_vit_preset(&cfg, "tiny", err, sizeof err);
@@ -719,7 +721,7 @@ static void bench_vit(const char *norm, int B) {
     vit_batch(img, q, B, npx, 1000, DERF_BF16);
     vit_bench_ctx c = {&m, img, q, dl, B, 0};
     float ms = derf_cuda_time_ms(vit_step_fn, &c, 2, 5);
-    printf("BENCH vit-s16 %s B%d 224px step %.4f ms %.0f images/s\n", norm, B, ms, B / ms * 1e3);
+    printf("BENCH vit-s16%s %s B%d 224px step %.4f ms %.0f images/s\n", tag, norm, B, ms, B / ms * 1e3);
     derf_vit_free(&m);
     free(img); free(q); free(dl);
 }
@@ -735,7 +737,7 @@ static void gpt2_step_fn(void *vc) {
     derf_gpt2_cuda_adamw_step(c->g, &acfg, ++c->step);
 }
 /* GPT-2 124M training step (bf16 activations), median ms */
-static void bench_gpt2(const char *norm, int B, int T) {
+static void bench_gpt2(const char *norm, int B, int T, const char *tag) {
     derf_gpt2_config cfg;
     char err[512];
     derf_gpt2_preset(&cfg, "124m", err, sizeof err);
@@ -749,7 +751,7 @@ static void bench_gpt2(const char *norm, int B, int T) {
     random_batch(tok, tgt, B * T, 50257);
     gpt2_bench_ctx c = {g, tok, tgt, B, T, 0};
     float ms = derf_cuda_time_ms(gpt2_step_fn, &c, 2, 5);
-    printf("BENCH gpt2 %s B%d T%d step %.4f ms %.0f tokens/s\n", norm, B, T, ms, B * T / ms * 1e3);
+    printf("BENCH gpt2%s %s B%d T%d step %.4f ms %.0f tokens/s\n", tag, norm, B, T, ms, B * T / ms * 1e3);
     derf_gpt2_cuda_free(g);
     derf_gpt2_free(&host);
     free(tok);
@@ -857,11 +859,18 @@ static void run_bench(int sec, int rows, int cols) {
             bench_norm(specs[i], rows, cols, DERF_F32);
         }
     } else if (sec == 3) {
-        bench_gpt2("derf", 16, 1024);
-        bench_gpt2("layernorm", 16, 1024);
+        bench_gpt2("derf", 16, 1024, "");
+        bench_gpt2("layernorm", 16, 1024, "");
+        /* the attention products as one call per batch row (the path before the B x heads batching) */
+        setenv("DERF_CUDA_ATT_LOOP", "1", 1);
+        bench_gpt2("derf", 16, 1024, "-attloop");
+        unsetenv("DERF_CUDA_ATT_LOOP");
     } else if (sec == 4) {
-        bench_vit("derf", 128);
-        bench_vit("layernorm", 128);
+        bench_vit("derf", 128, "");
+        bench_vit("layernorm", 128, "");
+        setenv("DERF_CUDA_ATT_LOOP", "1", 1);
+        bench_vit("derf", 128, "-attloop");
+        unsetenv("DERF_CUDA_ATT_LOOP");
     }
 }
 
