@@ -9,7 +9,7 @@ CFLAGS  += -std=c11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Wno-unused-parameter 
            -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fno-math-errno -MMD -MP
 # OpenBLAS, the OpenMP build (shares OpenMP's thread pool instead of oversubscribing the cores).
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz -lfftw3f -lsndfile -lsamplerate -lm -fopenmp
+LDLIBS  += -L$(BLAS_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(BLAS_DIR) -lcjson -lpcre2-8 -lz $(AUDIO_LIBS) -lm -fopenmp
 
 # MPI (data-parallel training under mpirun, src/core/dist.c): on when pkg-config finds Open MPI
 # (libopenmpi-dev) or MPICH; `make MPI=0` builds without it (then derf runs as one process only).
@@ -22,7 +22,26 @@ LDLIBS  += $(shell pkg-config --libs $(MPI_PC))
 endif
 endif
 
-LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/cuda/*' | sort)
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' -not -path 'src/cuda/*' -not -name noaudio.c | sort)
+
+# AUDIO=0 builds without libsndfile, libsamplerate and FFTW (what the GPU check's build needs not):
+# src/data/noaudio.c replaces the audio decoder and HyenaDNA's FFT convolution, which then refuse with
+# one line. BUNDLE=DIR (tools/gpu_check.sh on a machine without derf's CPU libraries) links against the
+# libraries that tools/gpu_bundle.sh put in DIR/lib, with an old-style DT_RPATH (--disable-new-dtags):
+# unlike DT_RUNPATH it also applies to the bundled libraries' own dependencies (libopenblas ->
+# libgfortran, libquadmath), so no LD_LIBRARY_PATH is needed; implies AUDIO=0.
+AUDIO ?= 1
+ifneq ($(BUNDLE),)
+AUDIO    := 0
+BLAS_DIR := $(abspath $(BUNDLE))/lib
+LDLIBS   += -Wl,--disable-new-dtags
+endif
+ifeq ($(AUDIO),0)
+LIB_SRC  := $(filter-out src/data/audio.c src/ops/fftconv.c,$(LIB_SRC)) src/data/noaudio.c
+AUDIO_LIBS :=
+else
+AUDIO_LIBS := -lfftw3f -lsndfile -lsamplerate
+endif
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_LIB := $(sort $(filter-out tests/test_%.c,$(wildcard tests/*.c)))
@@ -79,17 +98,17 @@ build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-build/libderf.a: $(LIB_OBJ) build/src/cuda/nocuda.o
+build/libderf.a: $(LIB_OBJ) build/src/cuda/nocuda.o build/audio.flag
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 build/src/cuda/%.o: src/cuda/%.cu Makefile
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-build/libderf-cuda.a: $(LIB_OBJ) $(CUDA_OBJ)
+build/libderf-cuda.a: $(LIB_OBJ) $(CUDA_OBJ) build/audio.flag
 	@rm -f $@
-	ar rcs $@ $^
+	ar rcs $@ $(filter %.o,$^)
 
 derf: $(CLI_OBJ) $(LIBA) build/mode
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIBA) $(LDLIBS)
@@ -128,6 +147,10 @@ clean:
 build/mpi.flag: FORCE
 	@mkdir -p build && echo '$(MPI_PC)' | cmp -s - $@ || echo '$(MPI_PC)' > $@
 build/src/core/dist.o: build/mpi.flag
+# likewise the archives with AUDIO (which of audio.c/fftconv.c or noaudio.c they hold) and the link
+build/audio.flag: FORCE
+	@mkdir -p build && echo '$(AUDIO) $(BLAS_DIR)' | cmp -s - $@ || echo '$(AUDIO) $(BLAS_DIR)' > $@
+derf build/cuda/cuda_check: build/audio.flag
 # likewise nccl.cu with NCCL (CUDA=1 only)
 build/nccl.flag: FORCE
 	@mkdir -p build && echo '$(NCCL_ON)' | cmp -s - $@ || echo '$(NCCL_ON)' > $@

@@ -384,6 +384,51 @@ static void test_registry(void **state) {
     }
 }
 
+/* The clipped functions' derivative mask is decided on u in closed form (functions.h): at the float
+ * u within 8 ulps either side of each exact boundary (sinh 1, e - 1, sqrt(e - 1), 1; both signs) the
+ * gradient must pass exactly where |u| <= boundary in exact arithmetic (the boundaries are irrational
+ * but 1, so comparing the float u with the double boundary decides it), through the scalar evaluator and
+ * through the layer kernels (alpha 1, s 0, gamma 1, beta 0, dy 1: dx = f'(u) * mask). */
+static void test_clip_masks(void **state) {
+    (void)state;
+    const struct { const char *fn; double bound; } F[] = {
+        {"arcsinhclip", 1.1752011936438014}, {"logsignclip", 1.7182818284590452},
+        {"logquadclip", 1.3108324944320862}, {"power23clip", 1.0}};
+    enum { K = 8, C = 4 * K + 2 };
+    for (size_t f = 0; f < sizeof F / sizeof F[0]; f++) {
+        derf_norm_spec s;
+        assert_int_equal(derf_norm_parse(F[f].fn, &s, NULL, 0), 0);
+        float x[C], dy[C], y[C], dx[C], params[2 + 2 * C], dp[2 + 2 * C];
+        int n = 0;
+        float b = (float)F[f].bound;
+        for (int k = 0; k < K; k++) b = nextafterf(b, 0.f); /* 8 ulps below, then walk up 2K+1 floats */
+        for (int k = 0; k <= 2 * K; k++, b = nextafterf(b, 2.f)) { x[n++] = b; x[n++] = -b; }
+        assert_int_equal(n, C);
+        derf_norm_param pl[4];
+        int np = derf_norm_params(&s, C, pl);
+        for (int i = 0; i < np; i++)
+            for (size_t j = 0; j < pl[i].numel; j++)
+                params[pl[i].offset + j] = !strcmp(pl[i].name, "alpha") || !strcmp(pl[i].name, "weight") ? 1.f : 0.f;
+        for (int i = 0; i < C; i++) dy[i] = 1.f;
+        memset(dx, 0, sizeof dx);
+        memset(dp, 0, sizeof dp);
+        derf_norm_forward(&s, y, NULL, x, params, 1, C);
+        derf_norm_backward(&s, dx, dp, dy, x, params, NULL, 1, C);
+        int passes = 0;
+        for (int i = 0; i < C; i++) {
+            const int want = fabs((double)x[i]) <= F[f].bound;
+            float g, dg;
+            derf_pointwise_eval(&s, x[i], &g, &dg);
+            if ((dg != 0.f) != want || (dx[i] != 0.f) != want || !(fabsf(y[i]) <= 1.f))
+                fail_msg("%s at u = %.9g: mask %d (layer dx %g, scalar f' %g), exact |u| <= %.17g is %d", F[f].fn,
+                         (double)x[i], dx[i] != 0.f, (double)dx[i], (double)dg, F[f].bound, want);
+            passes += want;
+        }
+        /* both sides of the boundary were seen (power23clip: 1 itself passes) */
+        assert_true(passes >= 2 * K && passes <= 2 * K + 2);
+    }
+}
+
 static const char *CASES[] = {
     /* Table 7 search (every function with a learnable scalar shift, as in the Derf repo) */
     "erf", "tanh", "satursin", "arcsinhclip", "isru", "exproot", "linearclip", "expsign", "logsignclip",
@@ -402,7 +447,7 @@ static const char *CASES[] = {
 
 int main(void) {
     enum { NC = sizeof CASES / sizeof CASES[0], NS = sizeof SHAPED / sizeof SHAPED[0],
-           NT = sizeof THREADED / sizeof THREADED[0], NALL = NC + NS + NT + 3 };
+           NT = sizeof THREADED / sizeof THREADED[0], NALL = NC + NS + NT + 4 };
     struct CMUnitTest tests[NALL];
     char names[NC + NS + NT][96];
     int t = 0;
@@ -421,5 +466,6 @@ int main(void) {
     tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_parse_good);
     tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_parse_bad);
     tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_registry);
+    tests[t++] = (struct CMUnitTest)cmocka_unit_test(test_clip_masks);
     return _cmocka_run_group_tests("norms", tests, NALL, NULL, NULL);
 }

@@ -179,6 +179,50 @@ static void ref_adamw(double *w, double *m, double *v, const double *g, size_t n
     }
 }
 
+/* The GPU's aligned layout: every tensor at a multiple of 64 floats, in order, no overlap; a slab moved
+ * to it and back is unchanged and the padding is 0. */
+static void test_params_layout_aligned(void **state) {
+    (void)state;
+    derf_params p, a;
+    derf_params_init(&p);
+    const int sizes[] = {137, 200, 1, 64, 65, 3};
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d", i);
+        derf_params_add(&p, name, 1, &sizes[i], i & 1);
+    }
+    derf_params_alloc(&p);
+    for (size_t i = 0; i < p.total; i++) p.params[i] = (float)i + 1.f;
+    derf_params_layout_aligned(&a, &p, 64);
+    assert_int_equal(a.n, p.n);
+    size_t end = 0;
+    for (int i = 0; i < a.n; i++) {
+        assert_int_equal(a.t[i].offset % 64, 0);
+        assert_true(a.t[i].offset >= end);
+        assert_true(a.t[i].offset < end + 64);
+        assert_string_equal(a.t[i].name, p.t[i].name);
+        assert_int_equal(a.t[i].numel, p.t[i].numel);
+        assert_int_equal(a.t[i].decay, p.t[i].decay);
+        end = a.t[i].offset + a.t[i].numel;
+    }
+    assert_int_equal(a.total % 64, 0);
+    assert_true(a.total >= end && a.total < end + 64);
+    float *dev = malloc(a.total * sizeof(float)), *back = calloc(p.total, sizeof(float));
+    for (size_t i = 0; i < a.total; i++) dev[i] = -7.f;
+    derf_params_relayout(dev, &a, p.params, &p, 1);
+    for (int i = 0; i < a.n; i++)
+        for (size_t j = 0; j < a.t[i].numel; j++) assert_true(dev[a.t[i].offset + j] == p.params[p.t[i].offset + j]);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < a.total; i++) nonzero += dev[i] != 0.f;
+    assert_int_equal(nonzero, p.total); /* padding zeroed, every value nonzero */
+    derf_params_relayout(back, &p, dev, &a, 0);
+    assert_memory_equal(back, p.params, p.total * sizeof(float));
+    free(dev);
+    free(back);
+    derf_params_free(&a);
+    derf_params_free(&p);
+}
+
 static void test_adamw(void **state) {
     (void)state;
     derf_params p;
@@ -265,6 +309,7 @@ int main(void) {
         cmocka_unit_test(test_rng_normal),
         cmocka_unit_test(test_rng_below),
         cmocka_unit_test(test_params_table),
+        cmocka_unit_test(test_params_layout_aligned),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_clip_grad_norm),
     };

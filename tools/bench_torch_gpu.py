@@ -3,9 +3,11 @@
 the same machine and prints one table). Times on the GPU with CUDA events, median of --reps runs
 after --warmup untimed ones.
 
-  bench_torch_gpu.py norms [--rows 16384 --cols 768]   Derf y = g erf(a x + s) + b (fp32 math, bf16 or
+  bench_torch_gpu.py norms [--rows 16384 --cols 768 --compile derf,layernorm --compile-dtypes bf16]   Derf y = g erf(a x + s) + b (fp32 math, bf16 or
         fp32 in/out, as derf's kernel) and LayerNorm / RMSNorm, forward and forward+backward, eager
-        and torch.compile.
+        and torch.compile. Forward+backward is torch.autograd.grad(y, (x, params...), dy): the gradient
+        of x and of every parameter, returned fresh (nothing accumulates into .grad, as in derf's timed
+        backward, which overwrites dx).
   bench_torch_gpu.py gpt2 [--batch 16 --seq 1024 --norm layernorm|derf]   one GPT-2 124M training
         step (bf16 autocast, fp32 master weights, flash attention via scaled_dot_product_attention,
         fused AdamW, clip 1.0), eager and torch.compile; tokens/s.
@@ -91,17 +93,23 @@ def bench_norms(a):
             "layernorm": lambda f: f(x, (C,), w, b, 1e-5),
             "rmsnorm": lambda f: f(x, w, 1e-5),
         }
+        # the tensors whose gradients fwd+bwd computes (derf's backward: dx and every parameter gradient)
+        wrt = {"derf": (x, alpha, s, w32, b32), "layernorm": (x, w, b), "rmsnorm": (x, w)}
         fns = {"derf": derf_fn, "layernorm": F.layer_norm, "rmsnorm": rms_fn}
         for name, call in layers.items():
             for mode in ("eager", "compile"):
+                if mode == "compile" and (name not in a.compile.split(",") or dn not in a.compile_dtypes.split(",")):
+                    continue   # only what the table needs (each compile costs seconds of the GPU window)
                 f = fns[name] if mode == "eager" else torch.compile(fns[name])
                 try:
                     def fwd():
                         with torch.no_grad():
                             call(f)
 
-                    def fwd_bwd():
-                        call(f).backward(dy)
+                    def fwd_bwd(inputs=wrt[name]):
+                        # autograd.grad returns fresh gradients: no .grad accumulation (an extra add
+                        # kernel per tensor that derf's timed backward does not do)
+                        torch.autograd.grad(call(f), inputs, dy)
 
                     report(f"norm {name} {dn} {R}x{C} fwd {mode}", median_ms(fwd, 5, a.reps))
                     report(f"norm {name} {dn} {R}x{C} fwd+bwd {mode}", median_ms(fwd_bwd, 5, a.reps))
@@ -229,6 +237,9 @@ def main():
     p.add_argument("--rows", type=int, default=16384)
     p.add_argument("--cols", type=int, default=768)
     p.add_argument("--reps", type=int, default=50)
+    p.add_argument("--compile", default="derf,layernorm,rmsnorm",
+                   help="the norms also timed under torch.compile (comma-separated; 'none': eager only)")
+    p.add_argument("--compile-dtypes", default="bf16,fp32", help="the dtypes those compiles run in")
     p = sub.add_parser("gpt2")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=1024)
@@ -244,6 +255,9 @@ def main():
         ap.error("--reps must be >= 1")
     if a.part == "norms" and (a.rows < 1 or a.cols < 1):
         ap.error("--rows and --cols must be >= 1")
+    if a.part == "norms" and not (set(a.compile.split(",")) <= {"derf", "layernorm", "rmsnorm", "none"} and
+                                  set(a.compile_dtypes.split(",")) <= {"bf16", "fp32"}):
+        ap.error("--compile takes derf, layernorm, rmsnorm or none; --compile-dtypes bf16 and/or fp32")
     if a.part == "gpt2" and not (1 <= a.seq <= 1024 and a.batch >= 1):
         ap.error("--batch must be >= 1 and --seq in [1, 1024]")
     if a.part == "vit" and (a.batch < 1 or not set(a.modes.split(",")) <= {"eager", "compile"}):

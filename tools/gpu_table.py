@@ -7,12 +7,14 @@
                                                   shards (docs: include/derf/textdata.h) of vocabulary V, a
                                                   noisy deterministic successor rule, so a model can learn it
   gpu_table.py --compare-runs CPU GPU MIX         one line comparing the final validation losses of three
-                                                  `derf train-lm` run folders (log.jsonl)
+                                                  `derf train-lm` run folders (log.jsonl); GPU '-': the
+                                                  CPU run alone (no GPU)
   gpu_table.py --idx DIR                          writes DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte: a
                                                   synthetic 28x28 10-class image set (a class-placed bright
                                                   square on noise) for `derf train`
   gpu_table.py --compare-vit CPU GPU BF16 MIX     one line comparing the final test losses of four `derf train`
                                                   run folders: CPU, GPU fp32, GPU bf16, GPU fp32 then CPU resume
+                                                  (GPU '-': the CPU run alone)
 """
 import json
 import os
@@ -66,6 +68,11 @@ def final_record(run):
 
 
 def compare_vit(cpu, gpu, bf16, mix):
+    if gpu == "-":   # no GPU: the CPU run alone
+        c, ci = final_record(cpu)
+        print("FAILED (no final test loss in the CPU run; see vit.log)" if c is None else
+              f"CPU run: final test loss {c:.4f}, {ci or 0:.0f} img/s; GPU runs skipped (no GPU)")
+        return
     (c, ci), (g, gi), (b, bi), (m, _mi) = (final_record(r) for r in (cpu, gpu, bf16, mix))
     if None in (c, g, b, m):
         print(f"FAILED (final test loss cpu {c}, gpu fp32 {g}, gpu bf16 {b}, gpu->cpu resume {m}; see vit.log)")
@@ -88,6 +95,11 @@ def final_val(run):
 
 
 def compare_runs(cpu, gpu, mix):
+    if gpu == "-":   # no GPU: the CPU run alone
+        c = final_val(cpu)
+        print("FAILED (no final val loss in the CPU run; see lm.log)" if c is None else
+              f"CPU run: final val loss {c:.4f}; GPU runs skipped (no GPU)")
+        return
     c, g, m = final_val(cpu), final_val(gpu), final_val(mix)
     if None in (c, g, m):
         print(f"FAILED (final val loss cpu {c}, gpu {g}, gpu->cpu resume {m}; see lm.log)")
@@ -125,14 +137,15 @@ def main():
         return "-" if v is None else f"{v:.4f}"
 
     print()
-    print(f"== derf GPU check: {dev or 'no GPU seen'} | torch {tv} ==")
+    card = dev or "no GPU seen"
+    print(f"== derf GPU check: {card} | torch {tv} ==")
     print(f"build (make CUDA=1)                 {build}")
-    print(f"kernels vs CPU reference            {check}")
+    print(f"kernels vs CPU reference            {check} ({card})")
     for part in curve.split(" | "):   # "GPT-2 ...: ... | ViT ...: ..."
         what, _, res = part.partition(": ")
-        print(f"{what:36s}{res}")
+        print(f"{what:36s}{res} ({card})")
     print()
-    head = "benchmark (median ms)"
+    head = f"benchmark (median ms, {card})"
     print(f"{head:44s} {'derf':>9s} {'eager':>9s} {'compile':>9s} {'derf/compile':>12s}")
     keys = list(derf) + [k for (k, _m) in torch if k not in derf]
     seen = set()
@@ -146,26 +159,28 @@ def main():
     print("(derf: build/cuda/cuda_check; eager / compile: PyTorch on the same GPU)")
     d = derf.get("norm derf bf16 16384x768 fwd+bwd")
     print()
-    print("targets (H200)")
+    on = f"on {card}; the targets were set on an H200"
+    print(f"targets ({on})")
     verdict = "pending" if d is None else f"{d:.4f} ms " + ("MET" if d <= 0.05 else "NOT MET")
-    print(f"  Derf fwd+bwd 16384x768 bf16 <= 0.05 ms        : {verdict}")
+    print(f"  Derf fwd+bwd 16384x768 bf16 <= 0.05 ms        : {verdict} ({card})")
     for (k, m), v in torch.items():
         if k.startswith("gpt2"):
             w = k.split()
             B, T = int(w[2][1:]), int(w[3][1:])
-            print(f"  PyTorch {m:7s} {k}: {v:.1f} ms/step = {B * T / v * 1e3:,.0f} tokens/s")
+            print(f"  PyTorch {m:7s} {k}: {v:.1f} ms/step = {B * T / v * 1e3:,.0f} tokens/s ({card})")
     for norm in ("derf", "layernorm"):
         v = derf.get(f"gpt2 {norm} B16 T1024 step")
         tok = None if v is None else 16 * 1024 / v * 1e3
         verdict = "pending" if tok is None else f"{tok:,.0f} tokens/s " + ("MET" if tok >= 520e3 else "NOT MET")
-        print(f"  derf GPT-2 124M ({norm}) B=16 T=1024 >= 520k tokens/s : {verdict}")
+        print(f"  derf GPT-2 124M ({norm}) B=16 T=1024 >= 520k tokens/s : {verdict} ({card})")
     for k in sorted(set(list(derf) + [k for (k, _m) in torch])):
         if k.startswith("vit-s16"):                      # vit-s16 NORM B128 224px step
             B = int(k.split()[2][1:])
             row = [("derf", derf.get(k)), ("PyTorch eager", torch.get((k, "eager"))),
                    ("PyTorch compile", torch.get((k, "compile")))]
-            print(f"  ViT-S/16 {k.split()[1]} B={B} images/s: " + ", ".join(
-                f"{n} {B / v * 1e3:,.0f}" if v else f"{n} -" for n, v in row))
+            tag = k.split()[0][len("vit-s16"):]           # "" or "-attloop"
+            print(f"  ViT-S/16{tag} {k.split()[1]} B={B} images/s: " + ", ".join(
+                f"{n} {B / v * 1e3:,.0f}" if v else f"{n} -" for n, v in row) + f" ({card})")
 
 
 if __name__ == "__main__":

@@ -72,10 +72,10 @@ void derf_cuda_embed_backward(float *dwte, float *dwpe, const void *dout, const 
                               int B, int T, int C, int V, derf_dtype dt);
 
 /* Fused softmax cross-entropy (derf_xent_forward_backward): targets on the device (< 0: row
- * ignored); dlogits (dt, may be NULL) += scale * (softmax - q) / kept. Returns the mean loss
- * (synchronizes). */
+ * ignored); dlogits (dt, may be NULL) += scale * (softmax - q) / kept, or = that (ignored rows 0)
+ * when !accumulate (no memset before). Returns the mean loss (synchronizes). */
 float derf_cuda_xent_forward_backward(void *dlogits, const void *logits, const int32_t *targets,
-                                      float smoothing, float scale, int N, int V, derf_dtype dt);
+                                      float smoothing, float scale, int N, int V, derf_dtype dt, int accumulate);
 
 /* ---- ViT stem, pooling, drop path, EMA (src/cuda/vit.cu) ------------------------------------ */
 /* im2col of images[B,Cin,H,W] (fp32) into cols[B*NP, Cin*P*P] (dt), rows in patch order, columns in

@@ -95,5 +95,7 @@ void derf_mean_pool_backward(float *dx, const float *dout, int B, int T, int T0,
 void derf_fftconv_forward(float *y, const float *u, const float *k, const float *D, int B, int T, int C);
 void derf_fftconv_backward(float *du, float *dk, float *dD, const float *dy, const float *u, const float *k,
                            const float *D, int B, int T, int C);
+/* 1 when the FFTW convolution above is built in; 0 in a `make AUDIO=0` build (src/data/noaudio.c) */
+int derf_fftconv_available(void);
 
 #endif

@@ -31,6 +31,13 @@ void derf_params_alloc(derf_params *p);   /* zero-filled slabs */
 void derf_params_free(derf_params *p);
 const derf_tensor *derf_params_find(const derf_params *p, const char *name);
 void derf_params_zero_grad(derf_params *p);
+/* A copy of src's tensor table (no slabs) in which every tensor starts at a multiple of `align` floats
+ * (the GPU's slabs: 64, so fp32 tensors are 256-byte and their bf16 copies 128-byte aligned); dst->total
+ * counts the padding. Free with derf_params_free. The checkpoint layout stays src's. */
+void derf_params_layout_aligned(derf_params *dst, const derf_params *src, size_t align);
+/* Copies a slab between two layouts of the same tensors (to: every tensor of `from`'s slab at its place
+ * in `to`'s; to's padding set to 0 when zero_pad). */
+void derf_params_relayout(float *dst, const derf_params *to, const float *src, const derf_params *from, int zero_pad);
 
 typedef struct {
     float lr, beta1, beta2, eps, weight_decay;

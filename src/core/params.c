@@ -79,6 +79,27 @@ void derf_params_free(derf_params *p) {
     memset(p, 0, sizeof *p);
 }
 
+void derf_params_layout_aligned(derf_params *dst, const derf_params *src, size_t align) {
+    derf_params_init(dst);
+    dst->t = malloc((size_t)(src->n ? src->n : 1) * sizeof *dst->t);
+    if (!dst->t) { fprintf(stderr, "derf: out of memory in derf_params_layout_aligned\n"); exit(1); }
+    dst->n = dst->cap = src->n;
+    size_t off = 0;
+    for (int i = 0; i < src->n; i++) {
+        dst->t[i] = src->t[i];
+        off = (off + align - 1) / align * align;
+        dst->t[i].offset = off;
+        off += src->t[i].numel;
+    }
+    dst->total = (off + align - 1) / align * align;
+}
+
+void derf_params_relayout(float *dst, const derf_params *to, const float *src, const derf_params *from, int zero_pad) {
+    if (zero_pad) memset(dst, 0, to->total * sizeof(float));
+    for (int i = 0; i < from->n; i++)
+        memcpy(dst + to->t[i].offset, src + from->t[i].offset, from->t[i].numel * sizeof(float));
+}
+
 const derf_tensor *derf_params_find(const derf_params *p, const char *name) {
     for (int i = 0; i < p->n; i++)
         if (strcmp(p->t[i].name, name) == 0) return &p->t[i];

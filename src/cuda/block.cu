@@ -1,10 +1,12 @@
 /* block.cu: the pieces the GPU models share (block.cuh): master weights, and the pre-norm Transformer
  * block, op for op the blocks of the CPU models (src/models/gpt2.c, vit.c) over the ops of derf/cuda.h. */
 #include "cuda/block.cuh"
+#include <vector>
 
 /* ---- master weights ---------------------------------------------------------------------------- */
 void derf_cu_master_alloc(cu_master *w, const derf_params *host, derf_dtype dt) {
-    const size_t n = host->total;
+    derf_params_layout_aligned(&w->lay, host, 64);
+    const size_t n = w->lay.total;
     w->host = host;
     w->dt = dt;
     w->es = derf_dtype_size(dt);
@@ -13,47 +15,61 @@ void derf_cu_master_alloc(cu_master *w, const derf_params *host, derf_dtype dt) 
     w->m = (float *)derf_cuda_malloc(n * sizeof(float));
     w->v = (float *)derf_cuda_malloc(n * sizeof(float));
     w->wdt = dt == DERF_F32 ? (char *)w->params : (char *)derf_cuda_malloc(n * w->es);
+    /* the padding stays 0 in every slab (AdamW, clipping and the EMA run over whole slabs) */
+    for (float *b : {w->params, w->grads, w->m, w->v}) derf_cuda_zero(b, n * sizeof(float));
 }
 
 void derf_cu_master_free(cu_master *w) {
     if (w->dt != DERF_F32) derf_cuda_free(w->wdt);
     void *bufs[] = {w->params, w->grads, w->m, w->v};
     for (void *b : bufs) derf_cuda_free(b);
+    derf_params_free(&w->lay);
 }
 
 void derf_cu_master_refresh(cu_master *w) {
     if (w->dt == DERF_F32) w->wdt = (char *)w->params;
-    else derf_cuda_convert(w->wdt, w->dt, w->params, DERF_F32, w->host->total);
+    else derf_cuda_convert(w->wdt, w->dt, w->params, DERF_F32, w->lay.total);
+}
+
+/* host slab (packed, host layout) <-> device slab (aligned layout) through one staging copy */
+void derf_cu_master_put(const cu_master *w, float *dev, const float *host_slab) {
+    std::vector<float> st(w->lay.total);
+    derf_params_relayout(st.data(), &w->lay, host_slab, w->host, 1);
+    derf_cuda_upload(dev, st.data(), st.size() * sizeof(float));
+}
+
+void derf_cu_master_get(const cu_master *w, float *host_slab, const float *dev) {
+    std::vector<float> st(w->lay.total);
+    derf_cuda_download(st.data(), dev, st.size() * sizeof(float));
+    derf_params_relayout(host_slab, w->host, st.data(), &w->lay, 0);
 }
 
 void derf_cu_master_upload(cu_master *w) {
-    const size_t b = w->host->total * sizeof(float);
-    derf_cuda_upload(w->params, w->host->params, b);
-    derf_cuda_upload(w->m, w->host->m, b);
-    derf_cuda_upload(w->v, w->host->v, b);
+    derf_cu_master_put(w, w->params, w->host->params);
+    derf_cu_master_put(w, w->m, w->host->m);
+    derf_cu_master_put(w, w->v, w->host->v);
     derf_cu_master_refresh(w);
 }
 
 void derf_cu_master_download(cu_master *w) {
-    const size_t b = w->host->total * sizeof(float);
-    derf_cuda_download(w->host->params, w->params, b);
-    derf_cuda_download(w->host->grads, w->grads, b);
-    derf_cuda_download(w->host->m, w->m, b);
-    derf_cuda_download(w->host->v, w->v, b);
+    derf_cu_master_get(w, w->host->params, w->params);
+    derf_cu_master_get(w, w->host->grads, w->grads);
+    derf_cu_master_get(w, w->host->m, w->m);
+    derf_cu_master_get(w, w->host->v, w->v);
 }
 
 const void *derf_cu_master_wd(const cu_master *w, const float *p) {
     return p ? w->wdt + (size_t)(p - w->params) * w->es : NULL;
 }
 
-void derf_cu_master_zero_grad(cu_master *w) { derf_cuda_zero(w->grads, w->host->total * sizeof(float)); }
+void derf_cu_master_zero_grad(cu_master *w) { derf_cuda_zero(w->grads, w->lay.total * sizeof(float)); }
 
 float derf_cu_master_clip(cu_master *w, float max_norm) {
-    return derf_cuda_clip_grad_norm(w->grads, w->host->total, max_norm);
+    return derf_cuda_clip_grad_norm(w->grads, w->lay.total, max_norm);
 }
 
 void derf_cu_master_adamw(cu_master *w, const derf_adamw_cfg *cfg, int step) {
-    derf_cuda_adamw_step(w->host, w->params, w->grads, w->m, w->v, cfg, step);
+    derf_cuda_adamw_step(&w->lay, w->params, w->grads, w->m, w->v, cfg, step);
     derf_cu_master_refresh(w);
 }
 

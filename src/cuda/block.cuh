@@ -1,5 +1,6 @@
 /* block.cuh: what the GPU models (GPT-2: gpt2.cu, ViT: vit.cu) share: the master weights (fp32
- * params, grads, AdamW m and v in the host model's derf_params layout, and a copy of the weights in the
+ * params, grads, AdamW m and v in an aligned copy of the host model's derf_params layout (the host's
+ * slabs, the checkpoint format, stay packed; upload / download move between the two), and a copy of the weights in the
  * activation dtype for the matrix products), and the pre-norm Transformer block
  *     xmid = x + keep1 * proj(Attn(qkv(norm1(x))));   xout = xmid + keep2 * fc2(GELU(fc1(norm2(xmid))))
  * (keep: per-sample drop-path scales on the device, or NULL for none), its backward, and the store of
@@ -10,6 +11,8 @@
 
 struct cu_master {
     const derf_params *host;   /* the host model's tensor table and slabs (the checkpoint format) */
+    derf_params lay;           /* the device slabs' layout: host's tensors, each at a multiple of 64
+                                  floats (256-byte fp32 / 128-byte bf16 alignment for cuBLASLt), 0 between */
     derf_dtype dt;
     size_t es;                 /* bytes per activation element */
     float *params, *grads, *m, *v;
@@ -19,6 +22,8 @@ void derf_cu_master_alloc(cu_master *w, const derf_params *host, derf_dtype dt);
 void derf_cu_master_free(cu_master *w);
 void derf_cu_master_upload(cu_master *w);    /* host params, m, v -> device (and the dt copy) */
 void derf_cu_master_download(cu_master *w);  /* device params, grads, m, v -> host */
+void derf_cu_master_put(const cu_master *w, float *dev, const float *host_slab); /* any slab (EMA) -> device */
+void derf_cu_master_get(const cu_master *w, float *host_slab, const float *dev); /* and back */
 void derf_cu_master_refresh(cu_master *w);   /* the dt copy from params (after AdamW, or a swap of params) */
 const void *derf_cu_master_wd(const cu_master *w, const float *p); /* the dt copy of weight p (NULL: NULL) */
 void derf_cu_master_zero_grad(cu_master *w);

@@ -31,7 +31,7 @@ void derf_cu_require(void); /* exits with a message unless derf_cuda_init succee
 
 /* Scratch buffer `slot` of at least `bytes` (grow-only, kept between calls; contents undefined).
  * Ops use distinct slots for buffers that live at the same time. */
-enum { WS_NORM_PART, WS_REDUCE, WS_ATT_D, WS_ATT_P, WS_EMBED, WS_XENT, WS_COUNT };
+enum { WS_NORM_PART, WS_REDUCE, WS_ATT_D, WS_ATT_P, WS_EMBED, WS_XENT, WS_BIAS, WS_ATT_PTR, WS_COUNT };
 void *derf_cu_ws(int slot, size_t bytes);
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }

@@ -12,6 +12,7 @@ extern "C" {
 
 struct derf_gpt2_cuda {
     derf_gpt2 *host;
+    derf_gpt2 view;             /* *host with the device layout's tensor table: weight views of device slabs */
     cu_master w;                /* fp32 params, grads, m, v and the dt copy of the weights */
     cu_block_store blk;         /* the blocks' activations and backward scratch */
     char *emb, *lnf, *logits, *dlogits;
@@ -19,6 +20,7 @@ struct derf_gpt2_cuda {
     int32_t *tok, *tgt;         /* device copies of the last batch */
     std::vector<int32_t> tok_host;
     int B, T, has_targets;
+    float dlogits_scale;        /* the loss scale dlogits holds (0: none) */
 };
 
 static char *act(derf_gpt2_cuda *g, size_t n) { return (char *)derf_cuda_malloc(n * g->w.es); }
@@ -27,13 +29,13 @@ static const void *wd(const derf_gpt2_cuda *g, const float *p) { return derf_cu_
 /* block l's weights (matrices in dt) and gradients */
 static cu_block_w block_w(const derf_gpt2_cuda *g, int l) {
     gpt2_block_w b;
-    derf_gpt2_block_weights(g->host, g->w.params, l, &b);
+    derf_gpt2_block_weights(&g->view, g->w.params, l, &b);
     return cu_block_w{b.ln1, b.ln2, b.attn_b, b.aproj_b, b.fc_b, b.mproj_b,
                       wd(g, b.attn_w), wd(g, b.aproj_w), wd(g, b.fc_w), wd(g, b.mproj_w)};
 }
 static cu_block_g block_g(const derf_gpt2_cuda *g, int l) {
     gpt2_block_w b;
-    derf_gpt2_block_weights(g->host, g->w.grads, l, &b);
+    derf_gpt2_block_weights(&g->view, g->w.grads, l, &b);
     return cu_block_g{b.ln1, b.ln2, b.attn_w, b.attn_b, b.aproj_w, b.aproj_b, b.fc_w, b.fc_b, b.mproj_w, b.mproj_b};
 }
 
@@ -45,6 +47,8 @@ extern "C" derf_gpt2_cuda *derf_gpt2_cuda_new(derf_gpt2 *host, derf_dtype dt, ch
     const size_t L = (size_t)c->n_layer, NH = (size_t)c->n_head, V = (size_t)c->vocab;
     g->host = host;
     derf_cu_master_alloc(&g->w, &host->params, dt);
+    g->view = *host;
+    g->view.params = g->w.lay;
     derf_cu_block_store_alloc(&g->blk, &c->norm, (int)L, B, T, C, 4 * C, NH, dt);
     g->emb = c->shared_scale ? act(g, g->blk.btc) : NULL;
     g->lnf = act(g, g->blk.btc);
@@ -84,7 +88,7 @@ extern "C" float derf_gpt2_cuda_forward(derf_gpt2_cuda *g, const int32_t *tokens
     g->T = T;
     g->has_targets = targets != NULL;
     gpt2_top_w w;
-    derf_gpt2_top_weights(m, g->w.params, &w);
+    derf_gpt2_top_weights(&g->view, g->w.params, &w);
     const size_t btc = (size_t)BT * C;
     char *x0 = derf_cu_block_res(&g->blk, 0);
 
@@ -100,7 +104,9 @@ extern "C" float derf_gpt2_cuda_forward(derf_gpt2_cuda *g, const int32_t *tokens
     const char *xL = derf_cu_block_res(&g->blk, c->n_layer);
     derf_cuda_norm_forward(ns, g->lnf, g->stf, xL, w.lnf, BT, C, dt);
     derf_cuda_linear_forward(g->logits, g->lnf, wd(g, w.wte), NULL, BT, C, V, dt);
-    return targets ? derf_cuda_xent_forward_backward(NULL, g->logits, g->tgt, 0.0f, 1.0f, BT, V, dt) : NAN;
+    /* with targets: the loss and, in the same pass, dlogits (scale 1, overwritten) for the backward */
+    g->dlogits_scale = targets ? 1.0f : 0.0f;
+    return targets ? derf_cuda_xent_forward_backward(g->dlogits, g->logits, g->tgt, 0.0f, 1.0f, BT, V, dt, 0) : NAN;
 }
 
 extern "C" void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale) {
@@ -116,11 +122,14 @@ extern "C" void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale) {
         exit(1);
     }
     gpt2_top_w w, dw;
-    derf_gpt2_top_weights(m, g->w.params, &w);
-    derf_gpt2_top_weights(m, g->w.grads, &dw);
+    derf_gpt2_top_weights(&g->view, g->w.params, &w);
+    derf_gpt2_top_weights(&g->view, g->w.grads, &dw);
 
-    derf_cuda_zero(g->dlogits, (size_t)BT * V * es);
-    derf_cuda_xent_forward_backward(g->dlogits, g->logits, g->tgt, 0.0f, scale, BT, V, dt);
+    /* dlogits from the forward; recomputed (overwritten, no memset) only for another loss scale */
+    if (scale != g->dlogits_scale) {
+        derf_cuda_xent_forward_backward(g->dlogits, g->logits, g->tgt, 0.0f, scale, BT, V, dt, 0);
+        g->dlogits_scale = scale;
+    }
     derf_cuda_zero(s->dln, btc * es);
     derf_cuda_linear_backward(s->dln, dw.wte, NULL, g->dlogits, g->lnf, wd(g, w.wte), BT, C, V, dt);
     const char *xL = derf_cu_block_res(s, c->n_layer);
@@ -135,7 +144,7 @@ extern "C" void derf_gpt2_cuda_backward(derf_gpt2_cuda *g, float scale) {
 extern "C" void derf_gpt2_cuda_zero_grad(derf_gpt2_cuda *g) { derf_cu_master_zero_grad(&g->w); }
 
 extern "C" void derf_gpt2_cuda_mean_grads(derf_gpt2_cuda *g) {
-    derf_cuda_dist_mean_floats(g->w.grads, g->host->params.total);
+    derf_cuda_dist_mean_floats(g->w.grads, g->w.lay.total);
 }
 
 extern "C" float derf_gpt2_cuda_clip_grad_norm(derf_gpt2_cuda *g, float max_norm) {

@@ -76,20 +76,33 @@ static void lt_matmul(bool transA, bool transB, int m, int n, int k, const void 
     CKB(cublasLtMatmulDescDestroy(op));
 }
 
-/* db[oc] += sum_n dout[n, oc]: block (32, 32) per 32 columns; y strides rows, then a fixed tree. */
-template <typename T> __global__ void bias_grad_kernel(float *db, const T *dout, int N, int OC) {
-    __shared__ float sh[32][33];
-    const int c = blockIdx.x * 32 + threadIdx.x;
+/* db[oc] += sum_n dout[n, oc] in two passes, enough blocks to fill the GPU (one block per 32 columns
+ * x 256 rows: 1536 blocks at 16384 x 768, where one block per 32 columns made 24) and still a fixed
+ * order: pass 1, block (32, 8): thread y sums rows y, y+8, ... of its 256-row chunk, then a fixed tree
+ * over y -> part[chunk][oc]; pass 2: one thread per column adds the chunks in order. The chunk size is
+ * a constant, so the bits do not depend on the GPU either. */
+#define BIAS_ROWS 256
+template <typename T> __global__ void bias_grad_part_kernel(float *part, const T *dout, int N, int OC) {
+    __shared__ float sh[8][33];
+    const int c = blockIdx.x * 32 + threadIdx.x, r0 = blockIdx.y * BIAS_ROWS;
+    const int r1 = min(N, r0 + BIAS_ROWS);
     float s = 0.f;
     if (c < OC)
-        for (int r = threadIdx.y; r < N; r += 32) s += to_f(dout[(size_t)r * OC + c]);
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) s += to_f(dout[(size_t)r * OC + c]);
     sh[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
-    for (int o = 16; o > 0; o >>= 1) {
+    for (int o = 4; o > 0; o >>= 1) {
         if (threadIdx.y < o) sh[threadIdx.y][threadIdx.x] += sh[threadIdx.y + o][threadIdx.x];
         __syncthreads();
     }
-    if (threadIdx.y == 0 && c < OC) db[c] += sh[0][threadIdx.x];
+    if (threadIdx.y == 0 && c < OC) part[(size_t)blockIdx.y * OC + c] = sh[0][threadIdx.x];
+}
+__global__ void bias_grad_sum_kernel(float *db, const float *part, int chunks, int OC) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= OC) return;
+    float s = 0.f;
+    for (int k = 0; k < chunks; k++) s += part[(size_t)k * OC + c];
+    db[c] += s;
 }
 
 /* out[N,OC] = inp[N,C] @ w[OC,C]^T + b. Column-major: out^T (OC x N) = w^T-view^T . inp^T-view. */
@@ -115,20 +128,59 @@ extern "C" void derf_cuda_linear_backward(void *dinp, float *dw, float *db, cons
     if (dinp) lt_matmul(false, false, C, N, OC, w, t, C, dout, t, OC, dinp, t, C, 1.0f, NULL);
     /* dw^T (C x OC) += inp^T (C x N) . dout (N x OC) */
     if (dw) lt_matmul(false, true, C, OC, N, inp, t, C, dout, t, OC, dw, CUDA_R_32F, C, 1.0f, NULL);
-    if (db) {
-        DERF_DISPATCH(dt, E, bias_grad_kernel<E><<<cdiv(OC, 32), dim3(32, 32)>>>(db, (const E *)dout, N, OC));
+    if (db && N > 0) {
+        const unsigned chunks = cdiv(N, BIAS_ROWS);
+        float *part = (float *)derf_cu_ws(WS_BIAS, (size_t)chunks * OC * sizeof(float));
+        DERF_DISPATCH(dt, E, bias_grad_part_kernel<E><<<dim3(cdiv(OC, 32), chunks), dim3(32, 8)>>>(
+                                 part, (const E *)dout, N, OC));
+        CK_LAUNCH();
+        bias_grad_sum_kernel<<<cdiv(OC, 256), 256>>>(db, part, (int)chunks, OC);
         CK_LAUNCH();
     }
 }
 
 /* ---- attention ------------------------------------------------------------------------------- */
-/* One strided-batched product per batch row b, batch = the NH heads. */
-static void att_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const void *A, cudaDataType at, int lda,
-                     long long sa, const void *B, cudaDataType bt, int ldb, long long sb, float beta, void *Cm,
-                     cudaDataType ct, int ldc, long long sc, int batch) {
-    CKB(cublasGemmStridedBatchedEx(derf_cu_blas, ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, m, n,
-                                   k, &alpha, A, at, lda, sa, B, bt, ldb, sb, &beta, Cm, ct, ldc, sc, batch,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+/* The products run per (batch row b, head h) pair. Operand X of pair (b, h) starts at X.p + b X.sb + h X.sh
+ * (bytes). All B x NH pairs go into one cublasGemmBatchedEx, its pointer arrays built on the device by one
+ * small kernel (the ViT-S/16 step at B=128 made about 9,200 calls a step as one strided-batched call per
+ * batch row, heads as the batch); DERF_CUDA_ATT_LOOP=1 in the environment takes that per-row loop instead
+ * (cuda_check checks both). */
+struct bh_op { const void *p; size_t sb, sh; };
+
+__global__ void bh_ptrs_kernel(const void **ptr, bh_op a, bh_op b, bh_op c, int NH, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const size_t bb = (size_t)(i / NH), h = (size_t)(i % NH);
+    ptr[i] = (const char *)a.p + bb * a.sb + h * a.sh;
+    ptr[n + i] = (const char *)b.p + bb * b.sb + h * b.sh;
+    ptr[2 * n + i] = (const char *)c.p + bb * c.sb + h * c.sh;
+}
+
+static size_t type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+
+static bool att_loop(void) {
+    const char *e = getenv("DERF_CUDA_ATT_LOOP");
+    return e && *e == '1';
+}
+
+static void att_gemm(bool ta, bool tb, int m, int n, int k, float alpha, bh_op A, cudaDataType at, int lda, bh_op Bm,
+                     cudaDataType bt, int ldb, float beta, bh_op Cm, cudaDataType ct, int ldc, int B, int NH) {
+    const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (att_loop()) {
+        for (int b = 0; b < B; b++)
+            CKB(cublasGemmStridedBatchedEx(derf_cu_blas, oa, ob, m, n, k, &alpha, (const char *)A.p + b * A.sb, at, lda,
+                                           (long long)(A.sh / type_size(at)), (const char *)Bm.p + b * Bm.sb, bt, ldb,
+                                           (long long)(Bm.sh / type_size(bt)), &beta, (char *)Cm.p + b * Cm.sb, ct, ldc,
+                                           (long long)(Cm.sh / type_size(ct)), NH, CUBLAS_COMPUTE_32F,
+                                           CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    const int nb = B * NH;
+    const void **ptr = (const void **)derf_cu_ws(WS_ATT_PTR, 3 * (size_t)nb * sizeof(void *));
+    bh_ptrs_kernel<<<cdiv(nb, 256), 256>>>(ptr, A, Bm, Cm, NH, nb);
+    CK_LAUNCH();
+    CKB(cublasGemmBatchedEx(derf_cu_blas, oa, ob, m, n, k, &alpha, ptr, at, lda, ptr + nb, bt, ldb, &beta,
+                            (void *const *)(ptr + 2 * nb), ct, ldc, nb, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 /* Warp per row of pre[rows, T] (fp32, already scaled): att = softmax over the first n columns
@@ -175,20 +227,15 @@ extern "C" void derf_cuda_attention_forward(void *out, void *att, const void *qk
     const float scale = 1.0f / sqrtf((float)hs);
     float *pre = (float *)derf_cu_ws(WS_ATT_D, sizeof(float) * rows * T);
     const char *q = (const char *)qkv;
-    for (int b = 0; b < B; b++) {
-        const char *qb = q + (size_t)b * T * C3 * es;
-        /* pre_b[h] (T x T) = scale * Q K^T: column-major K^T-view^T . Q^T-view */
-        att_gemm(true, false, T, T, hs, scale, qb + (size_t)C * es, t, C3, hs, qb, t, C3, hs, 0.0f,
-                 pre + (size_t)b * NH * TT, CUDA_R_32F, T, (long long)TT, NH);
-    }
+    const size_t rq = (size_t)T * C3 * es, hq = (size_t)hs * es; /* per batch row / per head in qkv */
+    /* pre[b, h] (T x T) = scale * Q K^T: column-major K^T-view^T . Q^T-view */
+    att_gemm(true, false, T, T, hs, scale, bh_op{q + (size_t)C * es, rq, hq}, t, C3, bh_op{q, rq, hq}, t, C3, 0.0f,
+             bh_op{pre, NH * TT * sizeof(float), TT * sizeof(float)}, CUDA_R_32F, T, B, NH);
     DERF_DISPATCH(dt, E, softmax_kernel<E><<<cdiv(rows, 8), 256>>>((E *)att, pre, rows, T, causal));
     CK_LAUNCH();
-    for (int b = 0; b < B; b++) {
-        const char *qb = q + (size_t)b * T * C3 * es;
-        /* out_b[:, h] (T x hs) = att V */
-        att_gemm(false, false, hs, T, T, 1.0f, qb + 2 * (size_t)C * es, t, C3, hs, (const char *)att + b * NH * TT * es,
-                 t, T, (long long)TT, 0.0f, (char *)out + (size_t)b * T * C * es, t, C, hs, NH);
-    }
+    /* out[b, :, h] (T x hs) = att V */
+    att_gemm(false, false, hs, T, T, 1.0f, bh_op{q + 2 * (size_t)C * es, rq, hq}, t, C3,
+             bh_op{att, NH * TT * es, TT * es}, t, T, 0.0f, bh_op{out, (size_t)T * C * es, hq}, t, C, B, NH);
 }
 
 extern "C" void derf_cuda_attention_backward(void *dqkv, const void *dout, const void *qkv, const void *att, int B,
@@ -201,26 +248,20 @@ extern "C" void derf_cuda_attention_backward(void *dqkv, const void *dout, const
     const float scale = 1.0f / sqrtf((float)hs);
     float *datt = (float *)derf_cu_ws(WS_ATT_D, sizeof(float) * rows * T);
     char *dpre = (char *)derf_cu_ws(WS_ATT_P, es * rows * T);
-    const char *q = (const char *)qkv, *a = (const char *)att, *dO = (const char *)dout;
+    const char *q = (const char *)qkv;
     char *dq = (char *)dqkv;
-    for (int b = 0; b < B; b++) {
-        const char *qb = q + (size_t)b * T * C3 * es, *vb = qb + 2 * (size_t)C * es;
-        const char *ab = a + b * NH * TT * es, *dob = dO + (size_t)b * T * C * es;
-        char *dvb = dq + (size_t)b * T * C3 * es + 2 * (size_t)C * es;
-        /* datt (T x T) = dO V^T */
-        att_gemm(true, false, T, T, hs, 1.0f, vb, t, C3, hs, dob, t, C, hs, 0.0f, datt + (size_t)b * NH * TT,
-                 CUDA_R_32F, T, (long long)TT, NH);
-        /* dV += att^T dO */
-        att_gemm(false, true, hs, T, T, 1.0f, dob, t, C, hs, ab, t, T, (long long)TT, 1.0f, dvb, t, C3, hs, NH);
-    }
+    const size_t rq = (size_t)T * C3 * es, hq = (size_t)hs * es, ro = (size_t)T * C * es;
+    const bh_op Q{q, rq, hq}, K{q + (size_t)C * es, rq, hq}, V{q + 2 * (size_t)C * es, rq, hq}, dO{dout, ro, hq};
+    const bh_op A{att, NH * TT * es, TT * es}, P{dpre, NH * TT * es, TT * es};
+    /* datt (T x T) = dO V^T */
+    att_gemm(true, false, T, T, hs, 1.0f, V, t, C3, dO, t, C, 0.0f, bh_op{datt, NH * TT * sizeof(float), TT * sizeof(float)},
+             CUDA_R_32F, T, B, NH);
+    /* dV += att^T dO */
+    att_gemm(false, true, hs, T, T, 1.0f, dO, t, C, A, t, T, 1.0f, bh_op{dq + 2 * (size_t)C * es, rq, hq}, t, C3, B, NH);
     DERF_DISPATCH(dt, E, softmax_backward_kernel<E><<<cdiv(rows, 8), 256>>>((E *)dpre, datt, (const E *)att, rows, T,
                                                                              causal, scale));
     CK_LAUNCH();
-    for (int b = 0; b < B; b++) {
-        const char *qb = q + (size_t)b * T * C3 * es, *kb = qb + (size_t)C * es, *pb = dpre + b * NH * TT * es;
-        char *dqb = dq + (size_t)b * T * C3 * es, *dkb = dqb + (size_t)C * es;
-        /* dQ += dpre K ; dK += dpre^T Q */
-        att_gemm(false, false, hs, T, T, 1.0f, kb, t, C3, hs, pb, t, T, (long long)TT, 1.0f, dqb, t, C3, hs, NH);
-        att_gemm(false, true, hs, T, T, 1.0f, qb, t, C3, hs, pb, t, T, (long long)TT, 1.0f, dkb, t, C3, hs, NH);
-    }
+    /* dQ += dpre K ; dK += dpre^T Q */
+    att_gemm(false, false, hs, T, T, 1.0f, K, t, C3, P, t, T, 1.0f, bh_op{dq, rq, hq}, t, C3, B, NH);
+    att_gemm(false, true, hs, T, T, 1.0f, Q, t, C3, P, t, T, 1.0f, bh_op{dq + (size_t)C * es, rq, hq}, t, C3, B, NH);
 }

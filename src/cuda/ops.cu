@@ -151,13 +151,19 @@ __global__ void xent_count_kernel(int *stat, const int32_t *targets, int N, int 
     }
 }
 
-/* One block per row: loss[row] and dlogits[row] += (scale / kept) (softmax - q). */
+/* One block per row: loss[row] and dlogits[row] += (scale / kept) (softmax - q), or = when !acc
+ * (ignored rows: 0). */
 template <typename T>
 __global__ void xent_row_kernel(T *dlogits, double *loss, const T *logits, const int32_t *targets, const int *stat,
-                                float smoothing, float scale, int V) {
+                                float smoothing, float scale, int V, int acc) {
     __shared__ float shf[32];
     const int row = blockIdx.x, tgt = targets[row];
-    if (tgt < 0 || tgt >= V) { if (threadIdx.x == 0) loss[row] = 0.0; return; }
+    if (tgt < 0 || tgt >= V) {
+        if (threadIdx.x == 0) loss[row] = 0.0;
+        if (dlogits && !acc)
+            for (int v = threadIdx.x; v < V; v += blockDim.x) dlogits[(size_t)row * V + v] = from_f<T>(0.f);
+        return;
+    }
     const T *x = logits + (size_t)row * V;
     float mx = -INFINITY;
     for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, to_f(x[v]));
@@ -183,12 +189,14 @@ __global__ void xent_row_kernel(T *dlogits, double *loss, const T *logits, const
     T *d = dlogits + (size_t)row * V;
     for (int v = threadIdx.x; v < V; v += blockDim.x) {
         float q = qo + (v == tgt ? 1.f - smoothing : 0.f);
-        d[v] = from_f<T>(to_f(d[v]) + gscale * (expf(to_f(x[v]) - mx) * inv - q));
+        const float gv = gscale * (expf(to_f(x[v]) - mx) * inv - q);
+        d[v] = from_f<T>(acc ? to_f(d[v]) + gv : gv);
     }
 }
 
 extern "C" float derf_cuda_xent_forward_backward(void *dlogits, const void *logits, const int32_t *targets,
-                                                 float smoothing, float scale, int N, int V, derf_dtype dt) {
+                                                 float smoothing, float scale, int N, int V, derf_dtype dt,
+                                                 int accumulate) {
     derf_cu_require();
     if (N <= 0) return 0.f;
     char *ws = (char *)derf_cu_ws(WS_XENT, sizeof(double) * ((size_t)N + 1) + 16);
@@ -197,7 +205,7 @@ extern "C" float derf_cuda_xent_forward_backward(void *dlogits, const void *logi
     xent_count_kernel<<<1, 1024>>>(stat, targets, N, V);
     CK_LAUNCH();
     DERF_DISPATCH(dt, E, xent_row_kernel<E><<<N, 512>>>((E *)dlogits, loss, (const E *)logits, targets, stat,
-                                                        smoothing, scale, V));
+                                                        smoothing, scale, V, accumulate));
     CK_LAUNCH();
     derf_cu_sum_f64(total, loss, N);
     double h_total;
@@ -222,11 +230,14 @@ extern "C" void derf_cuda_adamw_step(const derf_params *layout, float *params, c
                                      float *v, const derf_adamw_cfg *cfg, int step) {
     derf_cu_require();
     const derf_adamw_coef k = derf_adamw_coefs(cfg, step);
-    /* one launch per run of consecutive tensors with the same decay flag */
+    /* one launch per run of consecutive tensors with the same decay flag; a run spans the alignment
+     * padding of the device layout (derf_params_layout_aligned: < 64 floats, 0 in every slab, and AdamW
+     * keeps 0 at 0: m, v and the step stay 0, decay scales 0) */
     for (int i = 0; i < layout->n;) {
         int j = i + 1;
         while (j < layout->n && layout->t[j].decay == layout->t[i].decay &&
-               layout->t[j].offset == layout->t[j - 1].offset + layout->t[j - 1].numel) j++;
+               layout->t[j].offset >= layout->t[j - 1].offset + layout->t[j - 1].numel &&
+               layout->t[j].offset < layout->t[j - 1].offset + layout->t[j - 1].numel + 64) j++;
         size_t off = layout->t[i].offset, n = layout->t[j - 1].offset + layout->t[j - 1].numel - off;
         float decay_mul = layout->t[i].decay ? 1.0f - k.lr * cfg->weight_decay : 1.0f;
         if (n) {

@@ -155,6 +155,7 @@ extern "C" void derf_cuda_ema_update(float *ema, const float *params, size_t n, 
 /* ---- the model ------------------------------------------------------------------------------------- */
 struct derf_vit_cuda {
     derf_vit *host;
+    derf_vit view;              /* *host with the device layout's tensor table: weight views of device slabs */
     cu_master w;                /* fp32 params, grads, m, v and the dt copy of the weights */
     float *ema_host, *ema;      /* the trainer's EMA slab and its device copy (NULL: no EMA) */
     float *img;                 /* [B, chans, img, img] */
@@ -173,13 +174,13 @@ static const void *wd(const derf_vit_cuda *g, const float *p) { return derf_cu_m
 /* block l's weights (matrices in dt) and gradients */
 static cu_block_w block_w(const derf_vit_cuda *g, int l) {
     vit_block_w b;
-    derf_vit_block_weights(g->host, g->w.params, l, &b);
+    derf_vit_block_weights(&g->view, g->w.params, l, &b);
     return cu_block_w{b.n1, b.n2, b.qkv_b, b.proj_b, b.fc1_b, b.fc2_b,
                       wd(g, b.qkv_w), wd(g, b.proj_w), wd(g, b.fc1_w), wd(g, b.fc2_w)};
 }
 static cu_block_g block_g(const derf_vit_cuda *g, int l) {
     vit_block_w b;
-    derf_vit_block_weights(g->host, g->w.grads, l, &b);
+    derf_vit_block_weights(&g->view, g->w.grads, l, &b);
     return cu_block_g{b.n1, b.n2, b.qkv_w, b.qkv_b, b.proj_w, b.proj_b, b.fc1_w, b.fc1_b, b.fc2_w, b.fc2_b};
 }
 /* the drop-path scales of branch j (2l: attention, 2l+1: MLP of block l) on the device, NULL if all 1 */
@@ -193,9 +194,12 @@ extern "C" derf_vit_cuda *derf_vit_cuda_new(derf_vit *host, derf_dtype dt, float
     const derf_vit_config *c = &host->cfg;
     const size_t B = (size_t)host->max_batch, T = (size_t)host->T, NP = T - 1, D = (size_t)c->dim;
     const size_t H = (size_t)c->mlp_ratio * D, L = (size_t)c->depth, NH = (size_t)c->heads, V = (size_t)c->classes;
-    const size_t K = (size_t)c->chans * c->patch * c->patch, n = host->params.total;
+    const size_t K = (size_t)c->chans * c->patch * c->patch;
     g->host = host;
     derf_cu_master_alloc(&g->w, &host->params, dt);
+    g->view = *host;
+    g->view.params = g->w.lay;
+    const size_t n = g->w.lay.total;
     g->ema_host = ema;
     g->ema = ema ? (float *)derf_cuda_malloc(n * sizeof(float)) : NULL;
     derf_cu_block_store_alloc(&g->blk, &c->norm, (int)L, B, T, D, H, NH, dt);
@@ -221,12 +225,12 @@ extern "C" derf_vit_cuda *derf_vit_cuda_new(derf_vit *host, derf_dtype dt, float
 
 extern "C" void derf_vit_cuda_upload(derf_vit_cuda *g) {
     derf_cu_master_upload(&g->w);
-    if (g->ema) derf_cuda_upload(g->ema, g->ema_host, g->host->params.total * sizeof(float));
+    if (g->ema) derf_cu_master_put(&g->w, g->ema, g->ema_host);
 }
 
 extern "C" void derf_vit_cuda_download(derf_vit_cuda *g) {
     derf_cu_master_download(&g->w);
-    if (g->ema) derf_cuda_download(g->ema_host, g->ema, g->host->params.total * sizeof(float));
+    if (g->ema) derf_cu_master_get(&g->w, g->ema_host, g->ema);
 }
 
 /* the model's sizes for a batch of B: tokens T = 1 + NP patches, width D, MLP H, heads NH, classes V,
@@ -284,7 +288,7 @@ extern "C" void derf_vit_cuda_forward(derf_vit_cuda *g, const float *images, int
     if (any) derf_cuda_upload(g->keep, g->keep_h.data(), (size_t)2 * L * B * sizeof(float));
     derf_cuda_upload(g->img, images, (size_t)B * c->chans * c->img * c->img * sizeof(float));
     vit_top_w w;
-    derf_vit_top_weights(m, g->w.params, &w);
+    derf_vit_top_weights(&g->view, g->w.params, &w);
 
     /* patch embedding: images -> cols[B*NP,K] -> pe[B*NP,D]; x0 = [cls ; pe] + pos */
     derf_cuda_patch_cols(g->cols, g->img, B, c->chans, c->img, c->img, c->patch, dt);
@@ -313,8 +317,8 @@ extern "C" void derf_vit_cuda_backward(derf_vit_cuda *g, const float *dlogits, i
         exit(1);
     }
     vit_top_w w, dw;
-    derf_vit_top_weights(m, g->w.params, &w);
-    derf_vit_top_weights(m, g->w.grads, &dw);
+    derf_vit_top_weights(&g->view, g->w.params, &w);
+    derf_vit_top_weights(&g->view, g->w.grads, &dw);
     if (dt == DERF_F32) {
         derf_cuda_upload(g->dlogits, dlogits, (size_t)B * V * sizeof(float));
     } else {
@@ -356,7 +360,7 @@ static void dev_adamw(void *c, const derf_adamw_cfg *cfg, int step) {
 }
 static void dev_ema_update(void *c, float decay) {
     derf_vit_cuda *g = (derf_vit_cuda *)c;
-    if (g->ema) derf_cuda_ema_update(g->ema, g->w.params, g->host->params.total, decay);
+    if (g->ema) derf_cuda_ema_update(g->ema, g->w.params, g->w.lay.total, decay);
 }
 static void dev_swap_ema(void *c) {
     derf_vit_cuda *g = (derf_vit_cuda *)c;

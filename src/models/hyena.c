@@ -141,6 +141,11 @@ static void layer_weights(const derf_hyena *m, float *s, int l, layer_w *w) {
 int derf_hyena_build(derf_hyena *m, const derf_hyena_config *cfg, int max_B, int max_T, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     if (derf_hyena_check(cfg, err, errlen)) return -1;
+    if (!derf_fftconv_available()) {
+        derf_io_errf(err, errlen, "HyenaDNA's long convolution needs FFTW: this derf was built with AUDIO=0; rebuild "
+                     "with `make`");
+        return -1;
+    }
     if (max_B <= 0 || max_T <= 0 || max_T > cfg->l_max) {
         derf_io_errf(err, errlen, "HyenaDNA: batch %d x %d tokens does not fit (tokens must be 1..l_max %d)", max_B, max_T,
                      cfg->l_max);

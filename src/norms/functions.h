@@ -21,6 +21,15 @@ static inline DERF_HOSTDEV float fsgn(float u) { return u > 0.f ? 1.f : (u < 0.f
 static inline DERF_HOSTDEV float fclamp1(float v) { return v > 1.f ? 1.f : (v < -1.f ? -1.f : v); }
 /* clip(v, -1, 1) passes the gradient where -1 <= v <= 1 (inclusive, as PyTorch's clamp). */
 static inline DERF_HOSTDEV float fin1(float v) { return (v <= 1.f && v >= -1.f) ? 1.f : 0.f; }
+/* The clipped functions clip(h(u), -1, 1) decide that on u, in closed form, not on the computed h(u):
+ * |h(u)| <= 1 exactly when |u| <= the boundary below (asinh: sinh 1; sign ln(1+|u|): e - 1; sign ln(1+u^2):
+ * sqrt(e - 1); sign |u|^(2/3): 1), each constant the largest float not above the real boundary. So the
+ * mask is exact for every float u and the same on the CPU and the GPU, whose libm results differ by an
+ * ulp or two (a mask on h(u) flips for a u within ulps of the boundary on one side only). */
+#define DERF_CLIPU_ASINH 1.17520118f    /* sinh(1) = 1.1752011936... rounded down */
+#define DERF_CLIPU_LOGSIGN 1.71828175f  /* e - 1 = 1.7182818284... rounded down */
+#define DERF_CLIPU_LOGQUAD 1.31083238f  /* sqrt(e - 1) = 1.3108324944... rounded down */
+static inline DERF_HOSTDEV float fin_u(float u, float bound) { return fabsf(u) <= bound ? 1.f : 0.f; }
 
 static inline DERF_HOSTDEV float fn_erf(float u, float *df) {
     *df = derf_fast_derf_du(u); /* 0 where exp(-u^2) < 1e-35 (no denormals, fastmath.h) */
@@ -42,7 +51,7 @@ static inline DERF_HOSTDEV float fn_arcsinh(float u, float *df) {
 }
 static inline DERF_HOSTDEV float fn_arcsinhclip(float u, float *df) {
     float d, a = fn_arcsinh(u, &d);
-    *df = d * fin1(a);
+    *df = d * fin_u(u, DERF_CLIPU_ASINH);
     return fclamp1(a);
 }
 static inline DERF_HOSTDEV float fn_isru(float u, float *df) {
@@ -70,7 +79,7 @@ static inline DERF_HOSTDEV float fn_logsign(float u, float *df) {
 }
 static inline DERF_HOSTDEV float fn_logsignclip(float u, float *df) {
     float d, l = fn_logsign(u, &d);
-    *df = d * fin1(l);
+    *df = d * fin_u(u, DERF_CLIPU_LOGSIGN);
     return fclamp1(l);
 }
 static inline DERF_HOSTDEV float fn_relsign(float u, float *df) {
@@ -94,7 +103,7 @@ static inline DERF_HOSTDEV float fn_logquad(float u, float *df) {
 }
 static inline DERF_HOSTDEV float fn_logquadclip(float u, float *df) {
     float d, l = fn_logquad(u, &d);
-    *df = d * fin1(l);
+    *df = d * fin_u(u, DERF_CLIPU_LOGQUAD);
     return fclamp1(l);
 }
 static inline DERF_HOSTDEV float fn_power23(float u, float *df) {
@@ -105,7 +114,7 @@ static inline DERF_HOSTDEV float fn_power23(float u, float *df) {
 }
 static inline DERF_HOSTDEV float fn_power23clip(float u, float *df) {
     float d, p = fn_power23(u, &d);
-    *df = d * fin1(p);
+    *df = d * fin_u(u, 1.f);
     return fclamp1(p);
 }
 static inline DERF_HOSTDEV float fn_saturlog(float u, float *df) {

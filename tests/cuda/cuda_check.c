@@ -14,7 +14,12 @@
  * EMA on both (CURVE lines), the final weights, EMA weights and the EMA model's logits.
  * With --bench: times the norm kernels, a GPT-2 124M training step (B=16, T=1024, bf16) and a ViT-S/16
  * training step (224x224x3, B=128, bf16) (cudaEvent, median) and prints 'BENCH key ms' lines.
- * Usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C] */
+ * Sections (--section, one each; default all): norms, ops (GELU, embedding, cross-entropy, AdamW),
+ * linear (linear and attention), gpt2, vit; each prints 'cuda_check: section S on CARD: ... pass|FAIL'.
+ * --bench with --section times that section's part only (norms, gpt2, vit); the gpt2 and vit parts time
+ * derf once more with DERF_CUDA_ATT_LOOP=1 ('gpt2-attloop', 'vit-s16-attloop' keys: one attention call
+ * per batch row, the path before the B x heads batching).
+ * Usage: cuda_check [--section S] [--bench] [--no-check] [--rows N] [--cols C] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +154,51 @@ static void check_norm(const char *specstr, int N, int C, derf_dtype dt, int acc
     free(hy); free(hdx); free(hdp);
 }
 
+/* The clipped functions' derivative masks at u within 64 ulps of each boundary (fp32; alpha 1, s 0, gamma 1,
+ * beta 0): GPU and CPU must pass the gradient at exactly the same elements (decided on u in closed form,
+ * src/norms/functions.h), and dx must agree as in check_norm. */
+static void check_clip_masks(derf_dtype dt) {
+    if (dt != DERF_F32) return; /* bf16 inputs cannot sit within ulps of the boundary */
+    const struct { const char *fn; float bound; } F[] = {
+        {"arcsinhclip", 1.17520118f}, {"logsignclip", 1.71828175f}, {"logquadclip", 1.31083238f}, {"power23clip", 1.f}};
+    enum { K = 64, C = 4 * K };
+    for (size_t f = 0; f < sizeof F / sizeof F[0]; f++) {
+        derf_norm_spec s;
+        char err[256];
+        derf_norm_parse(F[f].fn, &s, err, sizeof err);
+        const int np = (int)derf_norm_param_count(&s, C);
+        float *x = hnew(C), *dy = hnew(C), *p = hnew(np), *dx = hnew(C), *dp = hnew(np), *y = hnew(C);
+        float b = F[f].bound;
+        for (int k = 0; k < K; k++) b = nextafterf(b, 0.f);
+        for (int i = 0; i < C; i += 2, b = nextafterf(b, 2.f)) { x[i] = b; x[i + 1] = -b; dy[i] = dy[i + 1] = 1.f; }
+        derf_norm_param pl[4];
+        int k = derf_norm_params(&s, C, pl);
+        for (int i = 0; i < k; i++)
+            for (size_t j = 0; j < pl[i].numel; j++)
+                p[pl[i].offset + j] = !strcmp(pl[i].name, "alpha") || !strcmp(pl[i].name, "weight") ? 1.f : 0.f;
+        derf_norm_forward(&s, y, NULL, x, p, 1, C);
+        derf_norm_backward(&s, dx, dp, dy, x, p, NULL, 1, C);
+        void *gx = dput(x, C, dt), *gdy = dput(dy, C, dt), *gy = derf_cuda_malloc(C * 4), *gdx = derf_cuda_malloc(C * 4);
+        float *gp = dput(p, np, DERF_F32), *gdp = dput(dp, np, DERF_F32);
+        derf_cuda_norm_forward(&s, gy, NULL, gx, gp, 1, C, dt);
+        derf_cuda_norm_backward(&s, gdx, gdp, gdy, gx, gp, NULL, 1, C, dt, 0);
+        float *hdx = dget(gdx, C, dt);
+        int differ = 0, passes = 0;
+        for (int i = 0; i < C; i++) {
+            differ += (hdx[i] != 0.f) != (dx[i] != 0.f);
+            passes += dx[i] != 0.f;
+        }
+        char name[80], detail[80];
+        snprintf(name, sizeof name, "norm %s clip mask", F[f].fn);
+        snprintf(detail, sizeof detail, "+-%d ulps of the boundary: %d of %d differ", K, differ, C);
+        verdict(name, "dx!=0", differ == 0 && passes > 0 && passes < C, detail);
+        compare(name, "dx", dt, "1x256", hdx, dx, C, 5e-6);
+        derf_cuda_free(gx); derf_cuda_free(gdy); derf_cuda_free(gy); derf_cuda_free(gdx); derf_cuda_free(gp);
+        derf_cuda_free(gdp);
+        free(x); free(dy); free(p); free(dx); free(dp); free(y); free(hdx);
+    }
+}
+
 /* Same inputs twice: the parameter gradients must be the same bits (fixed-order reductions). */
 static void check_norm_deterministic(const char *specstr, int N, int C, derf_dtype dt) {
     derf_norm_spec s;
@@ -232,19 +282,32 @@ static void check_xent(derf_dtype dt, float smoothing) {
     int32_t *gt = derf_cuda_malloc(sizeof(int32_t) * N);
     derf_cuda_upload(gt, tgt, sizeof(int32_t) * N);
     void *gl = dput(logits, n, dt), *gd = dput(d0, n, dt);
-    float gloss = derf_cuda_xent_forward_backward(gd, gl, gt, smoothing, 1.5f, N, V, dt);
+    float gloss = derf_cuda_xent_forward_backward(gd, gl, gt, smoothing, 1.5f, N, V, dt, 1);
     float *hd = dget(gd, n, dt);
     char name[64];
     snprintf(name, sizeof name, "xent (smoothing %.1f)", smoothing);
     compare(name, "loss", dt, "128x8191", &gloss, &loss, 1, 2e-6);
     compare(name, "dlogits+=", dt, "128x8191", hd, d, n, dt == DERF_BF16 ? 1e-2 : 2e-5);
+    /* the overwrite mode (GPT-2's forward): dlogits = ..., over garbage, ignored rows 0 */
+    memset(d, 0, n * sizeof(float));
+    float loss0 = derf_xent_forward_backward(d, logits, tgt, smoothing, 1.5f, N, V);
+    void *gd0 = dput(logits, n, dt);
+    float gloss0 = derf_cuda_xent_forward_backward(gd0, gl, gt, smoothing, 1.5f, N, V, dt, 0);
+    float *hd0 = dget(gd0, n, dt);
+    compare(name, "loss", dt, "128x8191", &gloss0, &loss0, 1, 2e-6);
+    compare(name, "dlogits=", dt, "128x8191", hd0, d, n, dt == DERF_BF16 ? 1e-2 : 2e-5);
+    derf_cuda_free(gd0);
+    free(hd0);
     derf_cuda_free(gt); derf_cuda_free(gl); derf_cuda_free(gd);
     free(tgt); free(logits); free(d0); free(d); free(hd);
 }
 
 /* ---- matrix products ------------------------------------------------------------------------ */
-static void check_linear(derf_dtype dt) {
-    const int N = 256, C = 192, OC = 384;
+/* (N, C, OC): 256x192->384, and 3000x64->200 (bias gradient over 12 row chunks, a partial last chunk and
+ * a partial last column block) */
+static void check_linear(derf_dtype dt, int N, int C, int OC) {
+    char shape[32];
+    snprintf(shape, sizeof shape, "%dx%d->%d", N, C, OC);
     const size_t ni = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
     float *inp = hrand(ni, -1.f, 1.f, dt), *w = hrand(nw, -0.2f, 0.2f, dt), *b = hrand(OC, -1.f, 1.f, DERF_F32);
     float *dout = hrand(no, -1.f, 1.f, dt), *out = hnew(no);
@@ -260,10 +323,10 @@ static void check_linear(derf_dtype dt) {
     derf_cuda_linear_backward(gdi, gdw, gdb, gdo, gi, gw, N, C, OC, dt);
     float *ho = dget(go, no, dt), *hdi = dget(gdi, ni, dt), *hdw = dget(gdw, nw, DERF_F32), *hdb = dget(gdb, OC, DERF_F32);
     const double t = dt == DERF_BF16 ? 1e-2 : 2e-5;
-    compare("linear (cuBLASLt)", "out", dt, "256x192->384", ho, out, no, t);
-    compare("linear (cuBLASLt)", "dinp+=", dt, "256x192->384", hdi, din, ni, t);
-    compare("linear (cuBLASLt)", "dw+=", dt, "256x192->384", hdw, dw, nw, dt == DERF_BF16 ? 1e-3 : 2e-5);
-    compare("linear (cuBLASLt)", "db+=", dt, "256x192->384", hdb, db, OC, 2e-5);
+    compare("linear (cuBLASLt)", "out", dt, shape, ho, out, no, t);
+    compare("linear (cuBLASLt)", "dinp+=", dt, shape, hdi, din, ni, t);
+    compare("linear (cuBLASLt)", "dw+=", dt, shape, hdw, dw, nw, dt == DERF_BF16 ? 1e-3 : 2e-5);
+    compare("linear (cuBLASLt)", "db+=", dt, shape, hdb, db, OC, 2e-5);
     derf_cuda_free(gi); derf_cuda_free(gw); derf_cuda_free(gdo); derf_cuda_free(go); derf_cuda_free(gdi);
     derf_cuda_free(gb); derf_cuda_free(gdw); derf_cuda_free(gdb);
     free(inp); free(w); free(b); free(dout); free(out); free(din0); free(dw0); free(db0); free(din); free(dw); free(db);
@@ -283,7 +346,9 @@ static void check_attention(derf_dtype dt, int causal) {
     derf_cuda_attention_forward(go, ga, gq, B, T, C, NH, causal, dt);
     derf_cuda_attention_backward(gdq, gdo, gq, ga, B, T, C, NH, causal, dt);
     float *ho = dget(go, no, dt), *ha = dget(ga, na, dt), *hdq = dget(gdq, nq, dt);
-    const char *name = causal ? "attention causal (cuBLAS)" : "attention (cuBLAS)";
+    const int loop = getenv("DERF_CUDA_ATT_LOOP") && *getenv("DERF_CUDA_ATT_LOOP") == '1';
+    const char *name = causal ? (loop ? "attention causal (cuBLAS, loop)" : "attention causal (cuBLAS)")
+                              : (loop ? "attention (cuBLAS, loop)" : "attention (cuBLAS)");
     const double t = dt == DERF_BF16 ? 2e-2 : 2e-5;
     compare(name, "att", dt, "2x128x128 h4", ha, att, na, t);
     compare(name, "out", dt, "2x128x128 h4", ho, out, no, t);
@@ -382,6 +447,15 @@ static void check_gpt2(const char *norm, derf_dtype dt, int steps) {
     derf_gpt2_cuda_download(g);
     compare(name, "loss", dt, "B4 T64", &lg, &lc, 1, bf ? 1e-2 : 1e-5);
     compare_slabs(name, "grads", dt, "B4 T64", &cpu.params, cpu.params.grads, host.params.grads, bf ? 1e-1 : 1e-3);
+    /* a loss scale other than 1 (gradient accumulation): the backward recomputes dlogits at that scale */
+    derf_params_zero_grad(&cpu.params);
+    derf_gpt2_cuda_zero_grad(g);
+    derf_gpt2_forward(&cpu, tok, tgt, B, T);
+    derf_gpt2_cuda_forward(g, tok, tgt, B, T);
+    derf_gpt2_backward(&cpu, 0.25f);
+    derf_gpt2_cuda_backward(g, 0.25f);
+    derf_gpt2_cuda_download(g);
+    compare_slabs(name, "grads/4", dt, "B4 T64", &cpu.params, cpu.params.grads, host.params.grads, bf ? 1e-1 : 1e-3);
     /* a short training run from the same init on the same batches: the two loss curves */
     derf_gpt2_init(&cpu, 7);
     derf_gpt2_init(&host, 7);
@@ -632,7 +706,7 @@ static void vit_step_fn(void *vc) {
     derf_vit_clip_grad_norm(c->m, 1.0f);
     derf_vit_adamw_step(c->m, &acfg, ++c->step);
 }
-static void bench_vit(const char *norm, int B) {
+static void bench_vit(const char *norm, int B, const char *tag) {
     derf_vit_config cfg;
     char err[512];
     derf_vit_preset(&cfg, "tiny", err, sizeof err);
@@ -647,7 +721,7 @@ static void bench_vit(const char *norm, int B) {
     vit_batch(img, q, B, npx, 1000, DERF_BF16);
     vit_bench_ctx c = {&m, img, q, dl, B, 0};
     float ms = derf_cuda_time_ms(vit_step_fn, &c, 2, 5);
-    printf("BENCH vit-s16 %s B%d 224px step %.4f ms %.0f images/s\n", norm, B, ms, B / ms * 1e3);
+    printf("BENCH vit-s16%s %s B%d 224px step %.4f ms %.0f images/s\n", tag, norm, B, ms, B / ms * 1e3);
     derf_vit_free(&m);
     free(img); free(q); free(dl);
 }
@@ -663,7 +737,7 @@ static void gpt2_step_fn(void *vc) {
     derf_gpt2_cuda_adamw_step(c->g, &acfg, ++c->step);
 }
 /* GPT-2 124M training step (bf16 activations), median ms */
-static void bench_gpt2(const char *norm, int B, int T) {
+static void bench_gpt2(const char *norm, int B, int T, const char *tag) {
     derf_gpt2_config cfg;
     char err[512];
     derf_gpt2_preset(&cfg, "124m", err, sizeof err);
@@ -677,7 +751,7 @@ static void bench_gpt2(const char *norm, int B, int T) {
     random_batch(tok, tgt, B * T, 50257);
     gpt2_bench_ctx c = {g, tok, tgt, B, T, 0};
     float ms = derf_cuda_time_ms(gpt2_step_fn, &c, 2, 5);
-    printf("BENCH gpt2 %s B%d T%d step %.4f ms %.0f tokens/s\n", norm, B, T, ms, B * T / ms * 1e3);
+    printf("BENCH gpt2%s %s B%d T%d step %.4f ms %.0f tokens/s\n", tag, norm, B, T, ms, B * T / ms * 1e3);
     derf_gpt2_cuda_free(g);
     derf_gpt2_free(&host);
     free(tok);
@@ -722,30 +796,14 @@ static void bench_norm(const char *spec, int N, int C, derf_dtype dt) {
     free(hx); free(hp);
 }
 
-int main(int argc, char **argv) {
-    int bench = 0, check = 1, rows = 16384, cols = 768;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--bench")) bench = 1;
-        else if (!strcmp(argv[i], "--no-check")) check = 0;
-        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: cuda_check [--bench] [--no-check] [--rows N] [--cols C]\n");
-            return 2;
-        }
-    }
-    if (rows <= 0 || cols <= 0) { fprintf(stderr, "cuda_check: --rows and --cols must be positive\n"); return 2; }
-    char err[512];
-    if (derf_cuda_init(err, sizeof err)) {
-        printf("cuda_check: %s; GPU run pending\n", err);
-        return 77;
-    }
-    printf("cuda_check: %s\n", derf_cuda_device_name());
-    derf_rng_seed(&g_rng, tu_seed(), 11);
-    if (check) {
-        printf("%-34s %-8s %-5s %-16s %-9s %-7s\n", "kernel", "output", "dtype", "shape", "err/max|ref|", "tol");
-        for (int d = 0; d < 2; d++) {
-            derf_dtype dt = d ? DERF_BF16 : DERF_F32;
+/* the sections (tools/gpu_check.sh runs each as its own process, so one crash loses one section) */
+static const char *const SECTIONS[] = {"norms", "ops", "linear", "gpt2", "vit"};
+enum { NSECTIONS = sizeof SECTIONS / sizeof *SECTIONS };
+
+static void run_checks(int sec) {
+    for (int d = 0; d < 2; d++) {
+        derf_dtype dt = d ? DERF_BF16 : DERF_F32;
+        if (sec == 0) {
             /* every base function of the registry, vectorised path */
             for (int f = 0; f < DERF_FN_COUNT; f++) check_norm(derf_fn_get((derf_fn_id)f)->name, 256, 768, dt, 0);
             /* options, transforms, generic path (C not a multiple of 8), accumulation into dx */
@@ -758,39 +816,108 @@ int main(int argc, char **argv) {
             check_norm("derf:shift=channel", 77, 36, dt, 1);
             check_norm("layernorm", 300, 100, dt, 1);
             check_norm("rmsnorm", 64, 1000, dt, 1);
+            check_clip_masks(dt);
             check_norm_deterministic("derf", 4096, 768, dt);
             check_norm_deterministic("layernorm", 4096, 768, dt);
+        } else if (sec == 1) {
             check_gelu(DERF_GELU_TANH, dt);
             check_gelu(DERF_GELU_ERF, dt);
             check_embed(dt);
             check_xent(dt, 0.0f);
             check_xent(dt, 0.1f);
-            check_linear(dt);
+            if (d == 0) check_adamw();
+        } else if (sec == 2) {
+            check_linear(dt, 256, 192, 384);
+            check_linear(dt, 3000, 64, 200);
             check_attention(dt, 1);
             check_attention(dt, 0);
+            /* the per-batch-row path the batched products replaced (DERF_CUDA_ATT_LOOP=1) */
+            setenv("DERF_CUDA_ATT_LOOP", "1", 1);
+            check_attention(dt, 1);
+            unsetenv("DERF_CUDA_ATT_LOOP");
+        } else if (sec == 3) {
+            check_gpt2("derf", dt, 20);
+            check_gpt2("layernorm", dt, 20);
+        } else if (sec == 4) {
             check_vit_ops(dt);
+            if (d == 0) {
+                check_vit("derf", DERF_POOL_AVG, 0.0f, DERF_F32, 20);
+                check_vit("layernorm", DERF_POOL_CLS, 0.2f, DERF_F32, 20);
+            } else {
+                check_vit("derf", DERF_POOL_AVG, 0.2f, DERF_BF16, 20);
+                check_vit("layernorm", DERF_POOL_AVG, 0.0f, DERF_BF16, 20);
+            }
         }
-        check_adamw();
-        check_gpt2("derf", DERF_F32, 20);
-        check_gpt2("layernorm", DERF_F32, 20);
-        check_gpt2("derf", DERF_BF16, 20);
-        check_gpt2("layernorm", DERF_BF16, 20);
-        check_vit("derf", DERF_POOL_AVG, 0.0f, DERF_F32, 20);
-        check_vit("layernorm", DERF_POOL_CLS, 0.2f, DERF_F32, 20);
-        check_vit("derf", DERF_POOL_AVG, 0.2f, DERF_BF16, 20);
-        check_vit("layernorm", DERF_POOL_AVG, 0.0f, DERF_BF16, 20);
-        printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
     }
-    if (bench) {
+}
+
+static void run_bench(int sec, int rows, int cols) {
+    if (sec == 0) {
         const char *specs[] = {"derf", "dyt", "layernorm", "rmsnorm"};
         for (size_t i = 0; i < 4; i++) {
             bench_norm(specs[i], rows, cols, DERF_BF16);
             bench_norm(specs[i], rows, cols, DERF_F32);
         }
-        bench_gpt2("derf", 16, 1024);
-        bench_gpt2("layernorm", 16, 1024);
-        bench_vit("derf", 128);
-        bench_vit("layernorm", 128);
+    } else if (sec == 3) {
+        bench_gpt2("derf", 16, 1024, "");
+        bench_gpt2("layernorm", 16, 1024, "");
+        /* the attention products as one call per batch row (the path before the B x heads batching) */
+        setenv("DERF_CUDA_ATT_LOOP", "1", 1);
+        bench_gpt2("derf", 16, 1024, "-attloop");
+        unsetenv("DERF_CUDA_ATT_LOOP");
+    } else if (sec == 4) {
+        bench_vit("derf", 128, "");
+        bench_vit("layernorm", 128, "");
+        setenv("DERF_CUDA_ATT_LOOP", "1", 1);
+        bench_vit("derf", 128, "-attloop");
+        unsetenv("DERF_CUDA_ATT_LOOP");
     }
+}
+
+int main(int argc, char **argv) {
+    int bench = 0, check = 1, rows = 16384, cols = 768, only = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--bench")) bench = 1;
+        else if (!strcmp(argv[i], "--no-check")) check = 0;
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--section") && i + 1 < argc) {
+            const char *v = argv[++i];
+            for (int k = 0; k < NSECTIONS; k++)
+                if (!strcmp(v, SECTIONS[k])) only = k;
+            if (only < 0) {
+                fprintf(stderr, "cuda_check: unknown section '%s' (norms, ops, linear, gpt2 or vit)\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: cuda_check [--section norms|ops|linear|gpt2|vit] [--bench] [--no-check] "
+                            "[--rows N] [--cols C]\n");
+            return 2;
+        }
+    }
+    if (rows <= 0 || cols <= 0) { fprintf(stderr, "cuda_check: --rows and --cols must be positive\n"); return 2; }
+    char err[512];
+    if (derf_cuda_init(err, sizeof err)) {
+        printf("cuda_check: %s; GPU run pending\n", err);
+        return 77;
+    }
+    const char *card = derf_cuda_device_name();
+    printf("cuda_check: %s\n", card);
+    derf_rng_seed(&g_rng, tu_seed(), 11);
+    if (check) {
+        printf("%-34s %-8s %-5s %-16s %-9s %-7s\n", "kernel", "output", "dtype", "shape", "err/max|ref|", "tol");
+        for (int k = 0; k < NSECTIONS; k++) {
+            if (only >= 0 && k != only) continue;
+            const int c0 = g_checks, f0 = g_fail;
+            run_checks(k);
+            printf("cuda_check: section %s on %s: %d checks, %d mismatches: %s\n", SECTIONS[k], card, g_checks - c0,
+                   g_fail - f0, g_fail > f0 ? "FAIL" : "pass");
+            fflush(stdout);
+        }
+        printf("cuda_check: %d checks, %d mismatches\n", g_checks, g_fail);
+    }
+    if (bench)
+        for (int k = 0; k < NSECTIONS; k++)
+            if (only < 0 || k == only) run_bench(k, rows, cols);
     return g_fail ? 1 : 0;
 }
