@@ -3,11 +3,13 @@
 # command of the README's command table that has a default input, in the order a user would run them, each
 # at a tiny budget, from an empty folder (no runs/, as in a fresh clone). Asserts exit 0 and the files each
 # command promises; prints one line per command with its wall and CPU time; on a failure prints the
-# command's whole output and exits 1. Called by .ci/run after `make test`; needs `make` (./derf) and `make deps`.
+# command's whole output and exits 1. Also checks that the tree cites no file a user does not have
+# (tools/ci_paths.sh). Called by .ci/run after `make test`; needs `make` (./derf) and `make deps`.
 # Usage: bash tools/ci_smoke.sh   (from anywhere; DERF_SMOKE_KEEP=1 keeps the scratch folder)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 [ -x "$ROOT/derf" ] || { echo "ci_smoke: $ROOT/derf is missing: run make first" >&2; exit 1; }
+bash "$ROOT/tools/ci_paths.sh" || exit 1
 
 # The user's working folder: a fresh, empty one holding only what a clone has that derf reads at run time
 # (the binary and tools/), so the user's own runs/ is never touched and nothing is left behind.

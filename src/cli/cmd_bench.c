@@ -444,7 +444,7 @@ static int bench_gpt2(peer_t *peer, const char *preset, const char *list, int B,
     free(ms); free(ks); free(tok); free(tgt);
     if (rc) return rc;
 
-    /* the GPT-2 step's matrices are large: PyTorch runs them faster with OpenBLAS threaded (anchors.md) */
+    /* the GPT-2 step's matrices are large: PyTorch runs them faster with OpenBLAS threaded (docs/performance.md, reference figures) */
     int blas = peer->blas > 0 ? peer->blas : peer->threads;
     char args[8192];
     snprintf(args, sizeof args,
