@@ -85,7 +85,7 @@ static void test_sampler(void **state) {
     assert_int_equal(self, 0);
     assert_int_equal(cross, 0);
     /* fairseq's expected masked share with 0.65 / 10 at T = 199 (overlapping spans, then thinned to the
-     * batch minimum) lies near 0.49 (speech-dna.md 1.1 E); allow for the thinning and 40 x 8 rows */
+     * batch minimum) lies near 0.49 (docs/paper.md section 5.4); allow for the thinning and 40 x 8 rows */
     if (share < 0.40 || share > 0.55) fail_msg("masked share %.3f outside [0.40, 0.55]", share);
     free(d.mask);
     free(d.neg);

@@ -3,7 +3,7 @@
 
 Started by tests/torch_oracle.c as `/usr/bin/python3 tools/torch_ref.py`, it reads requests on
 stdin and answers on stdout, strictly one reply per request. Everything is plain PyTorch autograd in
-float32, written from the formulas in the paper notes (recipe.md sections 0-2, tables.md sections 1-2),
+float32, written from the formulas in the paper notes (docs/paper.md sections 1-4),
 not from the C code.
 
 Protocol (binary-safe; all numbers little-endian):
@@ -72,7 +72,7 @@ DT = torch.float32
 PI = math.pi
 
 # ----------------------------------------------------------------------------------------------
-# Base point-wise functions (recipe.md section 1, tables.md sections 1.2-1.4 and 2). Each takes a
+# Base point-wise functions (docs/paper.md sections 3 and 4). Each takes a
 # tensor u and returns f(u) built from differentiable torch ops, so autograd gives f'.
 
 def _sgn(u):

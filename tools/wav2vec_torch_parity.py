@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """wav2vec_torch_parity.py: checks derf's C wav2vec 2.0 (src/models/wav2vec.c) against the same model
-written here in plain PyTorch from fairseq's Wav2Vec2Model and wav2vec criterion (speech-dna.md section 1):
+written here in plain PyTorch from fairseq's Wav2Vec2Model and wav2vec criterion (docs/paper.md section 5.4):
 conv feature encoder (nn.Conv1d without bias; block 0 with nn.GroupNorm(C, C)), exact GELU, GradMultiply
 into the encoder, feature penalty, nn.LayerNorm on the features, post_extract_proj, mask_emb at the masked
 frames, the positional convolution under torch.nn.utils.weight_norm(dim=2) with SamePad and GELU, pre-norm

@@ -1,4 +1,4 @@
-/* derf/gpt2.h: GPT-2 as nanoGPT builds it (the paper's language-model runs, recipe.md section 3.3):
+/* derf/gpt2.h: GPT-2 as nanoGPT builds it (the paper's language-model runs, docs/paper.md section 5.3):
  * tied token embedding wte (also the LM head), learned positions wpe, pre-norm blocks
  *     x += attn.c_proj(CausalAttn(attn.c_attn(ln_1(x))));  x += mlp.c_proj(GELU_tanh(mlp.c_fc(ln_2(x))))
  * then ln_f and logits = ln_f(x) @ wte^T. Every norm (ln_1, ln_2, ln_f) is the same --norm spec.

@@ -1,6 +1,6 @@
 /* derf/lm.h: the GPT-2 language-model trainer (the paper's Table 21 recipe, scaled down) and sampling.
  *
- * Training (recipe.md 3.3 and 6): random windows of seq+1 tokens from a token shard (offsets from a
+ * Training (docs/paper.md section 5.3): random windows of seq+1 tokens from a token shard (offsets from a
  * seeded PCG32 whose state is saved with every checkpoint, so a resumed run draws the same batches),
  * gradient accumulation of `accum` micro-batches of `batch` windows per optimizer step, AdamW
  * (0.9, 0.95, eps 1e-8) with weight decay only on the 2-D tensors (wte, wpe, Linear weights), linear

@@ -39,7 +39,7 @@ typedef struct {
 const derf_fn_info *derf_fn_get(derf_fn_id id);
 int derf_fn_lookup(const char *name); /* -1 if unknown */
 
-/* Property-ablation transforms (recipe.md section 2), applied in spec order, each wrapping the
+/* Property-ablation transforms (paper section 3; docs/paper.md section 4), applied in spec order, each wrapping the
  * function built so far (g below):
  *   HSHIFT l: g(u + l)            VSHIFT l: g(u) + l        CLIP l: clamp(g(u), -l, l)
  *   MIX l: (1-l) g(u) + l u       FLAT l: 0 for |u| <= l, else g(u - l sign(u))

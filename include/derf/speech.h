@@ -90,6 +90,7 @@ typedef struct {
     const char *src;   /* game data folder (NULL: DERF_SPEECH_SRC) with sound/<level>/<lang>/ and script/<level>/ */
     const char *out;   /* output folder (NULL: runs/data/speech), created if missing */
     const char *langs; /* comma-separated voice packs (NULL: "cs,nl") */
+    int per_level;     /* > 0: only the first per_level clips (by file name) of each level and language */
     int quiet;
 } derf_speech_opts;
 

@@ -1,6 +1,6 @@
 /* derf/speech_train.h: the wav2vec 2.0 pre-training loop on the speech corpus (`derf train-speech`,
  * `derf compare --model wav2vec`), after fairseq's wav2vec2 base recipe rescaled to the run length
- * (speech-dna.md 1.1 L-M and 1.2):
+ * (docs/paper.md section 5.4):
  *   batches of `batch` random training utterances of at least min_samples, each cropped at a random offset
  *   to the shortest one of the batch (at most crop samples; fairseq's pad=false), int16 / 32768;
  *   masks, negatives and Gumbel uniforms from the run's PCG32 (saved in every checkpoint: exact resume);

@@ -444,7 +444,7 @@ static int bench_gpt2(peer_t *peer, const char *preset, const char *list, int B,
     free(ms); free(ks); free(tok); free(tgt);
     if (rc) return rc;
 
-    /* the GPT-2 step's matrices are large: PyTorch runs them faster with OpenBLAS threaded (anchors.md) */
+    /* the GPT-2 step's matrices are large: PyTorch runs them faster with OpenBLAS threaded (docs/performance.md, reference figures) */
     int blas = peer->blas > 0 ? peer->blas : peer->threads;
     char args[8192];
     snprintf(args, sizeof args,
@@ -490,7 +490,12 @@ int cmd_bench(int argc, char **argv) {
     const char *vit_preset = "tiny", *vit_norms = "layernorm,dyt,derf";
     const char *gpt2_preset = "124m", *gpt2_norms = "layernorm,derf", *python = "/usr/bin/python3";
     int threads = omp_get_max_threads(), reps = 0, warmup = -1, rows = 8192, cols = 768;
-    int vit_batch = 128, gpt2_batch = 4, gpt2_seq = 64, no_torch = 0, torch_blas = 0;
+    int vit_batch = 128, gpt2_batch = 4, gpt2_seq = 64, no_torch = 0, torch_blas = 0, quick = 0;
+    for (int i = 1; i < argc; i++) /* --quick sets small defaults first; options given beside it still win */
+        if (!strcmp(argv[i], "--quick")) {
+            rows = 1024, cols = 256, reps = 3, warmup = 1, vit_batch = 16, gpt2_batch = 2, gpt2_seq = 16;
+            vit_preset = "test", gpt2_preset = "test";
+        }
     const cli_opt opts[] = {
         {"only", CLI_STR, &only, "comma-separated parts: memcpy, norms, vit, gpt2", 0, -1},
         {"threads", CLI_INT, &threads, "OpenMP threads for derf, torch.set_num_threads for PyTorch", 1, 1024},
@@ -509,6 +514,7 @@ int cmd_bench(int argc, char **argv) {
         {"python", CLI_STR, &python, "interpreter for the PyTorch peers (tools/bench_torch.py)", 0, -1},
         {"torch-blas", CLI_INT, &torch_blas, "OPENBLAS_NUM_THREADS for PyTorch (0: 1 for norms and vit, --threads for gpt2)", 0, 1024},
         {"no-torch", CLI_FLAG, &no_torch, "skip the PyTorch peers", 0, -1},
+        {"quick", CLI_FLAG, &quick, "a seconds-long check of every part (rows 1024, cols 256, test presets, ViT batch 16, GPT-2 2 x 16, 3 reps after 1 warm-up); not for figures", 0, -1},
         {"min", CLI_FLAG, &stat_min, "report the fastest timed run, not the median (both sides; for a loaded machine)", 0, -1},
         {0},
     };

@@ -94,7 +94,7 @@ int dna_args_finish(dna_args *a, const char *cmd) {
     a->o.rc_aug = !a->no_rc_aug;
     a->o.seed = (uint64_t)a->seed;
     if (a->threads > 0) omp_set_num_threads(a->threads);
-    if (a->o.lr <= 0) a->o.lr = a->o.arch ? 8e-3f : 6e-4f;   /* speech-dna.md 2.1 / 3.1 */
+    if (a->o.lr <= 0) a->o.lr = a->o.arch ? 8e-3f : 6e-4f;   /* the paper's Table 20; docs/paper.md 5.5 / 5.6 */
     if (a->ft_lr <= 0) a->ft_lr = a->o.arch ? 2e-3f : 6e-4f;
     return 0;
 }

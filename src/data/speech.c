@@ -516,7 +516,7 @@ int derf_speech_build(const derf_speech_opts *o, derf_speech_stat *st, char *err
             size_t m;
             snprintf(path, sizeof path, "%s/sound/%s/%s", src, lev[i], langs[k]);
             char **f = list_dir(path, ".ogg", &m, err, errlen);
-            if (f) { files_total += m; free_list(f, m); }
+            if (f) { files_total += o->per_level > 0 && m > (size_t)o->per_level ? (size_t)o->per_level : m; free_list(f, m); }
         }
     int rc = 0;
     double t0 = (double)clock() / CLOCKS_PER_SEC, last = -1;
@@ -549,7 +549,8 @@ int derf_speech_build(const derf_speech_opts *o, derf_speech_stat *st, char *err
                     derf_dialogs_free(&dl);
                     continue;
                 }
-                for (size_t j = 0; j < m && !rc; j++) {
+                const size_t take = o->per_level > 0 && m > (size_t)o->per_level ? (size_t)o->per_level : m;
+                for (size_t j = 0; j < take && !rc; j++) {
                     char id[1024];
                     snprintf(id, sizeof id, "%.*s", (int)(strlen(f[j]) - 4), f[j]);
                     const derf_dialog *d = derf_dialogs_find(&dl, id);

@@ -1,5 +1,5 @@
 /* dit.c: DiT (facebookresearch/DiT models.py) in pixel space on the CPU ops, with any norm spec
- * without affine (recipe.md 3.2): presets, the paper's init rules per norm, tensor registration under
+ * without affine (docs/paper.md section 5.2): presets, the paper's init rules per norm, tensor registration under
  * DiT's state-dict names, forward and backward (mirrors of each other), config <-> metadata.
  *
  * Shape letters: B batch, T = (img/p)^2 tokens, D width, H = mlp_ratio*D, F freq_dim, K = chans*p*p,

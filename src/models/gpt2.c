@@ -1,4 +1,4 @@
-/* gpt2.c: GPT-2 as nanoGPT builds it (the paper's language-model runs, recipe.md section 3.3), on the
+/* gpt2.c: GPT-2 as nanoGPT builds it (the paper's language-model runs, docs/paper.md section 5.3), on the
  * CPU ops: config presets and checks, tensor registration under HF GPT2Model's names (Linear
  * weights in nn.Linear layout [out,in]; see derf/gpt2.h), nanoGPT init, forward and backward (mirrors
  * of each other, shape comments at each step), and the config <-> safetensors metadata mapping.

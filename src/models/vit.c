@@ -34,7 +34,7 @@ typedef struct {
 } vit_preset;
 
 /* The image presets are for the project's 28x28 grey datasets (MNIST, Fashion-MNIST). tiny uses 7x7
- * patches (16 + class token = 17 tokens: the PyTorch yardstick model of the design anchors, fast enough
+ * patches (16 + class token = 17 tokens: the PyTorch yardstick model of docs/performance.md's reference figures, fast enough
  * for the 15-minute compare); the larger ones 4x4 patches (49 + 1 = 50 tokens). Parameter counts are
  * with a derf norm (alpha, s, gamma, beta). */
 static const vit_preset PRESETS[] = {

@@ -24,7 +24,7 @@ void derf_dna_train_opts_default(derf_dna_train_opts *o) {
     o->epochs = 3;
     o->batch = 16;
     o->seq = 1024;
-    o->lr = 6e-4f;              /* HyenaDNA's pretraining and GB fine-tuning peak (speech-dna.md 2.1) */
+    o->lr = 6e-4f;              /* HyenaDNA's pretraining and GB fine-tuning peak (paper Table 20; docs/paper.md section 5.5) */
     o->min_lr = 1e-4f;
     o->weight_decay = 0.1f;
     o->beta1 = 0.9f;

@@ -26,7 +26,7 @@ void derf_lm_opts_default(derf_lm_opts *o) {
     o->batch = 8;
     o->seq = 0;                    /* block_size */
     o->accum = 1;
-    o->lr = 6e-4f;                 /* nanoGPT's GPT-2 peak and floor (recipe.md section 6) */
+    o->lr = 6e-4f;                 /* nanoGPT's GPT-2 peak and floor (docs/paper.md section 5.3) */
     o->min_lr = 6e-5f;
     o->weight_decay = 0.1f;
     o->beta1 = 0.9f;
