@@ -145,7 +145,11 @@ class Wav2Vec2(nn.Module):
         negs = q[neg.reshape(-1)].view(M, K, -1).permute(1, 0, 2)
         targets = torch.cat([q.unsqueeze(0), negs], dim=0)
         lg = torch.cosine_similarity(c, targets, dim=-1) / cfg["logit_temp"]
-        neg_is_pos = (q.unsqueeze(0) == negs).all(-1)
+        # fairseq masks a negative whose target vector equals the positive's; equal targets come from equal
+        # codes, so the mask is decided on the codes (as derf does): comparing the float vectors would depend
+        # on how the BLAS kernel rounds identical rows at different positions
+        codes = hard.argmax(-1).view(M, G)
+        neg_is_pos = (codes.unsqueeze(0) == codes[neg.reshape(-1)].view(M, K, G).permute(1, 0, 2)).all(-1)
         if neg_is_pos.any():
             lg[1:][neg_is_pos] = float("-inf")
         lg = lg.transpose(0, 1)

@@ -37,7 +37,7 @@ int dit_opts_table(dit_args *a, cli_opt *t, int max) {
         {"class-dropout", CLI_FLOAT, &a->o.class_dropout, "probability of the null label in training (for guidance)", 0, 0.99},
         {"diffusion-steps", CLI_INT, &a->o.T, "diffusion steps T of the linear schedule", 2, 100000},
         {"seed", CLI_INT, &a->seed, "random seed", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"train-limit", CLI_INT, &a->o.train_limit, "use only the first N training images (0: all)", 0, 100000000},
         {"eval-train-n", CLI_INT, &a->o.eval_train_n, "training images for the evaluation-mode training loss (0: skip)", 0, 100000000},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
@@ -148,7 +148,7 @@ int cmd_sample_dit(int argc, char **argv) {
     static dit_sample_args s;
     dit_sample_args_init(&s);
     const char *png = "samples.png", *raw = NULL, *labels = "cycle";
-    int nimg = 100, batch = 100, cols = 0, threads = 0;
+    int nimg = 100, cols = 0, threads = 0;
     cli_opt opts[32];
     int n = dit_sample_opts_table(&s, opts, 24);
     opts[n++] = (cli_opt){"n", CLI_INT, &nimg, "number of samples", 1, 10000000};
@@ -156,8 +156,7 @@ int cmd_sample_dit(int argc, char **argv) {
     opts[n++] = (cli_opt){"png", CLI_STR, &png, "sample grid (PNG; at most the first 1024 samples)", 0, -1};
     opts[n++] = (cli_opt){"cols", CLI_INT, &cols, "grid columns (0: the number of classes)", 0, 1024};
     opts[n++] = (cli_opt){"save", CLI_STR, &raw, "also write the samples and labels (safetensors: samples [n,1,H,W] in [-1,1], labels [n])", 0, -1};
-    opts[n++] = (cli_opt){"batch", CLI_INT, &batch, "model batch (guided sampling runs cond and uncond together)", 2, 65536};
-    opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "OpenMP threads (0: all cores)", 0, 1024};
+    opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "OpenMP threads, one sample each (0 or auto: every CPU this process may use; the samples do not depend on it)", 0, 1024};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"sample-dit", "CHECKPOINT [options]",
         "Sample a DiT checkpoint of 'derf train-dit' (DDPM ancestral or DDIM, classifier-free guidance, seeded)\n"
@@ -170,7 +169,7 @@ int cmd_sample_dit(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads(threads);
     char err[DERF_ERRLEN];
     derf_dit m;
-    if (derf_dit_load(&m, pos[0], batch, err, sizeof err)) return cli_fail("sample-dit", "%s", err);
+    if (derf_dit_load(&m, pos[0], 1, err, sizeof err)) return cli_fail("sample-dit", "%s", err);
     const derf_dit_config *c = &m.cfg;
     const size_t npix = (size_t)c->chans * c->img * c->img;
     int32_t *lab = malloc(sizeof(int32_t) * nimg);

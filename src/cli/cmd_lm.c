@@ -48,7 +48,7 @@ int lm_opts_table(lm_args *a, cli_opt *t, int max) {
         {"eval-windows", CLI_INT, &a->o.eval_windows, "fixed windows of --seq tokens per validation", 1, 1000000},
         {"no-eval-train", CLI_FLAG, &a->no_eval_train, "skip the evaluation-mode training loss at the end", 0, -1},
         {"seed", CLI_INT, &a->seed, "random seed (init and batches)", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"device", CLI_STR, &a->o.device, "cpu, or cuda (a GPU; needs a build with make CUDA=1; docs/cuda.md)", 0, -1},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},

@@ -24,7 +24,7 @@ int cmd_sample(int argc, char **argv) {
         {"seed", CLI_INT, &seed, "random seed", 0, 2147483647},
         {"length", CLI_INT, &length, "tokens to generate", 0, 1000000},
         {"gpt2", CLI_STR, &gpt2, "folder with encoder.json and vocab.bpe (default $DERF_GPT2_DIR or " DERF_GPT2_DIR ")", 0, -1},
-        {"threads", CLI_INT, &threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {0},
     };
     const cli_cmd cmd = {"sample", "CHECKPOINT [options]",

@@ -49,7 +49,7 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
         {"train-limit", CLI_INT, &a->o.train_limit, "fine-tuning: use at most this many training sequences (0: all)", 0, 100000000},
         {"eval-limit", CLI_INT, &a->o.eval_limit, "fine-tuning: at most this many val and test sequences, evenly spaced (0: all)", 0, 100000000},
         {"seed", CLI_INT, &a->seed, "random seed (init, batches, augmentation)", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };

@@ -47,6 +47,7 @@ static int set_value(const cli_cmd *cmd, const cli_opt *o, const char *v) {
     char *end;
     errno = 0;
     if (o->type == CLI_INT) {
+        if (!strcmp(o->name, "threads") && !strcmp(v, "auto")) v = "0"; /* --threads auto is --threads 0 */
         long x = strtol(v, &end, 10);
         if (end == v || *end || errno) return cli_fail(cmd->name, "--%s needs an integer, not '%s'", o->name, v) ? -1 : -1;
         if (o->min <= o->max && (x < o->min || x > o->max))

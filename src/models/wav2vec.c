@@ -587,7 +587,7 @@ derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const
         cp += exp(h);
     }
     o.code_ppl = (float)cp;
-    o.contrastive = derf_infonce(a->logits, &o.correct, NULL, NULL, a->c, a->q, a->neg, M, Fd, K, c->logit_temp, 0);
+    o.contrastive = derf_infonce(a->logits, &o.correct, NULL, NULL, a->c, a->q, a->idx, G, a->neg, M, Fd, K, c->logit_temp, 0);
     o.loss = o.contrastive + (double)M * (c->div_weight * o.diversity + c->pen_weight * o.feature_pen);
     return o;
 }
@@ -617,7 +617,7 @@ void derf_w2v_backward(derf_w2v *m, float scale) {
     /* InfoNCE -> predictions and targets */
     memset(a->dc, 0, (size_t)M * Fd * sizeof(float));
     memset(a->dq, 0, (size_t)M * Fd * sizeof(float));
-    derf_infonce(a->logits, NULL, a->dc, a->dq, a->c, a->q, a->neg, M, Fd, K, c->logit_temp, s);
+    derf_infonce(a->logits, NULL, a->dc, a->dq, a->c, a->q, a->idx, G, a->neg, M, Fd, K, c->logit_temp, s);
     memset(a->dcm, 0, (size_t)M * d * sizeof(float));
     derf_linear_backward(a->dcm, gw.fp_w, gw.fp_b, a->dc, a->cm, w.fp_w, M, d, Fd);
     memset(a->dqraw, 0, (size_t)M * Fd * sizeof(float));

@@ -116,8 +116,17 @@ static void cos_backward(float *da, float *db, const float *a, const float *b, d
     }
 }
 
+/* Does target row r carry the same code in every group as row m? Identical codes give identical targets by
+ * construction (the same codebook entries through the same projection), so this is fairseq's "negative equals
+ * the positive" without comparing floats that a BLAS kernel may round differently at different row positions. */
+static int same_codes(const int32_t *codes, int G, int r, int m) {
+    for (int g = 0; g < G; g++)
+        if (codes[(size_t)r * G + g] != codes[(size_t)m * G + g]) return 0;
+    return 1;
+}
+
 double derf_infonce(float *logits, int *correct, float *dc, float *dq, const float *c, const float *q,
-                    const int32_t *neg, int M, int F, int K, float temp, float scale) {
+                    const int32_t *codes, int G, const int32_t *neg, int M, int F, int K, float temp, float scale) {
     double loss = 0;
     int corr = 0;
     double cosv[K + 1], pr[K + 1];
@@ -128,7 +137,7 @@ double derf_infonce(float *logits, int *correct, float *dc, float *dq, const flo
         for (int j = 0; j <= K; j++) {
             const int r = j ? neg[(size_t)m * K + j - 1] : m;
             const float *qr = q + (size_t)r * F;
-            if (j && !memcmp(qr, q + (size_t)m * F, (size_t)F * sizeof(float))) {
+            if (j && same_codes(codes, G, r, m)) {
                 lg[j] = -INFINITY;
                 cosv[j] = 0;
                 continue;
