@@ -142,6 +142,8 @@ int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
     return 0;
 }
 
+char **cli_kept_args; /* the stored argument list of a --resume (see below); global so it stays reachable */
+
 int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx,
                         const char **out, const char *out_default, int *max_steps, const char **resume, char **stored) {
     char *pos[1], **av;
@@ -152,9 +154,7 @@ int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)
         return 0;
     }
     if ((rc = cli_stored_args(cmd->name, *resume, &m, &av))) return rc;
-    static char **kept; /* the options parsed from av point into its strings: they live as long as the process */
-    kept = av;
-    (void)kept;
+    cli_kept_args = av; /* the options parsed from av point into its strings: they live as long as the process */
     reset(ctx); /* the original options, then the ones given now */
     if (cli_parse(cmd, m, av, pos, 0, &npos)) return 2;
     *out = out_default;

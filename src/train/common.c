@@ -62,7 +62,7 @@ int derf_ckpt_check_values(const char *name, const float *x, size_t n, int nonne
         float v = x[i];
         if (!allow_nonfinite && !isfinite(v)) {
             derf_io_errf(err, errlen, "%s: tensor '%.80s' holds %s at element %zu: the weights are not finite (a diverged "
-                         "run?); --allow-nonfinite loads them anyway", path, name, isnan(v) ? "NaN" : "an infinity", i);
+                         "run?); eval, fd, sample and sample-dit load them with --allow-nonfinite", path, name, isnan(v) ? "NaN" : "an infinity", i);
             return -1;
         }
         if (nonneg && v < 0) {
