@@ -2,6 +2,9 @@
 # installs the Debian/npm packages the project needs (as root; does nothing when they are there).
 # `make CUDA=1` adds the CUDA backend (src/cuda/*.cu, nvcc, cuBLAS/cuBLASLt) to ./derf and builds
 # the GPU check program build/cuda/cuda_check (docs/cuda.md); it needs nvcc, not a GPU.
+ifeq ($(SANITIZE),1)
+include mk/sanitize.mk
+else
 CC      ?= gcc
 ARCH    ?= -march=native -mprefer-vector-width=512
 OPT     ?= -O3
@@ -160,3 +163,6 @@ clean-cuda:
 	rm -rf build/src/cuda build/cuda build/libderf-cuda.a
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+include mk/fuzz.mk
+endif # SANITIZE

@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential pkg-config libopenblas-dev libopenblas0-openmp libcmocka-dev libcjson-dev \
 zlib1g-dev libpcre2-dev libstb-dev libsndfile1-dev libsamplerate0-dev libfftw3-dev python3-torch python3-numpy \
 dataset-fashion-mnist bible-kjv fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl libopenmpi-dev openmpi-bin \
-maffilter-examples ragout-examples"
+maffilter-examples ragout-examples clang libclang-rt-14-dev libomp-14-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

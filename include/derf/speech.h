@@ -20,6 +20,7 @@
 #define DERF_SPEECH_SRC "/usr/share/games/fillets-ng" /* where fillets-ng-data installs the game */
 #define DERF_SPEECH_RATE 16000
 #define DERF_SPEECH_MAGIC "DERFWAV1"
+#define DERF_SPEECH_MAX_SAMPLES ((unsigned long long)1 << 40) /* 2 TB of int16 audio: a sanity bound */
 #define DERF_SPEECH_HEADER_BYTES 32
 
 enum { DERF_SPLIT_TRAIN, DERF_SPLIT_VAL, DERF_SPLIT_TEST };

@@ -3,6 +3,7 @@
  * optionally the raw samples) and `derf fd` (FD-FMNIST of saved samples, or of noise / the train split as
  * sanity checks). Also the option tables `derf compare --model dit` reuses. */
 #include <omp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +149,7 @@ int cmd_sample_dit(int argc, char **argv) {
     static dit_sample_args s;
     dit_sample_args_init(&s);
     const char *png = "samples.png", *raw = NULL, *labels = "cycle";
-    int nimg = 100, cols = 0, threads = 0;
+    int nimg = 100, cols = 0, threads = 0, allow_nf = 0;
     cli_opt opts[32];
     int n = dit_sample_opts_table(&s, opts, 24);
     opts[n++] = (cli_opt){"n", CLI_INT, &nimg, "number of samples", 1, 10000000};
@@ -157,6 +158,7 @@ int cmd_sample_dit(int argc, char **argv) {
     opts[n++] = (cli_opt){"cols", CLI_INT, &cols, "grid columns (0: the number of classes)", 0, 1024};
     opts[n++] = (cli_opt){"save", CLI_STR, &raw, "also write the samples and labels (safetensors: samples [n,1,H,W] in [-1,1], labels [n])", 0, -1};
     opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "OpenMP threads, one sample each (0 or auto: every CPU this process may use; the samples do not depend on it)", 0, 1024};
+    opts[n++] = (cli_opt){"allow-nonfinite", CLI_FLAG, &allow_nf, "load a checkpoint whose weights hold NaN or Inf (refused by default)", 0, -1};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"sample-dit", "CHECKPOINT [options]",
         "Sample a DiT checkpoint of 'derf train-dit' (DDPM ancestral or DDIM, classifier-free guidance, seeded)\n"
@@ -166,6 +168,7 @@ int cmd_sample_dit(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1) return cli_fail("sample-dit", "which checkpoint? e.g. derf sample-dit runs/dit/model_ema.safetensors");
     if ((rc = dit_sample_args_finish(&s, "sample-dit"))) return rc;
+    derf_ckpt_allow_nonfinite(allow_nf);
     if (threads > 0) omp_set_num_threads(threads);
     char err[DERF_ERRLEN];
     derf_dit m;
@@ -213,7 +216,7 @@ out:
 
 int cmd_fd(int argc, char **argv) {
     const char *clf = NULL, *data = "fashion-mnist", *samples = NULL;
-    int noise = 0, train = 0, limit = 10000;
+    int noise = 0, train = 0, limit = 10000, allow_nf = 0;
     const cli_opt opts[] = {
         {"classifier", CLI_STR, &clf, "the frozen feature extractor: a ViT checkpoint of 'derf train' (required)", 0, -1},
         {"data", CLI_STR, &data, "fashion-mnist, mnist, or a folder with IDX files (reference: its test split)", 0, -1},
@@ -221,6 +224,7 @@ int cmd_fd(int argc, char **argv) {
         {"noise", CLI_FLAG, &noise, "sanity check: FD of uniform noise images", 0, -1},
         {"train", CLI_FLAG, &train, "sanity check: FD of the first N training images", 0, -1},
         {"n", CLI_INT, &limit, "images for --noise / --train", 2, 10000000},
+        {"allow-nonfinite", CLI_FLAG, &allow_nf, "load a classifier whose weights hold NaN or Inf (refused by default)", 0, -1},
         {0},
     };
     const cli_cmd cmd = {"fd", "--classifier CKPT (--samples FILE | --noise | --train) [options]",
@@ -232,6 +236,7 @@ int cmd_fd(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (!clf) return cli_fail("fd", "--classifier is required (train one with: derf train --norm layernorm --out runs/fd-clf)");
     if ((samples != NULL) + noise + train != 1) return cli_fail("fd", "give exactly one of --samples, --noise, --train");
+    derf_ckpt_allow_nonfinite(allow_nf);
     char err[DERF_ERRLEN];
     static derf_fd_ctx ctx;
     if (derf_fd_open(&ctx, clf, data, err, sizeof err)) return cli_fail("fd", "%s", err);
@@ -252,6 +257,12 @@ int cmd_fd(int argc, char **argv) {
         x = malloc(sizeof(float) * np * n);
         if (x) memcpy(x, t->data, sizeof(float) * np * n);
         derf_safetensors_free(&st);
+        for (size_t i = 0; x && i < np * (size_t)n; i++)
+            if (!isfinite(x[i])) {
+                free(x); derf_fd_close(&ctx);
+                return cli_fail("fd", "%s: 'samples' holds a NaN or infinite value (image %zu): diverged samples have no "
+                                "Frechet distance", samples, i / np);
+            }
     } else {
         n = limit;
         x = malloc(sizeof(float) * np * n);

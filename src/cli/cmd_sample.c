@@ -9,13 +9,14 @@
 #include <sys/stat.h>
 #include "cli/cli.h"
 #include "derf/io.h"
+#include "derf/train.h"
 #include "derf/lm.h"
 #include "derf/tokenizer.h"
 
 int cmd_sample(int argc, char **argv) {
     const char *prompt = "", *gpt2 = NULL;
     float temperature = 0.8f, top_p = 1.0f;
-    int top_k = 200, seed = 0, length = 200, threads = 0;
+    int top_k = 200, seed = 0, length = 200, threads = 0, allow_nf = 0;
     const cli_opt opts[] = {
         {"prompt", CLI_STR, &prompt, "text to continue (it follows an <|endoftext|>, as a document start does)", 0, -1},
         {"temperature", CLI_FLOAT, &temperature, "softmax temperature (0: greedy)", 0, 100},
@@ -25,6 +26,7 @@ int cmd_sample(int argc, char **argv) {
         {"length", CLI_INT, &length, "tokens to generate", 0, 1000000},
         {"gpt2", CLI_STR, &gpt2, "folder with encoder.json and vocab.bpe (default $DERF_GPT2_DIR or " DERF_GPT2_DIR ")", 0, -1},
         {"threads", CLI_INT, &threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
+        {"allow-nonfinite", CLI_FLAG, &allow_nf, "load a checkpoint whose weights hold NaN or Inf (refused by default)", 0, -1},
         {0},
     };
     const cli_cmd cmd = {"sample", "CHECKPOINT [options]",
@@ -36,6 +38,7 @@ int cmd_sample(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1) return cli_fail("sample", "give one checkpoint (a .safetensors file or a run folder); see 'derf sample --help'");
     if (threads > 0) omp_set_num_threads(threads);
+    derf_ckpt_allow_nonfinite(allow_nf);
     char path[1200], err[DERF_ERRLEN];
     struct stat sb;
     if (stat(pos[0], &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(path, sizeof path, "%s/model.safetensors", pos[0]);
@@ -58,7 +61,7 @@ int cmd_sample(int argc, char **argv) {
     } else {
         int32_t *ctx = malloc(sizeof(int32_t) * (ids.n + 1)), *outv = malloc(sizeof(int32_t) * ((size_t)length + 1));
         ctx[0] = eot;
-        memcpy(ctx + 1, ids.ids, sizeof(int32_t) * ids.n);
+        if (ids.n) memcpy(ctx + 1, ids.ids, sizeof(int32_t) * ids.n); /* an empty prompt has no id array */
         derf_lm_sample_opts so = {temperature, top_k, top_p, (uint64_t)seed, DERF_GPT2_VOCAB};
         if (derf_lm_sample(&m, ctx, (int)ids.n + 1, length, &so, outv, err, sizeof err)) {
             rc = cli_fail("sample", "%s", err);

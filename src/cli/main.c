@@ -94,6 +94,7 @@ int main(int argc, char **argv) {
      * Set before any OpenMP region so the worker threads inherit it. */
     _mm_setcsr(_mm_getcsr() | 0x8040);
 #endif
+    derf_io_cleanup_on_signals(); /* temp files removed on SIGINT/SIGTERM; ulimit -f gives EFBIG, not SIGXFSZ */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         if (argc >= 3 && !strcmp(argv[1], "help")) {
             for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)

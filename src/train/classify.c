@@ -148,9 +148,8 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     if (cuda && derf_vit_cuda_attach(NULL, 1, NULL, err, errlen)) return -1; /* is a GPU usable at all? */
     derf_dataset tr, te;
     if (load_data(o, &tr, &te, err, errlen)) return -1;
-    if (tr.rows != o->model.img || tr.cols != o->model.img) {
-        derf_io_errf(err, errlen, "the data has %dx%d images but the model expects %dx%d (--img)", tr.rows, tr.cols,
-                     o->model.img, o->model.img);
+    if (derf_dataset_expect(&tr, o->model.img, o->model.classes, "training", "the model (--img)", err, errlen) ||
+        derf_dataset_expect(&te, o->model.img, o->model.classes, "test", "the model (--img)", err, errlen)) {
         derf_dataset_free(&tr); derf_dataset_free(&te);
         return -1;
     }
@@ -319,7 +318,7 @@ int derf_vit_load(derf_vit *m, const char *path, int max_batch, char *err, size_
     if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
     int rc = derf_vit_config_from_meta(&cfg, st_meta, &st, e, sizeof e) || derf_vit_build(m, &cfg, max_batch, e, sizeof e);
     if (rc) derf_io_errf(err, errlen, "%s: %s", path, e);
-    else if ((rc = derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen))) derf_vit_free(m);
+    else if ((rc = derf_ckpt_load_model(&st, &m->params, path, err, errlen))) derf_vit_free(m);
     derf_safetensors_free(&st);
     return rc ? -1 : 0;
 }

@@ -433,7 +433,7 @@ int derf_dit_load(derf_dit *m, const char *path, int max_batch, char *err, size_
     if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
     int rc = derf_dit_config_from_meta(&cfg, st_meta, &st, err, errlen);
     if (!rc) rc = derf_dit_build(m, &cfg, max_batch, err, errlen);
-    if (!rc && (rc = derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen))) derf_dit_free(m);
+    if (!rc && (rc = derf_ckpt_load_model(&st, &m->params, path, err, errlen))) derf_dit_free(m);
     derf_safetensors_free(&st);
     return rc;
 }

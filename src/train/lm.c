@@ -391,7 +391,7 @@ int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *
     if (derf_gpt2_config_from_meta(&cfg, st_get, &st, e, sizeof e)) {
         derf_io_errf(err, errlen, "%s: %s", path, e);
     } else if (!derf_gpt2_build(m, &cfg, max_batch, max_T > 0 ? max_T : cfg.block_size, err, errlen)) {
-        if (derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen)) {
+        if (derf_ckpt_load_model(&st, &m->params, path, err, errlen)) {
             derf_gpt2_free(m);
         } else {
             rc = 0;

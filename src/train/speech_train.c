@@ -241,6 +241,19 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
         derf_io_errf(err, errlen, "--batch must be in 1..256 and --steps at least 1");
         return -1;
     }
+    if (derf_w2v_frames(&o->model, o->crop) < 2 * o->model.mask_len) {
+        int lo = 1, hi = 1 << 24; /* the shortest crop that gives enough frames (frames grow with the crop) */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (derf_w2v_frames(&o->model, mid) < 2 * o->model.mask_len) lo = mid + 1;
+            else hi = mid;
+        }
+        int need = lo;
+        derf_io_errf(err, errlen, "--crop %d gives %d frames after the feature encoder; the masking needs at least %d "
+                     "(use --crop %d or more)", o->crop, derf_w2v_frames(&o->model, o->crop),
+                     2 * o->model.mask_len, need);
+        return -1;
+    }
     if (o->min_samples > o->crop || derf_w2v_frames(&o->model, o->min_samples) < 2 * o->model.mask_len) {
         derf_io_errf(err, errlen, "--min-samples %d must be at most --crop %d and give at least %d frames", o->min_samples,
                      o->crop, 2 * o->model.mask_len);
@@ -248,6 +261,12 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
     }
     derf_speech_corpus c;
     if (derf_speech_read(o->data, &c, err, errlen)) return -1;
+    if (c.rate != DERF_SPEECH_RATE) {
+        derf_io_errf(err, errlen, "%s: the corpus is sampled at %d Hz; wav2vec 2.0 trains on %d Hz audio (rebuild it with "
+                     "'derf data speech')", o->data, c.rate, DERF_SPEECH_RATE);
+        derf_speech_free(&c);
+        return -1;
+    }
     utt_list tr = pick(&c, DERF_SPLIT_TRAIN, o->min_samples, 0), va = pick(&c, DERF_SPLIT_VAL, o->min_samples, o->val_utts);
     utt_list te = pick(&c, DERF_SPLIT_TRAIN, o->min_samples, o->train_eval_utts);
     int rc = -1;
