@@ -23,6 +23,8 @@ void derf_linear_backward_set(float *dinp, float *dw, float *db, const float *do
 typedef enum { DERF_GELU_TANH, DERF_GELU_ERF } derf_gelu_kind;
 void derf_gelu_forward(float *out, const float *inp, size_t n, derf_gelu_kind kind);
 void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind);
+/* The same writing dinp = gelu'(inp) * dout instead of adding (no zeroing pass; dinp may be dout itself). */
+void derf_gelu_backward_set(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind);
 
 /* Multi-head softmax attention on packed qkv[B,T,3C] (q | k | v, head h uses channels h*hs..).
  * out[B,T,C]; att[B,NH,T,T] saves the softmax probabilities for backward (zero above the
