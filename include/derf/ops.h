@@ -34,6 +34,9 @@ void derf_attention_forward(float *out, float *att, const float *qkv,
 /* datt_scratch: B*NH*T*T floats of scratch. */
 void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout,
                              const float *qkv, const float *att, int B, int T, int C, int NH, int causal);
+/* The same writing dqkv instead of adding into it (no zeroing pass). */
+void derf_attention_backward_set(float *dqkv, float *datt_scratch, const float *dout,
+                                 const float *qkv, const float *att, int B, int T, int C, int NH, int causal);
 
 /* Token + learned position embedding: out[B,T,C] = wte[tok[b,t]] + wpe[t] (wpe may be NULL). */
 void derf_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,

@@ -10,6 +10,7 @@
  * tables to stdout. Nothing here asserts a timing: benchmarks are not tests (docs/performance.md). */
 #include <ctype.h>
 #include <math.h>
+#include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -478,6 +479,41 @@ static void vit_step(void *c) {
     derf_adamw_step(&m->params, &k->a, ++k->step);
 }
 
+/* The ViT step's matrix products: every Linear's forward, input-gradient and weight-gradient products
+ * (2 N C OC flops each; the patch embedding and the head included) and the attention's QK^T and AV
+ * products and their gradients. useful = their flops per step; the reference runs the Linears' sgemm
+ * calls alone, at the same shapes, with the same threads: ref GFLOP/s = what OpenBLAS reaches on them. */
+typedef struct { int N, C, OC; } gemm_shape;
+
+static int vit_gemms(const derf_vit_config *c, int T, int B, gemm_shape *g, double *attn_flops) {
+    const int D = c->dim, H = c->mlp_ratio * D, BT = B * T, P = (c->img / c->patch) * (c->img / c->patch);
+    int n = 0;
+    g[n++] = (gemm_shape){B * P, c->chans * c->patch * c->patch, D};
+    g[n++] = (gemm_shape){B, D, c->classes};
+    for (int l = 0; l < c->depth; l++) {
+        g[n++] = (gemm_shape){BT, D, 3 * D};
+        g[n++] = (gemm_shape){BT, D, D};
+        g[n++] = (gemm_shape){BT, D, H};
+        g[n++] = (gemm_shape){BT, H, D};
+    }
+    /* QK^T and AV: 2 T T hs flops each per (b, head), times 3 (forward, two gradients) */
+    *attn_flops = (double)c->depth * 3 * 2 * 2 * (double)B * T * T * D;
+    return n;
+}
+
+typedef struct { const gemm_shape *g; int n; float *a, *b, *c; } gemm_ctx;
+
+static void gemm_run(void *p) {
+    gemm_ctx *k = p;
+    for (int i = 0; i < k->n; i++) {
+        const gemm_shape *s = &k->g[i];
+        /* forward out = in w^T, input gradient din = dout w, weight gradient dw = dout^T in */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->N, s->OC, s->C, 1.f, k->a, s->C, k->b, s->C, 0.f, k->c, s->OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->N, s->C, s->OC, 1.f, k->c, s->OC, k->b, s->C, 0.f, k->a, s->C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->OC, s->C, s->N, 1.f, k->c, s->OC, k->a, s->C, 0.f, k->b, s->C);
+    }
+}
+
 static int bench_vit(peer_t *peer, const char *preset, const char *list, int B, int warmup, int reps) {
     derf_norm_spec specs[MAX_SPECS];
     char names[MAX_SPECS][64], canon[MAX_SPECS][256], err[512];
@@ -520,6 +556,25 @@ static int bench_vit(peer_t *peer, const char *preset, const char *list, int B, 
     append_specs(args, sizeof args, canon, ns);
     double load[2];
     if (!rc) run_models(peer, blas, "vit", args, ns, ctx, vit_step, 0, warmup, reps, ours, torch, load);
+    gemm_shape gs[4 + 4 * 64];
+    double attn_flops = 0, lin_flops = 0, gemm_ms = NAN;
+    int ng = cfg.depth <= 64 && built ? vit_gemms(&cfg, ms[0].T, B, gs, &attn_flops) : 0;
+    if (ng) {
+        size_t big = 0;
+        for (int i = 0; i < ng; i++) {
+            lin_flops += 6.0 * gs[i].N * gs[i].C * gs[i].OC;
+            size_t z = (size_t)gs[i].N * (gs[i].C > gs[i].OC ? gs[i].C : gs[i].OC);
+            if (z > big) big = z;
+            if ((size_t)gs[i].C * gs[i].OC > big) big = (size_t)gs[i].C * gs[i].OC;
+        }
+        gemm_ctx g = {gs, ng, malloc(big * sizeof(float)), malloc(big * sizeof(float)), malloc(big * sizeof(float))};
+        fill(g.a, big, -1, 1, 21);
+        fill(g.b, big, -1, 1, 22);
+        fill(g.c, big, -1, 1, 23);
+        fprintf(stderr, "[bench] vit: the Linears' sgemm calls alone ...\n");
+        gemm_ms = median_ms(gemm_run, &g, warmup, reps);
+        free(g.a); free(g.b); free(g.c);
+    }
     for (int i = 0; i < built; i++) derf_vit_free(&ms[i]);
     free(ms); free(ks);
     free(img); free(dlogits); free(labels);
@@ -539,6 +594,16 @@ static int bench_vit(peer_t *peer, const char *preset, const char *list, int B, 
                fmt(c3, sizeof c3, "%.2fx", torch[i][0] / ours[i][0]), ours[i][1], fmt(c4, sizeof c4, "%.2f", torch[i][1]),
                fmt(c5, sizeof c5, "%.2fx", torch[i][1] / ours[i][1]));
         summary_add("vit", names[i], ours[i], torch[i]);
+    }
+    if (ng) {
+        const double useful = lin_flops + attn_flops, ref = lin_flops / (gemm_ms * 1e-3) / 1e9;
+        printf("matrix products: %.3f GFLOP per step (Linears %.3f, attention %.3f); the Linears' sgemm calls alone at the\n"
+               "same shapes: %.2f ms = %.1f GFLOP/s (the reference)\n", useful / 1e9, lin_flops / 1e9, attn_flops / 1e9, gemm_ms, ref);
+        printf("useful GFLOP/s of the step (its matrix products over its wall time), and as a fraction of the reference:");
+        for (int i = 0; i < ns; i++)
+            printf("%s %s %.1f (%.0f%%)", i ? "," : "", names[i], useful / (ours[i][0] * 1e-3) / 1e9,
+                   100 * useful / (ours[i][0] * 1e-3) / 1e9 / ref);
+        printf("\n");
     }
     fflush(stdout);
     return 0;

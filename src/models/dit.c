@@ -627,8 +627,7 @@ void derf_dit_backward(derf_dit *m, const float *dout, int B) {
         /* attention branch */
         gate_bwd(a.dbr, a.dmod + 2 * D, a.dres, z.mod + 2 * D, z.pa, B, T, D, S);
         derf_linear_backward_set(a.datty, bg.proj_w, bg.proj_b, a.dbr, z.atty, bw.proj_w, BT, D, D);
-        memset(a.dqkv, 0, 3 * btd * sizeof(float));
-        derf_attention_backward(a.dqkv, a.datt, a.datty, z.qkv, z.att, B, T, D, NH, 0);
+        derf_attention_backward_set(a.dqkv, a.datt, a.datty, z.qkv, z.att, B, T, D, NH, 0);
         derf_linear_backward_set(a.dh, bg.qkv_w, bg.qkv_b, a.dqkv, z.h1, bw.qkv_w, BT, D, 3 * D);
         modulate_bwd(a.dn, a.dmod, a.dmod + D, a.dh, z.n1, z.mod + D, B, T, D, S);
         derf_norm_backward(ns, a.dres, bg.n1, a.dn, z.x, bw.n1, z.st1, BT, D);         /* dres = dL/dx */

@@ -648,8 +648,7 @@ void derf_w2v_backward(derf_w2v *m, float scale) {
         derf_norm_backward(&c->norm, a->dres, lg.n2, a->dln, a->mid[l], lw.n2, a->st2[l], (int)BT, d);
         /* dres = d mid = d res[l] (residual) + attention branch */
         derf_linear_backward_set(a->datty, lg.out_w, lg.out_b, a->dres, a->atty[l], lw.out_w, (int)BT, d, d);
-        memset(a->dqkv, 0, 3 * BT * d * sizeof(float));
-        derf_attention_backward(a->dqkv, a->datt, a->datty, a->qkv[l], a->att[l], B, T, d, NH, 0);
+        derf_attention_backward_set(a->dqkv, a->datt, a->datty, a->qkv[l], a->att[l], B, T, d, NH, 0);
         derf_linear_backward_set(a->dln, lg.qkv_w, lg.qkv_b, a->dqkv, a->n1[l], lw.qkv_w, (int)BT, d, 3 * d);
         derf_norm_backward(&c->norm, a->dres, lg.n1, a->dln, a->res[l], lw.n1, a->st1[l], (int)BT, d);
     }
