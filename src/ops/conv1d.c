@@ -15,34 +15,49 @@ int derf_conv1d_len(int T, int K, int S, int P) {
     return span < 0 ? 0 : span / S + 1;
 }
 
-/* cols[t, i*K + k] = x[t*S - P + k, g*Ig + i] (zero outside [0, T)); x is one sample [T, Cin]. */
+/* cols[t, i*K + k] = x[t*S - P + k, g*Ig + i] (zero outside [0, T)); x is one sample [T, Cin]. Through the
+ * group's input transposed, xt[i, u] = x[u - P, g*Ig + i] for the U = (To-1)*S + K padded frames the windows
+ * span: each cols row is then Ig contiguous copies of K values (x's channels-last rows would make every
+ * write a stride-K scatter). */
 static void im2col(float *cols, const float *x, int T, int Cin, int K, int S, int P, int Ig, int g, int To) {
+    const int U = (To - 1) * S + K;
+    if (Cin == 1 && P == 0) { /* one channel, no padding: x is its own transpose */
+        for (int t = 0; t < To; t++) memcpy(cols + (size_t)t * K, x + (size_t)t * S, (size_t)K * sizeof(float));
+        return;
+    }
+    float *xt = malloc(sizeof(float) * (size_t)Ig * U);
+    for (int u = 0; u < U; u++) {
+        const int tt = u - P;
+        const float *src = tt >= 0 && tt < T ? x + (size_t)tt * Cin + (size_t)g * Ig : NULL;
+        for (int i = 0; i < Ig; i++) xt[(size_t)i * U + u] = src ? src[i] : 0.0f;
+    }
     for (int t = 0; t < To; t++) {
         float *row = cols + (size_t)t * Ig * K;
-        int t0 = t * S - P;
-        for (int k = 0; k < K; k++) {
-            int tt = t0 + k;
-            if (tt < 0 || tt >= T) {
-                for (int i = 0; i < Ig; i++) row[i * K + k] = 0.0f;
-                continue;
-            }
-            const float *src = x + (size_t)tt * Cin + (size_t)g * Ig;
-            for (int i = 0; i < Ig; i++) row[i * K + k] = src[i];
-        }
+        for (int i = 0; i < Ig; i++) memcpy(row + (size_t)i * K, xt + (size_t)i * U + (size_t)t * S, (size_t)K * sizeof(float));
     }
+    free(xt);
 }
 
+/* dx[t*S - P + k, g*Ig + i] += dcols[t, i*K + k], through the transposed form as im2col */
 static void col2im_add(float *dx, const float *dcols, int T, int Cin, int K, int S, int P, int Ig, int g, int To) {
+    const int U = (To - 1) * S + K;
+    float *dxt = calloc((size_t)Ig * U, sizeof(float));
     for (int t = 0; t < To; t++) {
         const float *row = dcols + (size_t)t * Ig * K;
-        int t0 = t * S - P;
-        for (int k = 0; k < K; k++) {
-            int tt = t0 + k;
-            if (tt < 0 || tt >= T) continue;
-            float *dst = dx + (size_t)tt * Cin + (size_t)g * Ig;
-            for (int i = 0; i < Ig; i++) dst[i] += row[i * K + k];
+        for (int i = 0; i < Ig; i++) {
+            float *d = dxt + (size_t)i * U + (size_t)t * S;
+            const float *r = row + (size_t)i * K;
+            #pragma omp simd
+            for (int k = 0; k < K; k++) d[k] += r[k];
         }
     }
+    for (int u = 0; u < U; u++) {
+        const int tt = u - P;
+        if (tt < 0 || tt >= T) continue;
+        float *dst = dx + (size_t)tt * Cin + (size_t)g * Ig;
+        for (int i = 0; i < Ig; i++) dst[i] += dxt[(size_t)i * U + u];
+    }
+    free(dxt);
 }
 
 /* wp[o, k*Cin + i] = w[o, i*K + k] (dir 0); dir 1: w[o, i*K + k] += wp[o, k*Cin + i] */
