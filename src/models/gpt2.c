@@ -461,8 +461,7 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
         layer_acts(&a, l, &y);
         /* MLP branch: dres = dL/dxout[B,T,C]; the identity path keeps it, ln_2's input gradient adds */
         derf_linear_backward_set(a.dfcg, bg.mproj_w, bg.mproj_b, a.dres, y.fcg, bw.mproj_w, BT, H, C); /* dfcg[B,T,H] */
-        memset(a.dfch, 0, bth * sizeof(float));
-        derf_gelu_backward(a.dfch, a.dfcg, y.fch, bth, DERF_GELU_TANH);                          /* dfch[B,T,H] */
+        derf_gelu_backward_set(a.dfch, a.dfcg, y.fch, bth, DERF_GELU_TANH);                         /* dfch[B,T,H] */
         derf_linear_backward_set(a.dln, bg.fc_w, bg.fc_b, a.dfch, y.ln2, bw.fc_w, BT, C, H);          /* dln2[B,T,C] */
         derf_norm_backward(ns, a.dres, bg.ln2, a.dln, y.xmid, bw.ln2, y.st2, BT, C);               /* dres = dL/dxmid */
         /* attention branch: dres = dL/dxmid[B,T,C] -> dL/dx */
