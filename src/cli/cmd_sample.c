@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "derf/io.h"
 #include "derf/lm.h"
+#include "derf/textdata.h"
 #include "derf/tokenizer.h"
 
 int cmd_sample(int argc, char **argv) {
@@ -43,6 +44,24 @@ int cmd_sample(int argc, char **argv) {
     derf_gpt2 m;
     int data_vocab;
     if (derf_lm_load(&m, path, 1, 0, &data_vocab, err, sizeof err)) return cli_fail("sample", "%s", err);
+    if (data_vocab == DERF_BYTE_VOCAB) { /* a byte-level model (train-lm --text bytes): bytes in, bytes out */
+        const size_t np = strlen(prompt);
+        int32_t *ctx = malloc(sizeof(int32_t) * (np + 1)), *outv = malloc(sizeof(int32_t) * ((size_t)length + 1));
+        ctx[0] = DERF_BYTE_EOT;
+        for (size_t i = 0; i < np; i++) ctx[i + 1] = (unsigned char)prompt[i];
+        derf_lm_sample_opts so = {temperature, top_k, top_p, (uint64_t)seed, DERF_BYTE_VOCAB};
+        rc = derf_lm_sample(&m, ctx, (int)np + 1, length, &so, outv, err, sizeof err);
+        if (rc) rc = cli_fail("sample", "%s", err);
+        else {
+            fwrite(prompt, 1, np, stdout);
+            for (int i = 0; i < length; i++) fputc(outv[i], stdout);
+            fputc('\n', stdout);
+        }
+        free(ctx);
+        free(outv);
+        derf_gpt2_free(&m);
+        return rc;
+    }
     if (data_vocab < DERF_GPT2_VOCAB) {
         derf_gpt2_free(&m);
         return cli_fail("sample", "%s was trained on a vocabulary of %d tokens, not GPT-2's %d: its ids cannot be "
