@@ -93,7 +93,8 @@ int derf_lm_read_data(const derf_lm_opts *o, int T, derf_shard *tr, derf_shard *
  * In a data-parallel run (derf/dist.h) every process must call it: the windows are split over them. */
 float derf_lm_eval_loss(derf_gpt2 *m, const derf_shard *s, int T, int nwin);
 
-/* Loads a GPT-2 checkpoint (model.safetensors or state.safetensors of a run) into a freshly built
+/* Loads a GPT-2 checkpoint (model.safetensors or state.safetensors of a run, or a run folder: its
+ * model.safetensors) into a freshly built
  * model (batch max_batch x max_T; max_T 0: block_size). *data_vocab (may be NULL) gets the metadata's
  * data_vocab, or the model's vocab when absent. Returns 0 or -1 with one error line. */
 int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *data_vocab,

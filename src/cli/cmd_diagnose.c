@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "cli/cli.h"
 #include "derf/diag.h"
 #include "derf/io.h"
@@ -40,10 +39,8 @@ int cmd_diagnose(int argc, char **argv) {
     const int use_val = !strcmp(split, "val");
     if (!use_val && strcmp(split, "train") != 0) return cli_fail("diagnose", "--split must be val or train, not '%s'", split);
     if (threads > 0) omp_set_num_threads(threads);
-    char path[1200], err[DERF_ERRLEN];
-    struct stat sb;
-    if (stat(pos[0], &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(path, sizeof path, "%s/model.safetensors", pos[0]);
-    else snprintf(path, sizeof path, "%s", pos[0]);
+    char err[DERF_ERRLEN];
+    const char *path = pos[0];
     derf_gpt2 m;
     int data_vocab;
     if (derf_lm_load(&m, path, 8, 0, &data_vocab, err, sizeof err)) return cli_fail("diagnose", "%s", err);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "cli/cli.h"
 #include "derf/io.h"
 #include "derf/lm.h"
@@ -37,10 +36,8 @@ int cmd_sample(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1) return cli_fail("sample", "give one checkpoint (a .safetensors file or a run folder); see 'derf sample --help'");
     if (threads > 0) omp_set_num_threads(threads);
-    char path[1200], err[DERF_ERRLEN];
-    struct stat sb;
-    if (stat(pos[0], &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(path, sizeof path, "%s/model.safetensors", pos[0]);
-    else snprintf(path, sizeof path, "%s", pos[0]);
+    char err[DERF_ERRLEN];
+    const char *path = pos[0];
     derf_gpt2 m;
     int data_vocab;
     if (derf_lm_load(&m, path, 1, 0, &data_vocab, err, sizeof err)) return cli_fail("sample", "%s", err);

@@ -463,6 +463,11 @@ static const char *st_get(void *ctx, const char *key) { return derf_safetensors_
 int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *data_vocab,
                  char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
+    char file[1200];
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/model.safetensors", path);
+    else snprintf(file, sizeof file, "%s", path);
+    path = file;
     derf_safetensors st;
     if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
     derf_gpt2_config cfg;
