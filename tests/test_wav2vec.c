@@ -200,8 +200,14 @@ static void test_train_resume(void **state) {
     o.quiet = 1;
     o.lr = 3e-3f;
     o.out = a;
+    o.diag_every = 4; /* diagnostics at steps 0 and 4 of this run only: the resumed run below must still match it */
     derf_speech_train_result r1, r2, r3;
     if (derf_speech_train(&o, &r1, err, sizeof err)) fail_msg("%s", err);
+    o.diag_every = 0;
+    char logp[600];
+    snprintf(logp, sizeof logp, "%s/log.jsonl", a);
+    assert_int_equal(tu_count_in_file(logp, "\"type\":\"diag\""), 2);
+    assert_true(tu_count_in_file(logp, "\"sat\":") >= 2);
     assert_int_equal(r1.steps, 8);
     assert_false(r1.diverged);
     assert_true(isfinite(r1.val.bits) && r1.val.frames > 0 && r1.train_eval.frames > 0);

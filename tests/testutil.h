@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,6 +57,22 @@ static inline const char *tu_path(const char *dir, const char *name) {
     k = (k + 1) % 8;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
     return buf[k];
+}
+/* How many times needle occurs in the file at path (-1: unreadable); e.g. diagnostics records of a log. */
+static inline int tu_count_in_file(const char *path, const char *needle) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = 0;
+    fclose(f);
+    int k = 0;
+    for (const char *p = buf; (p = strstr(p, needle)); p++) k++;
+    free(buf);
+    return k;
 }
 /* Writes len bytes to path (no atomic rename: a test fixture). Returns 0, or -1 on any failure. */
 static inline int tu_write_raw(const char *path, const void *data, size_t len) {

@@ -77,6 +77,7 @@ typedef struct {
     int train_limit;           /* first N training images only (0: all) */
     int eval_train_n;          /* images for the evaluation-mode training loss (0: skip) */
     int log_every, quiet;
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     const char *out;           /* run folder (NULL: write nothing) */
     const char *resume;
     const derf_st_meta *meta;

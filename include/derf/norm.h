@@ -91,6 +91,10 @@ size_t derf_norm_stats_count(const derf_norm_spec *spec, int N);
 /* x, y: N x C. stats may be NULL for point-wise norms. */
 void derf_norm_forward(const derf_norm_spec *spec, float *y, float *stats, const float *x,
                        const float *params, int N, int C);
+/* When set, derf_norm_forward calls it after every forward with the layer's input, output and parameters
+ * (the diagnostics of derf/diag.h install it; NULL otherwise). */
+extern void (*derf_norm_forward_hook)(const derf_norm_spec *spec, const float *y, const float *x,
+                                      const float *params, int N, int C);
 /* Adds into dx (may be NULL) and dparams (may be NULL). */
 void derf_norm_backward(const derf_norm_spec *spec, float *dx, float *dparams, const float *dy,
                         const float *x, const float *params, const float *stats, int N, int C);

@@ -31,6 +31,7 @@ typedef struct {
     int probe;              /* 1: character-ID probe at the end */
     uint64_t seed;
     int max_steps, log_every, quiet;
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     const char *out, *resume;
     const derf_st_meta *meta;
     int nmeta;

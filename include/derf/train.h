@@ -87,6 +87,7 @@ typedef struct {
     int max_steps;            /* stop after this many steps (0: run the whole schedule) */
     int eval_train_loss;      /* 1: measure the evaluation-mode training loss at the end */
     int log_every;            /* steps between progress lines and log records */
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     int quiet;
     const char *out;          /* run directory (created); NULL: write nothing */
     const char *resume;       /* run directory to continue from (its state.safetensors) */

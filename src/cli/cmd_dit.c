@@ -42,6 +42,7 @@ int dit_opts_table(dit_args *a, cli_opt *t, int max) {
         {"train-limit", CLI_INT, &a->o.train_limit, "use only the first N training images (0: all)", 0, 100000000},
         {"eval-train-n", CLI_INT, &a->o.eval_train_n, "training images for the evaluation-mode training loss (0: skip)", 0, 100000000},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     return cli_copy_opts(t, max, opts, (int)(sizeof opts / sizeof opts[0]));

@@ -13,6 +13,7 @@
 #include "derf/io.h"
 #include "derf/train.h"
 #include "derf/lm.h"
+#include "derf/textdata.h"
 #include "derf/tokenizer.h"
 
 int cmd_sample(int argc, char **argv) {
@@ -49,6 +50,24 @@ int cmd_sample(int argc, char **argv) {
     derf_infer_gpt2 *m = derf_infer_gpt2_load(path, 1, 0, err, sizeof err);
     if (!m) return cli_fail("sample", "%s", err);
     const int data_vocab = derf_infer_gpt2_data_vocab(m);
+    if (data_vocab == DERF_BYTE_VOCAB) { /* a byte-level model (train-lm --text bytes): bytes in, bytes out */
+        const size_t np = strlen(prompt);
+        int32_t *ctx = malloc(sizeof(int32_t) * (np + 1)), *outv = malloc(sizeof(int32_t) * ((size_t)length + 1));
+        ctx[0] = DERF_BYTE_EOT;
+        for (size_t i = 0; i < np; i++) ctx[i + 1] = (unsigned char)prompt[i];
+        derf_lm_sample_opts so = {temperature, top_k, top_p, (uint64_t)seed, DERF_BYTE_VOCAB};
+        rc = derf_infer_gpt2_sample(m, ctx, (int)np + 1, length, &so, outv, err, sizeof err);
+        if (rc) rc = cli_fail("sample", "%s", err);
+        else {
+            fwrite(prompt, 1, np, stdout);
+            for (int i = 0; i < length; i++) fputc(outv[i], stdout);
+            fputc('\n', stdout);
+        }
+        free(ctx);
+        free(outv);
+        derf_infer_gpt2_free(m);
+        return rc;
+    }
     if (data_vocab < DERF_GPT2_VOCAB) {
         derf_infer_gpt2_free(m);
         return cli_fail("sample", "%s was trained on a vocabulary of %d tokens, not GPT-2's %d: its ids cannot be "

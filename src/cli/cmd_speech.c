@@ -48,6 +48,7 @@ static int sp_table(sp_args *a, cli_opt *t) {
         {"seed", CLI_INT, &a->seed, "random seed (init, batches, draws)", 0, 2147483647},
         {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);

@@ -148,6 +148,7 @@ static int parse_lambdas(const char *text, double *out, int max) {
 
 int cmd_study(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "autosearch")) return cmd_autosearch(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "lm")) return cmd_study_lm(argc - 1, argv + 1); /* the language-model sweep */
     static train_args a;
     train_args_init(&a);
     int smoke = 0;

@@ -58,6 +58,7 @@ int train_opts_table(train_args *a, cli_opt *t, int max) {
         {"test-limit", CLI_INT, &a->o.test_limit, "evaluate on the first N test images (0: all)", 0, 100000000},
         {"no-eval-train", CLI_FLAG, &a->no_eval_train, "skip the evaluation-mode training loss", 0, -1},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     return cli_copy_opts(t, max, opts, (int)(sizeof opts / sizeof opts[0]));

@@ -23,6 +23,7 @@ static const subcommand CMDS[] = {
     {"train-lm", cmd_train_lm, "train a GPT-2 language model on the text shards (paper recipe, any norm spec)"},
     {"train-speech", cmd_train_speech, "pre-train wav2vec 2.0 on the speech corpus (any norm spec for the Transformer)"},
     {"train-dna", cmd_train_dna, "HyenaDNA or Caduceus-PS on real DNA: pretraining, fine-tuning on a task, k-mer baseline (any norm spec)"},
+    {"diagnose", cmd_diagnose, "collapse diagnostics of a GPT-2 checkpoint: saturation, residual stream, unigram gap"},
     {"sample", cmd_sample, "generate text with a GPT-2 checkpoint (temperature, top-k, top-p, seed)"},
     {"train-dit", cmd_train_dit, "train a class-conditional DiT diffusion model on Fashion-MNIST with any norm spec"},
     {"sample-dit", cmd_sample_dit, "sample a DiT checkpoint (DDPM / DDIM, classifier-free guidance) into a PNG grid"},

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "derf/diag.h"
 #include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/train.h"
@@ -178,6 +179,8 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     int rc = -1;
     FILE *log = NULL;
     const int quiet = o->quiet || derf_dist_rank() != 0;
+    static derf_diag dg; /* --diag-every (the CPU forward only) */
+    derf_diag_init(&dg, cuda ? 0 : o->diag_every, p);
     const size_t hw = (size_t)tr.rows * tr.cols;
     const int V = o->model.classes, B = o->batch, spe = tr.n / B;
     const int total = o->epochs * spe, warmup = (int)(o->warmup_epochs * spe);
@@ -216,7 +219,9 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
         if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
         /* the whole global batch (same draws as one process), then this process's share */
         derf_aug_batch(img, q, &o->aug, &tr, perm + (size_t)pos * B, B, V, px, &rs.rng);
+        derf_diag_maybe_begin(&dg, rs.step);
         derf_vit_forward(&m, img + (size_t)off * hw, Bl, 1, &rs.rng);
+        derf_diag_maybe_end(&dg, rs.step, log, quiet ? NULL : stderr);
         memset(dlogits, 0, sizeof(float) * (size_t)Bl * V);
         float loss = derf_xent_soft_forward_backward(dlogits, m.logits, q + (size_t)off * V, 1.f, Bl, V);
         loss = derf_dist_mean_float(loss); /* equal shares: the mean over the global batch */
@@ -301,6 +306,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     rc = 0;
 done:
     if (log) fclose(log);
+    derf_diag_free(&dg);
     free(img); free(q); free(dlogits); free(perm); free(rs.ema);
     derf_vit_free(&m);
     derf_dataset_free(&tr);

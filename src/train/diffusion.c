@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "derf/diag.h"
 #include "derf/diffusion.h"
 #include "derf/io.h"
 #include "derf/train.h"
@@ -329,6 +330,8 @@ int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, der
     derf_rng_seed(&rng, o->seed, 1);
     int step = 0, rc = -1;
     FILE *log = NULL;
+    static derf_diag dg; /* --diag-every */
+    derf_diag_init(&dg, o->diag_every, p);
     if (o->resume && derf_run_load(o->resume, "derf-dit-1", p, ema, &step, &rng, err, errlen)) goto done;
     if (o->out) {
         if (derf_io_mkdirs(o->out, err, errlen)) goto done;
@@ -355,7 +358,9 @@ int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, der
         }
         derf_rng_fill_normal(&rng, eps, npix * B, 0.f, 1.f);
         derf_dit_batch(x0, &tr, idx, B);
+        derf_diag_maybe_begin(&dg, step);
         double loss = diffusion_loss(&m, &d, x0, eps, t, y, xt, tf, dout, B);
+        derf_diag_maybe_end(&dg, step, log, o->quiet ? NULL : stderr);
         if (!isfinite(loss) || loss > 1e4) {
             res->diverged = 1;
             snprintf(res->diverged_msg, sizeof res->diverged_msg, "training diverged at step %d (loss %g, lr %.3g): lower --lr",
@@ -411,6 +416,7 @@ int derf_dit_train(const derf_dit_train_opts *o, derf_dit_train_result *res, der
     rc = 0;
 done:
     if (log) fclose(log);
+    derf_diag_free(&dg);
     free(x0); free(eps); free(xt); free(tf); free(dout); free(idx); free(t); free(y);
     derf_diffusion_free(&d);
     derf_dataset_free(&tr);

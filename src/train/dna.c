@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "derf/diag.h"
 #include "derf/caduceus.h"
 #include "derf/dna.h"
 #include "derf/dnatrain.h"
@@ -284,6 +285,8 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     int rc = -1;
     FILE *log = NULL;
     dmodel m = {0};
+    static derf_diag dg; /* --diag-every; names from m.params once built */
+    derf_diag_init(&dg, o->diag_every, NULL);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
     uint8_t *win = malloc((size_t)W);
     if (!nseg || !gv.n) {
@@ -293,6 +296,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     }
     if (ood && !go.n) { derf_io_errf(err, errlen, "%s: no test-split window of %d bases (out-of-distribution corpus)", ood, W); goto done; }
     if (dm_build(&m, o, 0, B, T, err, errlen)) goto done;
+    dg.names = m.params;
     res->params = (long long)m.params->total;
     derf_rng rng;
     derf_rng_seed(&rng, o->seed, 0xD7A);
@@ -325,7 +329,9 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
             make_example(&m, win, T, o->mlm_prob, &rng, tok + (size_t)b * T, tgt + (size_t)b * T);
         }
         lr = derf_lr_at(step, warm, o->steps, o->lr, o->min_lr);
-        float gn = 0, l = train_step(&m, tok, tgt, B, T, &ac, lr, o->clip, step, &gn);
+        derf_diag_maybe_begin(&dg, step);
+        float gn = 0, l = train_step(&m, tok, tgt, B, T, &ac, lr, o->clip, step, &gn); /* hook: its forward */
+        derf_diag_maybe_end(&dg, step, log, o->quiet ? NULL : stderr);
         if (bad(l)) { diverge(res, log, o->quiet, step, "loss", l); break; }
         if (!isfinite(gn)) { diverge(res, log, o->quiet, step, "gradient norm", gn); break; }
         ttrain += derf_now_s() - ts;
@@ -373,6 +379,7 @@ int derf_dna_pretrain(const derf_dna_train_opts *o, derf_dna_train_result *res, 
     log = NULL;
 done:
     if (log) fclose(log);
+    derf_diag_free(&dg);
     dm_free(&m);
     derf_dna_corpus_free(&c);
     derf_dna_corpus_free(&oc);

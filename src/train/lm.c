@@ -10,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include "derf/diag.h"
 #include "derf/dist.h"
 #include "derf/io.h"
 #include "derf/lm.h"
 #include "derf/rng.h"
+#include "derf/tokenizer.h"
 #include "derf/train.h"
 
 void derf_lm_opts_default(derf_lm_opts *o) {
@@ -85,6 +88,50 @@ static int load_shard(const char *path, derf_shard *s, int T, const char *what, 
         return -1;
     }
     return 0;
+}
+
+/* replaces both GPT-2 shards by their bytes (the byte-level model reads the same text) */
+static int to_bytes(derf_shard *tr, derf_shard *va, const char *gpt2, char *err, size_t errlen) {
+    char e[DERF_ERRLEN];
+    derf_tokenizer *tk = derf_tok_load_dir(gpt2, DERF_TOK_GPT2, e, sizeof e);
+    if (!tk) { derf_io_errf(err, errlen, "--bytes decodes the GPT-2 shards: %s", e); return -1; }
+    derf_shard *s[2] = {tr, va};
+    for (int i = 0; i < 2; i++) {
+        derf_shard b;
+        if (derf_shard_to_bytes(s[i], tk, &b, e, sizeof e)) {
+            derf_io_errf(err, errlen, "--bytes: the %s shard: %s", i ? "validation" : "training", e);
+            derf_tok_free(tk);
+            return -1;
+        }
+        derf_shard_free(s[i]);
+        *s[i] = b;
+    }
+    derf_tok_free(tk);
+    return 0;
+}
+
+int derf_lm_read_data(const derf_lm_opts *o, int T, derf_shard *tr, derf_shard *va, char *tpath, char *vpath,
+                      size_t pathlen, char *err, size_t errlen) {
+    const char *dir = o->data ? o->data : "runs/data/text";
+    if (o->train_path) snprintf(tpath, pathlen, "%s", o->train_path);
+    else snprintf(tpath, pathlen, "%s/train.bin", dir);
+    if (o->val_path) snprintf(vpath, pathlen, "%s", o->val_path);
+    else snprintf(vpath, pathlen, "%s/val.bin", dir);
+    if (load_shard(tpath, tr, T, "training", err, errlen)) return -1;
+    if (load_shard(vpath, va, T, "validation", err, errlen)) { derf_shard_free(tr); return -1; }
+    if (o->bytes && to_bytes(tr, va, o->gpt2, err, errlen)) { derf_shard_free(tr); derf_shard_free(va); return -1; }
+    return 0;
+}
+
+/* lm_head.bias = the training shard's unigram log-probabilities, centred over the vocabulary */
+static void unigram_logit_bias(derf_gpt2 *m, const derf_shard *tr) {
+    const int V = m->cfg.vocab;
+    const derf_tensor *t = derf_params_find(&m->params, "lm_head.bias");
+    double *lp = malloc(sizeof(double) * (size_t)V), mean = 0;
+    derf_diag_unigram(tr->tokens, tr->n, V, lp);
+    for (int v = 0; v < V; v++) mean += lp[v] / V;
+    for (int v = 0; v < V; v++) m->params.params[t->offset + v] = (float)(lp[v] - mean);
+    free(lp);
 }
 
 /* every token of the shard must be a row of the model's embedding */
@@ -162,6 +209,21 @@ static void set_diverged(derf_lm_result *res, FILE *log, const derf_lm_opts *o, 
     }
 }
 
+static void diag_summary(const derf_diag *d, int step, derf_lm_result *res) {
+    res->diag_step = step;
+    res->diag_alarm = derf_diag_alarm(d);
+    res->diag_sat_max = NAN;
+    for (int i = 0; i < d->nlayer; i++) {
+        double s = derf_diag_sat(&d->layer[i]);
+        if (isfinite(s) && !(s <= res->diag_sat_max)) res->diag_sat_max = s;
+    }
+    if (d->nlayer) {
+        res->diag_rms_last = derf_diag_rms_in(&d->layer[d->nlayer - 1]);
+        res->diag_share_last = derf_diag_share_in(&d->layer[d->nlayer - 1]);
+    }
+    res->diag_gap = d->unigram - d->loss;
+}
+
 /* What a validation needs; eval_time and nevals feed the ETA. */
 typedef struct {
     derf_gpt2 *m;
@@ -214,6 +276,8 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     res->val_loss = NAN;
     res->final_loss = NAN;
     res->train_loss_eval = -1.f;
+    res->diag_step = res->diag_alarm = -1;
+    res->diag_sat_max = res->diag_rms_last = res->diag_share_last = res->diag_gap = NAN;
     if (o->batch < 1 || o->steps < 1 || o->accum < 1) {
         derf_io_errf(err, errlen, "--batch, --steps and --accum must be at least 1");
         return -1;
@@ -224,6 +288,10 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         return -1;
     }
     /* is a GPU usable at all? (under mpirun: one per process, joined by NCCL; every process calls it) */
+    if (cuda && o->model.logit_bias) {
+        derf_io_errf(err, errlen, "--logit-bias runs on the CPU only: drop it or use --device cpu");
+        return -1;
+    }
     if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1;
     derf_gpt2_config cfg = o->model;
     const int T = o->seq > 0 ? o->seq : cfg.block_size;
@@ -232,14 +300,8 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         return -1;
     }
     char tpath[1100], vpath[1100];
-    const char *dir = o->data ? o->data : "runs/data/text";
-    if (o->train_path) snprintf(tpath, sizeof tpath, "%s", o->train_path);
-    else snprintf(tpath, sizeof tpath, "%s/train.bin", dir);
-    if (o->val_path) snprintf(vpath, sizeof vpath, "%s", o->val_path);
-    else snprintf(vpath, sizeof vpath, "%s/val.bin", dir);
     derf_shard tr, va;
-    if (load_shard(tpath, &tr, T, "training", err, errlen)) return -1;
-    if (load_shard(vpath, &va, T, "validation", err, errlen)) { derf_shard_free(&tr); return -1; }
+    if (derf_lm_read_data(o, T, &tr, &va, tpath, vpath, sizeof tpath, err, errlen)) return -1;
     const int data_vocab = tr.vocab > va.vocab ? tr.vocab : va.vocab;
     if (cfg.vocab <= 0) cfg.vocab = (data_vocab + 63) / 64 * 64;
     if (check_vocab(&tr, tpath, cfg.vocab, err, errlen) || check_vocab(&va, vpath, cfg.vocab, err, errlen)) {
@@ -254,6 +316,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     }
     derf_gpt2_init(&m, o->seed);
     derf_params *p = &m.params;
+    if (cfg.logit_bias && o->logit_bias_unigram) unigram_logit_bias(&m, &tr);
     lm_state rs = {&m, o, 0, data_vocab, {0, 0}};
     derf_rng_seed(&rs.rng, o->seed, 2);
     res->params = (long long)p->total;
@@ -263,6 +326,9 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
 
     int rc = -1;
     FILE *log = NULL;
+    static derf_diag dg; /* diagnostics (--diag-every; the CPU forward only) */
+    derf_diag_init(&dg, cuda ? 0 : o->diag_every, p);
+    double *unigram = NULL;
     const int B = o->batch, quiet = o->quiet || derf_dist_rank() != 0;
     const long long tps = (long long)o->accum * B * T; /* tokens per optimizer step */
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)Bl * T), *tgt = malloc(sizeof(int32_t) * (size_t)Bl * T);
@@ -296,6 +362,10 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     double t0 = derf_now_s(), train_time = 0, int_time = 0, loss_sum = 0;
     int loss_n = 0, int_steps = 0;
 
+    if (dg.every) {
+        unigram = malloc(sizeof(double) * (size_t)cfg.vocab);
+        derf_diag_unigram(tr.tokens, tr.n, cfg.vocab, unigram);
+    }
     lm_eval ev = {&m, &va, T, o, log, res, &rs, t0, 0, 0, tps};
     if (start == 0 && o->eval_every > 0 && validate(&ev, acfg.lr, 0, err, errlen)) goto done;
     while (!res->diverged && rs.step < stop) {
@@ -304,9 +374,17 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         if (derf_dist_fail_hook(rs.step + 1, err, errlen)) goto done;
         derf_gpt2_zero_grad(&m);
         double lsum = 0;
+        const int diag = derf_diag_due(&dg, rs.step); /* the weights after rs.step updates, on this batch */
         for (int a = 0; a < o->accum; a++) {
             sample_batch(&tr, B, T, &rs.rng, off, Bl, tok, tgt);
+            if (diag && a == 0) derf_diag_begin(&dg);
             float l = derf_dist_mean_float(derf_gpt2_forward(&m, tok, tgt, Bl, T)); /* over the global batch */
+            if (diag && a == 0) {
+                derf_diag_end(&dg);
+                derf_diag_set_lm(&dg, m.loss, derf_diag_unigram_xent(unigram, tgt, (size_t)Bl * T), rs.step >= o->steps / 2);
+                if (derf_dist_rank() == 0) derf_diag_report(&dg, rs.step, log, quiet ? NULL : stderr, 0);
+                diag_summary(&dg, rs.step, res);
+            }
             if (bad_loss(l)) { set_diverged(res, log, o, rs.step, "loss", l, lr); break; }
             derf_gpt2_backward(&m, 1.0f / (float)o->accum);
             lsum += l;
@@ -368,6 +446,8 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     rc = 0;
 done:
     if (log) fclose(log);
+    derf_diag_free(&dg);
+    free(unigram);
     free(tok);
     free(tgt);
     derf_gpt2_free(&m);
@@ -383,6 +463,11 @@ static const char *st_get(void *ctx, const char *key) { return derf_safetensors_
 int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *data_vocab,
                  char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
+    char file[1200];
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/model.safetensors", path);
+    else snprintf(file, sizeof file, "%s", path);
+    path = file;
     derf_safetensors st;
     if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
     derf_gpt2_config cfg;

@@ -3,6 +3,7 @@
  * warmup + linear decay rescaled to the run, clipping, the Gumbel temperature schedule, fixed-draw
  * validation in bits per masked frame, the evaluation-mode training loss, a character-ID probe on the
  * frozen encoder (against a random network), checkpoints with exact resume, JSONL log, progress lines. */
+#include "derf/diag.h"
 #include "derf/speech_train.h"
 
 #include <math.h>
@@ -272,6 +273,8 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
     int rc = -1;
     FILE *log = NULL;
     derf_w2v m;
+    static derf_diag dg; /* --diag-every */
+    derf_diag_init(&dg, o->diag_every, &m.params);
     w2v_bufs b = {0};
     memset(&m, 0, sizeof m);
     if (tr.n < o->batch || va.n < 1) {
@@ -329,7 +332,9 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
         const int T = derf_w2v_frames(&m.cfg, n);
         derf_w2v_sample(&m.cfg, &b.d, o->batch, T, 1, &rng);
         derf_params_zero_grad(&m.params);
+        derf_diag_maybe_begin(&dg, step);
         derf_w2v_out out = derf_w2v_forward(&m, b.wav, o->batch, n, &b.d, tau);
+        derf_diag_maybe_end(&dg, step, log, o->quiet ? NULL : stderr);
         double bits = out.loss / out.M / M_LN2;
         if (!isfinite(bits)) {
             res->diverged = 1;
@@ -404,6 +409,7 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
     rc = 0;
 done:
     if (log) fclose(log);
+    derf_diag_free(&dg);
     bufs_free(&b);
     derf_w2v_free(&m);
     free(tr.idx);
