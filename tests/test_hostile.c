@@ -267,9 +267,9 @@ static const hostile_case CASES[] = {
     {"s_adamv_neg", "train --resume %s/s_adamv_neg --threads 1 --quiet", NULL, "never negative"},
     {"s_fifo", "train --resume %s/s_fifo --threads 1 --quiet", NULL, "not a regular file"},
     /* option values */
-    {"--out ''", "train --out '' --threads 1", NULL, "--out needs a non-empty value"},
-    {"--resume ''", "train --resume '' --threads 1", NULL, "--resume needs a non-empty value"},
-    {"--data ''", "train-lm --data ''", NULL, "--data needs a non-empty value"},
+    {"--out ''", "train --out '' --threads 1", NULL, "--out is empty"},
+    {"--resume ''", "train --resume '' --threads 1", NULL, "--resume is empty"},
+    {"--data ''", "train-lm --data ''", NULL, "--data is empty"},
     {"--preset bogus", "train-speech --preset bogus --data %s/sp_ok", NULL, "unknown wav2vec preset 'bogus'"},
     {"--crop 400", "train-speech --crop 400 --data %s/sp_ok --threads 1", NULL, "--crop 400 gives 1 frames"},
     /* speech corpora */
