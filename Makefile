@@ -2,6 +2,9 @@
 # installs the Debian/npm packages the project needs (as root; does nothing when they are there).
 # `make CUDA=1` adds the CUDA backend (src/cuda/*.cu, nvcc, cuBLAS/cuBLASLt) to ./derf and builds
 # the GPU check program build/cuda/cuda_check (docs/cuda.md); it needs nvcc, not a GPU.
+ifeq ($(SANITIZE),1)
+include mk/sanitize.mk
+else
 CC      ?= gcc
 ARCH    ?= -march=native -mprefer-vector-width=512
 OPT     ?= -O3
@@ -160,3 +163,69 @@ clean-cuda:
 	rm -rf build/src/cuda build/cuda build/libderf-cuda.a
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- inference, ONNX export, installed library (docs/inference.md) ---------------------------------
+# ONNX export (src/infer/onnx.c): Debian libonnx-dev's onnx.proto is compiled by protoc-c
+# (protobuf-c-compiler) into build/gen at build time and linked with libprotobuf-c; without them
+# derf builds and `derf export --onnx` answers "built without ONNX support". build/onnx.flag records
+# which way the last build went.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+PROTOC_C   ?= protoc-c
+ONNX_ON    := $(and $(wildcard $(ONNX_PROTO)),$(shell command -v $(PROTOC_C) 2>/dev/null),$(wildcard /usr/include/protobuf-c/protobuf-c.h))
+build/onnx.flag: FORCE
+	@mkdir -p build && echo '$(ONNX_ON)' | cmp -s - $@ || echo '$(ONNX_ON)' > $@
+build/src/infer/onnx.o: build/onnx.flag
+ifneq ($(ONNX_ON),)
+build/gen/onnx.pb-c.c build/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p build/gen
+	cp $(ONNX_PROTO) build/gen/onnx.proto
+	cd build/gen && $(PROTOC_C) --c_out=. onnx.proto
+build/gen/onnx.pb-c.o: build/gen/onnx.pb-c.c
+	$(CC) $(filter-out -Wall -Wextra -MMD -MP,$(CFLAGS)) -w -Ibuild/gen -c $< -o $@
+build/src/infer/onnx.o: CFLAGS += -DDERF_ONNX -Ibuild/gen
+build/src/infer/onnx.o: build/gen/onnx.pb-c.h
+build/libderf.a build/libderf-cuda.a: build/gen/onnx.pb-c.o
+LDLIBS += -lprotobuf-c
+endif
+
+# libderf as an installable library: `make install PREFIX=/usr/local` (DESTDIR honoured) installs the
+# headers (include/derf), the static library, a versioned shared library with its soname
+# (libderf.so.$(SO_MAJOR) -> libderf.so.$(SO_VERSION)) built from position-independent objects under
+# build/pic, and derf.pc for pkg-config. examples/ holds two programs that use only the installed copy;
+# tools/ci_install.sh builds and runs them against a temporary prefix.
+SO_VERSION := 0.1.0
+SO_MAJOR   := 0
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+PIC_OBJ    := $(LIB_SRC:%.c=build/pic/%.o) build/pic/src/cuda/nocuda.o
+ifneq ($(ONNX_ON),)
+PIC_OBJ    += build/pic/gen/onnx.pb-c.o
+build/pic/gen/onnx.pb-c.o: build/gen/onnx.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Wall -Wextra -MMD -MP,$(CFLAGS)) -fPIC -w -Ibuild/gen -c $< -o $@
+build/pic/src/infer/onnx.o: CFLAGS += -DDERF_ONNX -Ibuild/gen
+build/pic/src/infer/onnx.o: build/gen/onnx.pb-c.h build/onnx.flag
+endif
+build/pic/src/core/dist.o: build/mpi.flag
+build/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+build/libderf.so.$(SO_VERSION): $(PIC_OBJ)
+	$(CC) -shared -Wl,-soname,libderf.so.$(SO_MAJOR) -o $@ $^ $(LDLIBS)
+
+.PHONY: install uninstall
+install: build/libderf.a build/libderf.so.$(SO_VERSION)
+	install -d $(DESTDIR)$(PREFIX)/include/derf $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/derf/*.h $(DESTDIR)$(PREFIX)/include/derf/
+	install -m 644 build/libderf.a $(DESTDIR)$(LIBDIR)/libderf.a
+	install -m 755 build/libderf.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libderf.so.$(SO_VERSION)
+	ln -sf libderf.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libderf.so.$(SO_MAJOR)
+	ln -sf libderf.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libderf.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(SO_VERSION)|' \
+	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' tools/derf.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/derf.pc
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/derf
+	rm -f $(DESTDIR)$(LIBDIR)/libderf.a $(DESTDIR)$(LIBDIR)/libderf.so* $(DESTDIR)$(LIBDIR)/pkgconfig/derf.pc
+
+include mk/fuzz.mk
+endif # SANITIZE

@@ -92,6 +92,25 @@ static void test_gpt2_tiny(void **state) {
     assert_int_equal(rows("derf"), 1);
 }
 
+/* --quick: every part at toy sizes (the CI smoke test); each model's table, the tokenizer and the summary */
+static void test_quick(void **state) {
+    (void)state;
+    assert_int_equal(bench("--quick --threads 1"), 0);
+    const char *heads[] = {"memcpy 256 x 64", "norms 256 x 64", "vit test", "gpt2 test", "dit test", "wav2vec xxs",
+                           "hyena test", "caduceus test", "tokenizer: GPT-2 BPE", "summary:"};
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+        if (!strstr(out, heads[i])) fprintf(stderr, "missing '%s' in:\n%s\n", heads[i], out);
+        assert_non_null(strstr(out, heads[i]));
+    }
+    assert_int_equal(rows("rmsnorm"), 2);   /* the norms and caduceus tables */
+    assert_int_equal(rows("gpt2-js"), 1);   /* the tokenizer's */
+    assert_int_equal(rows("caduceus"), 2);  /* the summary's rows: rmsnorm, derf */
+    if (strstr(out, "peer: PyTorch 1") || strstr(out, "peer: PyTorch 2")) {
+        char f[64];
+        assert_non_null(strchr(last_field("derf", f, sizeof f), 'x'));
+    }
+}
+
 static void test_without_torch(void **state) {
     (void)state;
     assert_int_equal(bench("--only norms,vit --reps 1 --warmup 0 --threads 1 --rows 64 --cols 32 --vit-preset test "
@@ -113,6 +132,9 @@ static void test_bad_options(void **state) {
         {"--only vit --vit-preset huge", "unknown ViT preset 'huge'"},
         {"--only gpt2 --gpt2-preset test --gpt2-seq 99", "exceeds"},
         {"--reps -1", "--reps must lie in"},
+        {"--only dit --dit-norms nope", "unknown norm 'nope'"},
+        {"--only tok --tok-file /nonexistent", "--tok-file /nonexistent cannot be read"},
+        {"--only wav2vec --w2v-preset huge", "unknown"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char cmd[512], pe[128];
@@ -130,6 +152,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_norms_and_vit),
         cmocka_unit_test(test_gpt2_tiny),
+        cmocka_unit_test(test_quick),
         cmocka_unit_test(test_without_torch),
         cmocka_unit_test(test_bad_options),
     };

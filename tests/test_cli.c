@@ -191,10 +191,10 @@ static void test_dit(void **state) {
              "--threads 1 --png %s/a.png --save %s/a.safetensors", dir, dir, dir);
     assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
     snprintf(args, sizeof args, "sample-dit %s/run/model_ema.safetensors --labels 3,1,4 --cfg 2 --n 3 --sample-steps 3 "
-             "--batch 2 --threads 1 --png %s/b.png --save %s/b.safetensors", dir, dir, dir);
+             "--threads 2 --png %s/b.png --save %s/b.safetensors", dir, dir, dir);
     assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);
     snprintf(a, sizeof a, "cmp -s %s/a.safetensors %s/b.safetensors && cmp -s %s/a.png %s/b.png", dir, dir, dir, dir);
-    assert_int_equal(system(a), 0);                       /* same seed, other batch size: the same samples */
+    assert_int_equal(system(a), 0);                       /* same seed, other thread count: the same samples */
     snprintf(args, sizeof args, "compare --model dit --smoke --threads 1 --quiet --norms layernorm,derf --lr-sweep 1e-4,4e-4 "
              "--out %s/cmp", dir);
     assert_int_equal(run(args, err, sizeof err, out, sizeof out), 0);

@@ -3,7 +3,8 @@
  *  - respacing against ADM's space_timesteps values (computed in Python) and its consistency (ac kept);
  *  - the reverse step with the exact eps of a one-point data set: DDIM keeps the noise direction, both samplers
  *    land on the point;
- *  - the sampler: same seed -> identical samples whatever the batch size, another seed -> other samples;
+ *  - the sampler: same seed -> identical samples whatever the thread count, the model batch or the number of
+ *    samples, another seed -> other samples;
  *  - Frechet distance against closed forms (diagonal, commuting and non-commuting 2x2 covariances);
  *  - FD-FMNIST plumbing: FD(test, test) = 0, FD(train images, test) << FD(noise, test) with a ViT feature
  *    extractor (random weights: the ordering holds for any fixed features; needs the Fashion-MNIST package);
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,15 +130,20 @@ static void test_sampler_determinism(void **state) {
     memcpy(small.params.params, big.params.params, big.params.total * sizeof(float));
     derf_diffusion base;
     assert_int_equal(derf_diffusion_linear(&base, 1000, err, sizeof err), 0);
-    const int n = 5, np = 64;
-    float a[5 * 64], b[5 * 64], s[5 * 64];
+    const int n = 5, np = 64, nt0 = omp_get_max_threads();
+    float a[5 * 64], b[5 * 64], p[5 * 64], s[5 * 64];
     const derf_sampler kinds[2] = {DERF_SAMPLER_DDPM, DERF_SAMPLER_DDIM};
     for (int k = 0; k < 2; k++)
         for (int g = 0; g < 2; g++) {
             derf_sample_opts o = {.steps = 6, .cfg = g ? 2.5f : 1.0f, .sampler = kinds[k], .eta = 0.5f, .clip = 1, .seed = 7};
+            omp_set_num_threads(1);
             sample_with(&big, &base, &o, n, a);
-            sample_with(&small, &base, &o, n, b);          /* batches of 1 or 2 instead of 5 */
+            omp_set_num_threads(3);                        /* other threads, other workers, another model batch */
+            sample_with(&small, &base, &o, n, b);
             assert_memory_equal(a, b, sizeof a);
+            omp_set_num_threads(2);
+            sample_with(&big, &base, &o, 3, p);            /* fewer samples: the same first ones */
+            assert_memory_equal(a, p, 3 * np * sizeof(float));
             for (int i = 0; i < n * np; i++) assert_true(isfinite(a[i]));
             o.seed = 8;
             sample_with(&big, &base, &o, n, s);
@@ -144,7 +151,8 @@ static void test_sampler_determinism(void **state) {
             for (int i = 0; i < n * np; i++) differ += a[i] != s[i];
             assert_true(differ > n * np / 2);
         }
-    /* refused: a label outside the classes; guidance with a model batch of 1 */
+    omp_set_num_threads(nt0);
+    /* refused: a label outside the classes */
     int32_t bad = c.classes;
     derf_sample_opts o = {.steps = 2, .cfg = 1.0f, .seed = 1};
     assert_int_equal(derf_dit_sample(&big, &base, &o, &bad, 1, a, 0, err, sizeof err), -1);

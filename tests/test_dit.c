@@ -1,6 +1,6 @@
 /* test_dit.c: the DiT model (src/models/dit.c).
  *  - tensor table: DiT's state-dict names and shapes, no affine tensors in any norm;
- *  - init rules of recipe.md 3.2 (LayerNorm keeps every adaLN zero-init; point-wise drops the final
+ *  - init rules of docs/paper.md section 5.2 (LayerNorm keeps every adaLN zero-init; point-wise drops the final
  *    layer's and keeps the blocks' only for size class B; XL alpha 1.0);
  *  - the fixed positions and timestep features against their closed forms (double precision);
  *  - PyTorch parity (the strong check): for layernorm / derf / dyt and other shapes, writes params, a batch,

@@ -115,6 +115,7 @@ static void test_pretrain_then_finetune(void **st) {
     small_opts(&o);
     o.corpus = tp("p.dnac");
     o.steps = 120;
+    o.diag_every = 40;
     o.out = tp("pre");
     derf_dna_train_result r;
     assert_int_equal(derf_dna_pretrain(&o, &r, err, sizeof err), 0);
@@ -125,6 +126,8 @@ static void test_pretrain_then_finetune(void **st) {
     assert_true(r.train_loss_eval < 0.5f);
     assert_int_equal(access(tp("pre/model.safetensors"), F_OK), 0);
     assert_int_equal(access(tp("pre/log.jsonl"), F_OK), 0);
+    assert_int_equal(tu_count_in_file(tp("pre/log.jsonl"), "\"type\":\"diag\""), 3); /* steps 0, 40, 80 */
+    assert_true(tu_count_in_file(tp("pre/log.jsonl"), "\"sat\":") >= 3);
     /* fine-tune the GC task from the pretraining run */
     write_task(tp("gc.dnat"), 0, 400, 64, &s);
     derf_dna_train_opts f;

@@ -430,11 +430,12 @@ static void test_ignored_targets(void **state) {
 #define FD_RTOL 1e-2
 #define FD_ATOL 5e-5
 
-static void gradcheck(const char *norm, int bias) {
+static void gradcheck(const char *norm, int bias, int logit_bias) {
     derf_gpt2 m;
     char err[256];
     uint64_t s = g_seed ^ 0x1234567ULL ^ (uint64_t)strlen(norm) * 7919 ^ (uint64_t)bias;
     derf_gpt2_config c = test_config(norm, bias);
+    c.logit_bias = logit_bias;
     assert_int_equal(derf_gpt2_build(&m, &c, FD_B, FD_T + 2, err, sizeof err), 0);
     randomize(&m, &s, 0.2);
     int32_t tok[FD_B * FD_T], tgt[FD_B * FD_T];
@@ -486,9 +487,49 @@ static void gradcheck(const char *norm, int bias) {
     assert_int_equal(bad, 0);
 }
 
-static void test_gradcheck_layernorm(void **state) { (void)state; gradcheck("layernorm", 1); }
-static void test_gradcheck_derf(void **state) { (void)state; gradcheck("derf", 1); }
-static void test_gradcheck_dyt_nobias(void **state) { (void)state; gradcheck("dyt", 0); }
+static void test_gradcheck_layernorm(void **state) { (void)state; gradcheck("layernorm", 1, 0); }
+static void test_gradcheck_derf(void **state) { (void)state; gradcheck("derf", 1, 0); }
+static void test_gradcheck_dyt_nobias(void **state) { (void)state; gradcheck("dyt", 0, 0); }
+
+/* derf's logit bias: lm_head.bias [V] last in the table, no decay, 0 at init, adds to every position's
+ * logits (against the model without it), its gradient by finite differences, and it survives the metadata */
+static void test_logit_bias(void **state) {
+    (void)state;
+    gradcheck("derf", 1, 1);
+    char err[256];
+    derf_gpt2_config c = test_config("derf", 1);
+    derf_gpt2 m0, m1;
+    assert_int_equal(derf_gpt2_build(&m0, &c, 2, 5, err, sizeof err), 0);
+    c.logit_bias = 1;
+    assert_int_equal(derf_gpt2_build(&m1, &c, 2, 5, err, sizeof err), 0);
+    assert_int_equal(m1.params.n, m0.params.n + 1);
+    const derf_tensor *t = &m1.params.t[m1.params.n - 1];
+    assert_string_equal(t->name, "lm_head.bias");
+    assert_int_equal(t->numel, c.vocab);
+    assert_int_equal(t->decay, 0);
+    derf_gpt2_init(&m0, 3);
+    derf_gpt2_init(&m1, 3);
+    for (size_t i = 0; i < t->numel; i++) assert_true(m1.params.params[t->offset + i] == 0.0f);
+    uint64_t s = 77;
+    for (size_t i = 0; i < t->numel; i++) m1.params.params[t->offset + i] = (float)(tu_uniform(&s) - 0.5);
+    int32_t tok[10];
+    for (int i = 0; i < 10; i++) tok[i] = (int32_t)(tu_uniform(&s) * c.vocab);
+    derf_gpt2_forward(&m0, tok, NULL, 2, 5);
+    derf_gpt2_forward(&m1, tok, NULL, 2, 5);
+    for (int r = 0; r < 10; r++)
+        for (int v = 0; v < c.vocab; v++)
+            assert_float_equal(m1.logits[r * c.vocab + v], m0.logits[r * c.vocab + v] + m1.params.params[t->offset + v], 1e-5);
+    char keys[32][32], vals[32][128];
+    int n = derf_gpt2_config_to_meta(&m1.cfg, keys, vals, 32), found = 0;
+    for (int i = 0; i < n; i++) found |= !strcmp(keys[i], "logit_bias") && !strcmp(vals[i], "1");
+    assert_true(found);
+    n = derf_gpt2_config_to_meta(&m0.cfg, keys, vals, 32);
+    for (int i = 0; i < n; i++) assert_string_not_equal(keys[i], "logit_bias"); /* old checkpoints unchanged */
+    c.logit_bias = 2;
+    assert_int_equal(derf_gpt2_check(&c, err, sizeof err), -1);
+    derf_gpt2_free(&m0);
+    derf_gpt2_free(&m1);
+}
 
 /* --------------------------------------------------------------------- PyTorch parity */
 
@@ -597,6 +638,7 @@ static void test_torch_parity(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tensor_table),
+        cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_init_values),
         cmocka_unit_test(test_presets_and_checks),
         cmocka_unit_test(test_meta_roundtrip),

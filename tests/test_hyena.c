@@ -80,7 +80,7 @@ static void test_param_count(void **st) {
     assert_int_equal(derf_hyena_preset(&c, "tiny", 1026, err, sizeof err), 0);
     derf_hyena m;
     assert_int_equal(derf_hyena_build(&m, &c, 1, 8, err, sizeof err), 0);
-    assert_int_equal(m.params.total, 436096); /* hyenadna-tiny-1k: 436k (speech-dna.md 2.2) */
+    assert_int_equal(m.params.total, 436096); /* hyenadna-tiny-1k: 436k (docs/paper.md section 5.5) */
     derf_hyena_free(&m);
     assert_int_equal(derf_hyena_preset(&c, "huge", 1026, err, sizeof err), -1);
     assert_non_null(strstr(err, "tiny"));

@@ -17,6 +17,7 @@
 #include "derf/io.h"
 #include "derf/lm.h"
 #include "derf/safetensors.h"
+#include "derf/tokenizer.h"
 #include "testutil.h"
 
 static char g_data[] = "/tmp/derf-lm-data-XXXXXX";   /* train.bin / val.bin, vocab 64 */
@@ -302,6 +303,60 @@ static void test_sampling(void **state) {
     derf_gpt2_free(&m);
 }
 
+/* --text bytes: the trainer reads GPT-2 shards as their UTF-8 bytes; its validation loss equals the
+ * loss of the saved model on a byte shard built here straight from the text (NUL + the bytes) */
+static void test_bytes_mode(void **state) {
+    (void)state;
+    char dir[] = "/tmp/derf-lm-bytes-XXXXXX", path[700], out[600], err[DERF_ERRLEN];
+    assert_non_null(mkdtemp(dir));
+    derf_tokenizer *tk = derf_tok_load_dir(NULL, DERF_TOK_GPT2, err, sizeof err);
+    assert_non_null(tk);
+    static char text[4000];
+    size_t tl = 0;
+    while (tl + 80 < sizeof text) tl += (size_t)snprintf(text + tl, sizeof text - tl, "It is a truth universally acknowledged, %zu times. ", tl);
+    derf_tok_ids ids = {0};
+    ids.cap = 4096;
+    ids.ids = malloc(ids.cap * sizeof(int32_t));
+    ids.ids[ids.n++] = DERF_GPT2_EOT;
+    assert_int_equal(derf_tok_encode(tk, text, tl, &ids, err, sizeof err), 0);
+    uint16_t *t16 = malloc(ids.n * sizeof(uint16_t));
+    for (size_t i = 0; i < ids.n; i++) t16[i] = (uint16_t)ids.ids[i];
+    const char *names[2] = {"train.bin", "val.bin"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        assert_int_equal(derf_shard_write(path, t16, ids.n, DERF_GPT2_VOCAB, err, sizeof err), 0);
+    }
+    derf_lm_opts o;
+    snprintf(out, sizeof out, "%s/run", dir);
+    opts_small(&o, out, "derf");
+    o.data = dir;
+    o.bytes = 1;
+    o.steps = 3;
+    o.accum = 1;
+    o.eval_every = 0;
+    o.eval_train_loss = 0;
+    static derf_lm_result r;
+    assert_int_equal(derf_lm_train(&o, &r, err, sizeof err), 0);
+    assert_int_equal(r.vocab, 256);
+    assert_int_equal(r.data_vocab, 256);
+    derf_gpt2 m;
+    int dv;
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    assert_int_equal(derf_lm_load(&m, path, 3, 16, &dv, err, sizeof err), 0);
+    assert_int_equal(dv, 256);
+    derf_shard b = {malloc((tl + 1) * sizeof(uint16_t)), tl + 1, 256};
+    b.tokens[0] = 0;
+    for (size_t i = 0; i < tl; i++) b.tokens[i + 1] = (unsigned char)text[i];
+    assert_float_equal(derf_lm_eval_loss(&m, &b, 16, o.eval_windows), r.val_loss, 1e-6);
+    derf_gpt2_free(&m);
+    free(b.tokens);
+    free(t16);
+    free(ids.ids);
+    derf_tok_free(tk);
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    assert_int_equal(system(path), 0);
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     derf_lm_opts o;
@@ -364,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_resume_exact),  cmocka_unit_test(test_loss_decreases),
         cmocka_unit_test(test_divergence_keeps_checkpoint), cmocka_unit_test(test_weight_decay_rule),
         cmocka_unit_test(test_sampling),      cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_bytes_mode),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -411,6 +411,20 @@ static void test_build_small(void **state) {
         if (fabs(amp - 0.5) > 0.05) fail_msg("%s: amplitude %.3f at %.0f Hz, want 0.5", u->id, amp, f);
     }
     derf_speech_free(&c);
+    /* --per-level 1: only the first clip by file name of each level and language ("extra" < "l0-a" in lev0/nl) */
+    snprintf(out, sizeof out, "%s/corpus/one", tmpdir);
+    o.per_level = 1;
+    if (derf_speech_build(&o, &st, err, sizeof err)) fail_msg("%s", err);
+    o.per_level = 0;
+    if (derf_speech_read(out, &c, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(c.n, 2 * L);
+    for (int s = 0; s < 3; s++) assert_int_equal(st.levels[s], nlev[s]);
+    for (size_t j = 0; j < c.n; j++) {
+        const int extra = !strcmp(c.u[j].level, "lev0") && !strcmp(c.u[j].lang, "nl");
+        if (extra) assert_string_equal(c.u[j].id, "extra");
+        else assert_non_null(strstr(c.u[j].id, "-a"));
+    }
+    derf_speech_free(&c);
     /* a missing game folder and a bad --langs: one line that says what to do */
     o.src = tp("nothing");
     assert_int_equal(derf_speech_build(&o, &st, err, sizeof err), -1);

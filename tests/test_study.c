@@ -49,8 +49,8 @@ static void test_tanh_fit(void **state) {
     assert_true(fabs(gap - bg) < 1e-6);
     assert_true(fabs(gap - brute_gap(eps)) < 1e-6); /* same integral at the same eps, two quadratures */
     assert_true(fabs(eps - 1.205) < 0.01);          /* the paper */
-    assert_true(fabs(eps - 1.2053) < 2e-4);         /* tables.md's check */
-    /* least squares and the slope match at 0, as tables.md reports them */
+    assert_true(fabs(eps - 1.2053) < 2e-4);         /* the numerical L1 optimum, docs/paper.md section 8 */
+    /* least squares and the slope match at 0, as docs/paper.md section 8 reports them */
     double e2 = derf_tanh_erf_fit(2, 0.8, 2.0, NULL);
     assert_true(fabs(e2 - 1.2028) < 2e-4);
     assert_true(derf_tanh_erf_gap(1.1283791670955126, 1) > gap);

@@ -346,8 +346,53 @@ static void test_build_small(void **state) {
     assert_non_null(strstr(err, "make deps"));
 }
 
+/* the byte-level view (train-lm --text bytes): GPT-2 tokens -> the exact UTF-8 text, <|endoftext|> -> 0 */
+static void test_shard_to_bytes(void **state) {
+    (void)state;
+    char err[DERF_ERRLEN];
+    derf_tokenizer *t = derf_tok_load_dir(NULL, DERF_TOK_GPT2, err, sizeof err);
+    assert_non_null(t);
+    const char *docs[2] = {"Call me Ishmael. Some years ago\xe2\x80\x94never mind how long", "Caf\xc3\xa9 \xff odd bytes\n\n"};
+    derf_tok_ids ids = {0};
+    for (int d = 0; d < 2; d++) {
+        int32_t eot = DERF_GPT2_EOT;
+        if (ids.n + 1 > ids.cap) { ids.cap = ids.cap * 2 + 64; ids.ids = realloc(ids.ids, ids.cap * sizeof(int32_t)); }
+        ids.ids[ids.n++] = eot;
+        assert_int_equal(derf_tok_encode(t, docs[d], strlen(docs[d]), &ids, err, sizeof err), 0);
+    }
+    derf_shard in = {malloc(ids.n * sizeof(uint16_t)), ids.n, DERF_GPT2_VOCAB}, out;
+    for (size_t i = 0; i < ids.n; i++) in.tokens[i] = (uint16_t)ids.ids[i];
+    assert_true(ids.n < strlen(docs[0]) + strlen(docs[1])); /* BPE merged something */
+    assert_int_equal(derf_shard_to_bytes(&in, t, &out, err, sizeof err), 0);
+    assert_int_equal(out.vocab, 256);
+    /* the reference: NUL, the first text's bytes, NUL, the second's */
+    size_t l0 = strlen(docs[0]), l1 = strlen(docs[1]);
+    assert_int_equal(out.n, 2 + l0 + l1);
+    assert_int_equal(out.tokens[0], 0);
+    for (size_t i = 0; i < l0; i++) assert_int_equal(out.tokens[1 + i], (unsigned char)docs[0][i]);
+    assert_int_equal(out.tokens[1 + l0], 0);
+    for (size_t i = 0; i < l1; i++) assert_int_equal(out.tokens[2 + l0 + i], (unsigned char)docs[1][i]);
+    derf_shard_free(&out);
+    /* a token holding a NUL byte would be mistaken for a document boundary: refused */
+    ids.n = 0;
+    assert_int_equal(derf_tok_encode(t, "a\0b", 3, &ids, err, sizeof err), 0);
+    in.n = ids.n;
+    for (size_t i = 0; i < ids.n; i++) in.tokens[i] = (uint16_t)ids.ids[i];
+    assert_int_equal(derf_shard_to_bytes(&in, t, &out, err, sizeof err), -1);
+    one_line(err);
+    assert_non_null(strstr(err, "NUL"));
+    /* not a GPT-2 shard */
+    in.tokens[0] = 60000;
+    assert_int_equal(derf_shard_to_bytes(&in, t, &out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a GPT-2"));
+    free(in.tokens);
+    free(ids.ids);
+    derf_tok_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shard_to_bytes),
         cmocka_unit_test(test_shard_roundtrip),
         cmocka_unit_test(test_shard_hostile),
         cmocka_unit_test(test_brown_strip),

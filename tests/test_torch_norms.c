@@ -1,5 +1,5 @@
 /* test_torch_norms.c: every norm of the family against a live PyTorch reference
- * (tools/torch_ref.py, plain autograd written from recipe.md), on fresh random inputs each run
+ * (tools/torch_ref.py, plain autograd written from docs/paper.md sections 1-4), on fresh random inputs each run
  * (replay a failure with the DERF_TEST_SEED printed at the top).
  *
  * One case per base point-wise function (Derf-style layer: scalar shift, gamma and beta), the DyT,

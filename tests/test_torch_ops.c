@@ -553,14 +553,30 @@ static void test_diversity(void **st) {
     if (!ok) fail_msg("%s differs from PyTorch", hdr);
 }
 
+/* InfoNCE against PyTorch, with fresh shapes and values each run. The mask "negative equals the positive" is
+ * decided on the quantizer's codes (rows 4..M-1 get random codes in a small codebook, so equal codes occur).
+ * The fixed rows are the regression for BLAS kernels that round identical rows differently: row 1's target is
+ * row 0's one ulp away (as the same codes through project_q can come out) with row 0's codes, so their mutual
+ * negatives are masked (a comparison of the float vectors kept them); rows 2 and 3 have equal vectors but other
+ * codes, so they stay negatives of each other. */
 static void test_infonce(void **st) {
     require_oracle();
     uint64_t rs = case_seed("infonce");
     int M = 6 + (int)(tu_uniform(&rs) * 15), Fd = 4 + (int)(tu_uniform(&rs) * 12), K = 3 + (int)(tu_uniform(&rs) * 8);
+    int G = 1 + (int)(tu_uniform(&rs) * 2), V = 2 + (int)(tu_uniform(&rs) * 3);
     size_t n = (size_t)M * Fd;
     float temp = 0.1f, scale = (float)(0.5 + tu_uniform(&rs));
     float *c = rnd(n, &rs, -1, 1), *q = rnd(n, &rs, -1, 1);
-    memcpy(q + Fd, q, Fd * sizeof(float)); /* rows 0 and 1 equal: their mutual negatives get -inf */
+    int32_t *codes = malloc((size_t)M * G * sizeof(int32_t));
+    for (int i = 0; i < M * G; i++) codes[i] = (int32_t)(tu_uniform(&rs) * V);
+    for (int g = 0; g < G; g++) {
+        codes[G + g] = codes[g];                          /* row 1: row 0's codes */
+        codes[2 * G + g] = V + 2 * g;                     /* rows 2, 3: codes no other row has, and unequal */
+        codes[3 * G + g] = V + 2 * g + 1;
+    }
+    memcpy(q + Fd, q, Fd * sizeof(float));
+    q[Fd] = nextafterf(q[Fd], 2.0f);                      /* row 1 = row 0 but one ulp in one feature */
+    memcpy(q + 3 * Fd, q + 2 * Fd, Fd * sizeof(float));   /* row 3 = row 2 exactly */
     int32_t *neg = malloc((size_t)M * K * sizeof(int32_t));
     for (int m = 0; m < M; m++)
         for (int j = 0; j < K; j++) {
@@ -569,17 +585,24 @@ static void test_infonce(void **st) {
         }
     neg[0] = 1;
     neg[K] = 0;
+    neg[2 * K] = 3;
+    neg[3 * K] = 2;
     float *lg = malloc(n * (K + 1) * sizeof(float)), *pc = rnd(n, &rs, -1, 1), *pq = rnd(n, &rs, -1, 1);
     float *dc = dup(pc, n), *dq = dup(pq, n);
     int correct;
-    float loss = (float)derf_infonce(lg, &correct, dc, dq, c, q, neg, M, Fd, K, temp, scale);
-    char hdr[128];
-    snprintf(hdr, sizeof hdr, "infonce M=%d F=%d K=%d temp=%.9g scale=%.9g", M, Fd, K, (double)temp, (double)scale);
-    torch_arr in[] = {torch_f("c", c, n), torch_f("q", q, n), torch_i("neg", neg, (size_t)M * K)};
+    float loss = (float)derf_infonce(lg, &correct, dc, dq, c, q, codes, G, neg, M, Fd, K, temp, scale);
+    /* independent of PyTorch: the fixed rows' masks */
+    int ok = isinf(lg[1]) && lg[1] < 0 && isinf(lg[(K + 1) + 1]) && lg[(K + 1) + 1] < 0;
+    ok &= isfinite(lg[2 * (K + 1) + 1]) && isfinite(lg[3 * (K + 1) + 1]);
+    if (!ok) fail_msg("infonce: row 1 (row 0's codes, one ulp away) must be masked, rows 2/3 (equal vectors, other codes) not");
+    char hdr[160];
+    snprintf(hdr, sizeof hdr, "infonce M=%d F=%d K=%d G=%d temp=%.9g scale=%.9g", M, Fd, K, G, (double)temp, (double)scale);
+    torch_arr in[] = {torch_f("c", c, n), torch_f("q", q, n), torch_i("codes", codes, (size_t)M * G),
+                      torch_i("neg", neg, (size_t)M * K)};
     torch_reply rep;
-    call("infonce", hdr, in, 3, &rep);
+    call("infonce", hdr, in, 4, &rep);
     const float *tl = torch_reply_f(&rep, "logits", (size_t)M * (K + 1)), *tc = torch_reply_f(&rep, "correct", 1);
-    int ok = tl && tc && (float)correct == tc[0];
+    ok = tl && tc && (float)correct == tc[0];
     size_t ninf = 0;
     for (size_t i = 0; tl && i < (size_t)M * (K + 1); i++) { /* -inf in the same places, values elsewhere */
         if (isinf(tl[i]) || isinf(lg[i])) {
@@ -596,7 +619,7 @@ static void test_infonce(void **st) {
     ok &= cmp("infonce dc", dc, pc, torch_reply_f(&rep, "dc", n), n, 2e-4);
     ok &= cmp("infonce dq", dq, pq, torch_reply_f(&rep, "dq", n), n, 2e-4 * sqrt(K));
     torch_reply_free(&rep);
-    free(c); free(q); free(neg); free(lg); free(pc); free(pq); free(dc); free(dq); free(tl0);
+    free(c); free(q); free(codes); free(neg); free(lg); free(pc); free(pq); free(dc); free(dq); free(tl0);
     if (!ok) fail_msg("%s differs from PyTorch (accuracy %d)", hdr, correct);
 }
 

@@ -178,8 +178,11 @@ static void test_resume_exact(void **state) {
     /* 12 steps straight (epoch boundary at 8 inside) */
     opts_small(&o, a, "derf");
     o.max_steps = 12;
+    o.diag_every = 5; /* diagnostics at steps 0, 5, 10: they must not change a single loss (compared below) */
     assert_int_equal(derf_cls_train(&o, &r, err, sizeof err), 0);
     assert_int_equal(r.steps, 12);
+    assert_int_equal(tu_count_in_file(tu_path(a, "log.jsonl"), "\"type\":\"diag\""), 3);
+    assert_int_equal(tu_count_in_file(tu_path(a, "log.jsonl"), "{\"name\":\"blocks.1.norm2\",\"sat\":"), 3);
     /* 6 steps, stop, resume to 12 */
     opts_small(&o, b, "derf");
     o.max_steps = 6;

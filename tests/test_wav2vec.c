@@ -85,7 +85,7 @@ static void test_sampler(void **state) {
     assert_int_equal(self, 0);
     assert_int_equal(cross, 0);
     /* fairseq's expected masked share with 0.65 / 10 at T = 199 (overlapping spans, then thinned to the
-     * batch minimum) lies near 0.49 (speech-dna.md 1.1 E); allow for the thinning and 40 x 8 rows */
+     * batch minimum) lies near 0.49 (docs/paper.md section 5.4); allow for the thinning and 40 x 8 rows */
     if (share < 0.40 || share > 0.55) fail_msg("masked share %.3f outside [0.40, 0.55]", share);
     free(d.mask);
     free(d.neg);
@@ -200,8 +200,14 @@ static void test_train_resume(void **state) {
     o.quiet = 1;
     o.lr = 3e-3f;
     o.out = a;
+    o.diag_every = 4; /* diagnostics at steps 0 and 4 of this run only: the resumed run below must still match it */
     derf_speech_train_result r1, r2, r3;
     if (derf_speech_train(&o, &r1, err, sizeof err)) fail_msg("%s", err);
+    o.diag_every = 0;
+    char logp[600];
+    snprintf(logp, sizeof logp, "%s/log.jsonl", a);
+    assert_int_equal(tu_count_in_file(logp, "\"type\":\"diag\""), 2);
+    assert_true(tu_count_in_file(logp, "\"sat\":") >= 2);
     assert_int_equal(r1.steps, 8);
     assert_false(r1.diverged);
     assert_true(isfinite(r1.val.bits) && r1.val.frames > 0 && r1.train_eval.frames > 0);

@@ -40,6 +40,10 @@ except Exception as e:  # noqa: BLE001 (any import failure means: no peer)
 
 import vit_torch_parity as vp  # noqa: E402
 import gpt2_torch_parity as gp  # noqa: E402
+import dit_torch_parity as dp  # noqa: E402
+import wav2vec_torch_parity as wp  # noqa: E402
+import hyena_torch_parity as hp  # noqa: E402
+import caduceus_torch_parity as cp  # noqa: E402
 
 _oracle_make_norm = vp.make_norm
 
@@ -48,11 +52,13 @@ def make_norm(spec, C):
     """The oracles' norm layers, but LayerNorm is torch's fused kernel (the fair peer)."""
     if spec["kind"] == "layernorm" and spec["affine"] and spec["bias"]:
         return nn.LayerNorm(C, eps=spec["eps"])
+    if spec["kind"] == "layernorm" and not spec["affine"]:
+        return nn.LayerNorm(C, eps=spec["eps"], elementwise_affine=False)  # DiT's norms
     return _oracle_make_norm(spec, C)
 
 
-vp.make_norm = make_norm  # the ViT and GPT-2 blocks look the name up at build time
-gp.make_norm = make_norm
+for _m in (vp, gp, wp, hp, cp):  # the model files look the name up at build time
+    _m.make_norm = make_norm
 
 
 def parse(text):
@@ -107,8 +113,7 @@ def bench_norms(a, spec, text):
     return [f, fb]
 
 
-def bench_vit(a, spec, text):
-    torch.manual_seed(0)
+def build_vit(a, spec):
     cfg = {"img": a.img, "chans": a.chans, "patch": a.patch, "dim": a.dim, "depth": a.depth, "heads": a.heads,
            "mlp_ratio": a.mlp_ratio, "classes": a.classes, "pool": a.pool, "gelu": a.gelu, "norm": spec}
     model = vp.ViT(cfg)
@@ -122,14 +127,10 @@ def bench_vit(a, spec, text):
         loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
         loss.backward()
         opt.step()
-
-    ms = median_ms(step, a.warmup, a.reps)
-    print(f"[torch] vit {text} batch {a.batch}: {ms:.2f} ms/step, {a.batch / ms * 1e3:.0f} images/s", file=sys.stderr)
-    return [ms]
+    return step
 
 
-def bench_gpt2(a, spec, text):
-    torch.manual_seed(0)
+def build_gpt2(a, spec):
     cfg = {"vocab": a.vocab, "block_size": a.block_size, "n_layer": a.n_layer, "n_head": a.n_head,
            "n_embd": a.n_embd, "bias": bool(a.bias), "shared_scale": spec["kind"] == "pointwise", "norm": spec}
     model = gp.GPT(cfg)
@@ -146,52 +147,208 @@ def bench_gpt2(a, spec, text):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+    return step
 
-    ms = median_ms(step, a.warmup, a.reps)
-    print(f"[torch] gpt2 {text} B {a.batch} T {a.seq}: {ms:.1f} ms/step", file=sys.stderr)
-    return [ms]
+
+def build_dit(a, spec):
+    """DiT training step of train-dit: eps-MSE on the noise channels, AdamW lr 1e-4, no weight decay (the
+    q_sample of the batch and the EMA are left out on both sides)"""
+    cfg = {"img": a.img, "chans": a.chans, "patch": a.patch, "dim": a.dim, "depth": a.depth, "heads": a.heads,
+           "mlp_ratio": a.mlp_ratio, "classes": a.classes, "freq_dim": a.freq_dim, "learn_sigma": a.learn_sigma,
+           "norm": spec}
+    model = dp.DiT(cfg)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    x = torch.randn(a.batch, a.chans, a.img, a.img)
+    t = torch.randint(0, 1000, (a.batch,)).float()
+    y = torch.randint(0, a.classes + 1, (a.batch,))
+    eps = torch.randn(a.batch, a.chans, a.img, a.img)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(x, t, y)
+        loss = ((out[:, :a.chans] - eps) ** 2).mean()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def build_wav2vec(a, spec):
+    """wav2vec 2.0 pretraining step of train-speech: the fairseq loss / M, clip 10, AdamW (lr 5e-4, wd 0.01);
+    fixed draws (a mask of --masked frames per row, K negatives from the same row's masked frames, Gumbel
+    uniforms), as derf bench keeps its draws fixed"""
+    cfg = {k: getattr(a, k) for k in ("conv_dim", "d", "n_layer", "n_head", "ffn", "final_dim", "pos_k", "pos_groups",
+                                       "groups", "vars", "logit_temp", "div_weight", "pen_weight", "grad_mult")}
+    cfg["conv"] = [tuple(int(v) for v in p.split(":")) for p in a.conv.split(",")]
+    model = wp.Wav2Vec2(cfg, spec)
+    model.train()
+    opt = adamw(model, 5e-4, (0.9, 0.98), 0.01)
+    T = a.samples
+    for k, s in cfg["conv"]:
+        T = (T - k) // s + 1
+    wav = torch.randn(a.batch, a.samples)
+    mask = torch.zeros(a.batch, T, dtype=torch.bool)
+    for b in range(a.batch):
+        mask[b, torch.randperm(T)[:a.masked]] = True
+    M, K = a.batch * a.masked, a.n_neg
+    rows = torch.arange(M).view(a.batch, a.masked)
+    neg = torch.empty(M, K, dtype=torch.long)
+    for b in range(a.batch):
+        for j in range(a.masked):
+            other = torch.randint(0, a.masked - 1, (K,))
+            other = other + (other >= j).long()
+            neg[b * a.masked + j] = rows[b, other]
+    u = torch.rand(M * a.groups * a.vars).clamp(1e-6, 1 - 1e-6)
+    params = list(model.parameters())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss, _, _, _, _, m = model(wav, mask, neg, u, 2.0)
+        (loss / m).backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+    return step
+
+
+def dna_step(model, a, lr, tokens, targets):
+    opt = adamw(model, lr, (0.9, 0.95), 0.1)
+    params = list(model.parameters())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        _, loss = model(tokens, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return step
+
+
+def build_hyena(a, spec):
+    """HyenaDNA next-token pretraining step of train-dna (clip 1, AdamW lr 6e-4, betas 0.9/0.95, wd 0.1)"""
+    cfg = {"vocab": a.vocab, "d_model": a.d_model, "n_layer": a.n_layer, "d_inner": a.d_inner,
+           "filter_order": a.filter_order, "l_max": a.l_max, "sin_w": a.sin_w, "n_classes": 0, "emb_scale": a.emb_scale}
+    model = hp.Hyena(cfg, spec).float()  # its positional buffers are built in float64
+    model.train()
+    tokens = torch.randint(7, 11, (a.batch, a.seq))
+    targets = torch.randint(7, 11, (a.batch, a.seq))
+    return dna_step(model, a, 6e-4, tokens, targets)
+
+
+def build_caduceus(a, spec):
+    """Caduceus-PS masked-LM pretraining step of train-dna (15% of the positions predicted; clip 1, AdamW lr 8e-3,
+    betas 0.9/0.95, wd 0.1). The selective scan is the parity script's loop over time, as Mamba's own
+    selective_scan_ref (its only CPU path) runs it."""
+    cfg = {"vocab": a.vocab, "d_model": a.d_model, "n_layer": a.n_layer, "d_state": a.d_state, "expand": a.expand,
+           "dt_rank": a.dt_rank, "d_conv": a.d_conv, "n_classes": 0, "emb_scale": a.emb_scale}
+    model = cp.Caduceus(cfg, spec)
+    with torch.no_grad():  # Mamba's S4D-real init, as derf's (the parity script leaves A_log at 0)
+        for mod in model.modules():
+            if isinstance(mod, cp.Mamba):
+                mod.A_log.copy_(torch.log(torch.arange(1, a.d_state + 1, dtype=torch.float32)).repeat(mod.E, 1))
+    model.train()
+    tokens = torch.randint(7, 11, (a.batch, a.seq))
+    targets = torch.where(torch.rand(a.batch, a.seq) < 0.15, torch.randint(7, 11, (a.batch, a.seq)),
+                          torch.full((a.batch, a.seq), -1))
+    return dna_step(model, a, 8e-3, tokens, targets)
+
+
+MODELS = {"vit": build_vit, "gpt2": build_gpt2, "dit": build_dit, "wav2vec": build_wav2vec, "hyena": build_hyena,
+          "caduceus": build_caduceus}
+
+
+def serve(a, build):
+    """The model parts: derf bench drives the steps through stdin so that its own steps and these interleave.
+    Commands (one per line): 'build I' (answers 'ready I', or 'skip I' for a spec these oracles cannot build),
+    'run I K' (K steps of model I; answers 't WALL CPU ...': each step's wall time and process CPU time, ms), 'free I' (answers 'ok'),
+    'quit'."""
+    models = {}
+    for line in sys.stdin:
+        w = line.split()
+        if not w:
+            continue
+        if w[0] == "quit":
+            break
+        i = int(w[1])
+        if w[0] == "build":
+            spec = parse(a.specs[i])
+            if spec is None:
+                print(f"[torch] {a.part} {a.specs[i]}: not supported by the PyTorch oracles", file=sys.stderr)
+                print("skip", i, flush=True)
+                continue
+            torch.manual_seed(i)
+            models[i] = build(a, spec)
+            print("ready", i, flush=True)
+        elif w[0] == "run":
+            ts = []
+            for _ in range(int(w[2])):
+                t, c = time.perf_counter(), time.process_time()
+                models[i]()
+                ts += [time.perf_counter() - t, time.process_time() - c]
+            print("t", " ".join(f"{1e3 * v:.4f}" for v in ts), flush=True)
+        elif w[0] == "free":
+            models.pop(i, None)
+            print("ok", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description="PyTorch peers of derf bench")
     sub = ap.add_subparsers(dest="part", required=True)
     parts = {}
-    for name, fn in (("norms", bench_norms), ("vit", bench_vit), ("gpt2", bench_gpt2)):
+    for name in ("norms",) + tuple(MODELS):
         p = sub.add_parser(name)
-        p.add_argument("--reps", type=int, default=10)
-        p.add_argument("--warmup", type=int, default=2)
+        if name == "norms":
+            p.add_argument("--reps", type=int, default=10)
+            p.add_argument("--warmup", type=int, default=2)
+            p.add_argument("--min", action="store_true")
         p.add_argument("--threads", type=int, default=torch.get_num_threads())
-        p.add_argument("--min", action="store_true")
         p.add_argument("specs", nargs="+")
-        parts[name] = (p, fn)
-    p = parts["norms"][0]
-    p.add_argument("--rows", type=int, default=8192)
-    p.add_argument("--cols", type=int, default=768)
-    p = parts["vit"][0]
-    for k, d in (("batch", 128), ("img", 28), ("chans", 1), ("patch", 7), ("dim", 64), ("depth", 4), ("heads", 4),
-                 ("mlp-ratio", 4), ("classes", 10)):
-        p.add_argument("--" + k, type=int, default=d)
-    p.add_argument("--pool", choices=("avg", "cls"), default="avg")
-    p.add_argument("--gelu", choices=("erf", "tanh"), default="erf")
-    p = parts["gpt2"][0]
-    for k, d in (("batch", 4), ("seq", 64), ("vocab", 50304), ("block-size", 1024), ("n-layer", 12), ("n-head", 12),
-                 ("n-embd", 768), ("bias", 1)):
-        p.add_argument("--" + k, type=int, default=d)
+        parts[name] = p
+
+    def ints(part, pairs):
+        for k, d in pairs:
+            parts[part].add_argument("--" + k, type=int, default=d)
+
+    def floats(part, pairs):
+        for k, d in pairs:
+            parts[part].add_argument("--" + k, type=float, default=d)
+    ints("norms", (("rows", 8192), ("cols", 768)))
+    ints("vit", (("batch", 128), ("img", 28), ("chans", 1), ("patch", 7), ("dim", 64), ("depth", 4), ("heads", 4),
+                 ("mlp-ratio", 4), ("classes", 10)))
+    parts["vit"].add_argument("--pool", choices=("avg", "cls"), default="avg")
+    parts["vit"].add_argument("--gelu", choices=("erf", "tanh"), default="erf")
+    ints("gpt2", (("batch", 4), ("seq", 64), ("vocab", 50304), ("block-size", 1024), ("n-layer", 12), ("n-head", 12),
+                  ("n-embd", 768), ("bias", 1)))
+    ints("dit", (("batch", 64), ("img", 28), ("chans", 1), ("patch", 7), ("dim", 64), ("depth", 4), ("heads", 4),
+                 ("mlp-ratio", 4), ("classes", 10), ("freq-dim", 256), ("learn-sigma", 0)))
+    ints("wav2vec", (("batch", 8), ("samples", 64000), ("masked", 100), ("conv-dim", 128), ("d", 256), ("n-layer", 4),
+                     ("n-head", 4), ("ffn", 1024), ("final-dim", 128), ("pos-k", 128), ("pos-groups", 16),
+                     ("groups", 2), ("vars", 320), ("n-neg", 100)))
+    floats("wav2vec", (("logit-temp", 0.1), ("div-weight", 0.1), ("pen-weight", 10.0), ("grad-mult", 0.1)))
+    parts["wav2vec"].add_argument("--conv", default="10:5,3:2,3:2,3:2,3:2,2:2,2:2")
+    ints("hyena", (("batch", 16), ("seq", 1024), ("vocab", 16), ("d-model", 128), ("n-layer", 2), ("d-inner", 512),
+                   ("filter-order", 64), ("l-max", 1026)))
+    floats("hyena", (("sin-w", 10.0), ("emb-scale", 0.0)))
+    ints("caduceus", (("batch", 16), ("seq", 1024), ("vocab", 16), ("d-model", 64), ("n-layer", 4), ("d-state", 16),
+                      ("expand", 2), ("dt-rank", 4), ("d-conv", 4)))
+    floats("caduceus", (("emb-scale", 0.0),))
     a = ap.parse_args()
-    global STAT_MIN
-    STAT_MIN = a.min
-    if a.reps < 1 or a.warmup < 0 or a.threads < 1:
+    if a.threads < 1 or (a.part == "norms" and (a.reps < 1 or a.warmup < 0)):
         ap.error("--reps must be >= 1, --warmup >= 0, --threads >= 1")
     torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(True)  # as derf sets FTZ/DAZ: the peer at its best
     print("torch", torch.__version__, flush=True)
-    fn = parts[a.part][1]
+    if a.part != "norms":
+        serve(a, MODELS[a.part])
+        return
+    global STAT_MIN
+    STAT_MIN = a.min
     for i, text in enumerate(a.specs):
         spec = parse(text)
         if spec is None:
             print(f"[torch] {a.part} {text}: not supported by the PyTorch oracles", file=sys.stderr)
             print("r", i, "-", flush=True)
             continue
-        print("r", i, " ".join(f"{v:.6f}" for v in fn(a, spec, text)), flush=True)
+        print("r", i, " ".join(f"{v:.6f}" for v in bench_norms(a, spec, text)), flush=True)
 
 
 if __name__ == "__main__":

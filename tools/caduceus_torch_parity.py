@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """caduceus_torch_parity.py: checks derf's C Caduceus-PS (src/models/caduceus.c) against the same model written
-here in plain PyTorch from the Caduceus / Mamba sources (speech-dna.md section 3), with the selective scan as a
+here in plain PyTorch from the Caduceus / Mamba sources (docs/paper.md section 5.6), with the selective scan as a
 plain Python loop over time (s_t = exp(delta_t A) s_{t-1} + delta_t B_t x_t, y_t = C_t . s_t + D x_t; autograd
 gives the backward) and reverse-complement parameter sharing implemented LITERALLY as upstream does it: a
 2d-channel stream [E(ids) ; flip_{L,C}(E(rc(ids)))], every norm / BiMamba applied to the first half and to

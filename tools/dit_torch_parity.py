@@ -2,7 +2,7 @@
 """dit_torch_parity.py: checks derf's C DiT (src/models/dit.c) against the same model written here in
 plain PyTorch, following facebookresearch/DiT models.py (TimestepEmbedder, LabelEmbedder, adaLN-Zero
 DiTBlock, FinalLayer, unpatchify, get_2d_sincos_pos_embed) with the norm replaced by the spec's layer
-without affine (recipe.md 3.2). Norm layers, attention, MLP and the safetensors reader come from
+without affine (docs/paper.md section 5.2). Norm layers, attention, MLP and the safetensors reader come from
 vit_torch_parity.py beside this file.
 
 Usage: /usr/bin/python3 tools/dit_torch_parity.py [--f64] DIR [DIR ...]

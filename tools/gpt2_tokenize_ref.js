@@ -5,6 +5,8 @@
 //
 //   node tools/gpt2_tokenize_ref.js FILE...     one line per FILE: its token ids, space separated
 //   node tools/gpt2_tokenize_ref.js --decode FILE...   FILE holds ids (space separated); writes the text
+//   node tools/gpt2_tokenize_ref.js --bench REPS FILE   `derf bench`'s tokenizer peer: encodes FILE once
+//                                  untimed, then REPS times, one line 't WALL_MS CPU_MS' per timed pass
 //
 // Files are read as UTF-8 (node replaces invalid sequences by U+FFFD, so only valid UTF-8 is a fair
 // comparison). The package's encode() concatenates arrays quadratically, so long texts are cut
@@ -49,6 +51,22 @@ const args = process.argv.slice(2);
 if (args.length === 0) {
   process.stderr.write('usage: node tools/gpt2_tokenize_ref.js [--decode] FILE...\n');
   process.exit(2);
+}
+if (args[0] === '--bench') {
+  const reps = Number(args[1]);
+  if (!(reps >= 1) || args.length !== 3) {
+    process.stderr.write('usage: node tools/gpt2_tokenize_ref.js --bench REPS FILE\n');
+    process.exit(2);
+  }
+  const text = fs.readFileSync(args[2], 'utf8');
+  encodeLong(text); // the cache warm, as derf bench's own untimed pass
+  for (let r = 0; r < reps; r++) {
+    const t = process.hrtime.bigint(), c = process.cpuUsage();
+    encodeLong(text);
+    const u = process.cpuUsage(c);
+    process.stdout.write(`t ${Number(process.hrtime.bigint() - t) / 1e6} ${(u.user + u.system) / 1e3}\n`);
+  }
+  process.exit(0);
 }
 const decode = args[0] === '--decode';
 const files = decode ? args.slice(1) : args;

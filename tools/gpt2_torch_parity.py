@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """gpt2_torch_parity.py: checks derf's C GPT-2 (src/models/gpt2.c) against the same model written here
 in plain PyTorch (torch.nn; no transformers package), from nanoGPT's model.py and the Derf GPT-2 patch
-as recipe.md sections 0 and 3.3 describe them: tied wte / LM head, learned wpe, pre-norm blocks
+as docs/paper.md sections 1 and 5.3 describe them: tied wte / LM head, learned wpe, pre-norm blocks
 (ln_1, causal attention c_attn + c_proj, ln_2, MLP c_fc + tanh GELU + c_proj), ln_f; with a point-wise
 norm a learnable scalar shared_scale multiplies (token emb + pos emb).
 
@@ -102,7 +102,7 @@ class GPT(nn.Module):
         C = cfg["n_embd"]
         self.wte = nn.Embedding(cfg["vocab"], C)
         self.wpe = nn.Embedding(cfg["block_size"], C)
-        # the Derf patch's learnable embedding multiplier (recipe.md 3.3)
+        # the Derf patch's learnable embedding multiplier (docs/paper.md section 5.3)
         self.shared_scale = nn.Parameter(torch.full((1,), math.sqrt(C))) if cfg["shared_scale"] else None
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg["n_layer"])])
         self.ln_f = make_norm(cfg["norm"], C)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """hyena_torch_parity.py: checks derf's C HyenaDNA (src/models/hyena.c) against the same model written here in
-plain PyTorch from the Caduceus repo's HyenaOperator / HyenaFilter / LM backbone (speech-dna.md section 2): input
+plain PyTorch from the Caduceus repo's HyenaOperator / HyenaFilter / LM backbone (docs/paper.md section 5.5): input
 projection, short depthwise causal Conv1d (kernel 3, padding 2, cut to T), implicit filter MLP over positional
 features with one shared Sin module and exponential modulation, upstream's fftconv (rfft of size 2T, k_f / N, irfft
 with norm="forward", + D u), gating, out_proj; pre-norm residual blocks with a GELU(tanh) MLP, ln_f, tied LM head

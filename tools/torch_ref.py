@@ -3,7 +3,7 @@
 
 Started by tests/torch_oracle.c as `/usr/bin/python3 tools/torch_ref.py`, it reads requests on
 stdin and answers on stdout, strictly one reply per request. Everything is plain PyTorch autograd in
-float32, written from the formulas in the paper notes (recipe.md sections 0-2, tables.md sections 1-2),
+float32, written from the formulas in the paper notes (docs/paper.md sections 1-4),
 not from the C code.
 
 Protocol (binary-safe; all numbers little-endian):
@@ -48,9 +48,10 @@ Ops (inputs -> outputs; "d<name>" is the gradient w.r.t. input <name> for upstre
       fairseq's hard gumbel_softmax with the noise -log(-log u) given: y = hard - soft.detach() + soft;
       train=0: argmax of l, no noise, no gradient into l.
   diversity N= G= V= scale=      l -> loss[1] ppl[1] dl    (p = mean softmax; (GV - sum_g exp(H(p_g)))/GV)
-  infonce M= F= K= temp= scale=  c[M*F] q[M*F] neg(i)[M*K] -> loss[1] logits[M*(K+1)] dc dq correct[1]
+  infonce M= F= K= G= temp= scale=  c[M*F] q[M*F] codes(i)[M*G] neg(i)[M*K] -> loss[1] logits[M*(K+1)] dc dq correct[1]
       fairseq Wav2Vec2Model.compute_preds + the wav2vec criterion: cosine logits / temp, -inf where a
-      negative equals the positive, cross-entropy summed over rows, accuracy = argmax 0 and not argmin 0.
+      negative has the positive's quantizer codes in every group (fairseq: equal target vectors, which equal
+      codes give), cross-entropy summed over rows, accuracy = argmax 0 and not argmin 0.
 
 `python3 tools/torch_ref.py --selftest [--quiet]` checks the autograd graphs with torch.autograd.gradcheck in
 float64 and a few closed-form values, then exits 0 on success.
@@ -72,7 +73,7 @@ DT = torch.float32
 PI = math.pi
 
 # ----------------------------------------------------------------------------------------------
-# Base point-wise functions (recipe.md section 1, tables.md sections 1.2-1.4 and 2). Each takes a
+# Base point-wise functions (docs/paper.md sections 3 and 4). Each takes a
 # tensor u and returns f(u) built from differentiable torch ops, so autograd gives f'.
 
 def _sgn(u):
@@ -533,13 +534,17 @@ def op_diversity(P, A):
 
 
 def op_infonce(P, A):
-    M, Fd, K, temp, scale = int(P["M"]), int(P["F"]), int(P["K"]), float(P["temp"]), float(P["scale"])
+    M, Fd, K, G = int(P["M"]), int(P["F"]), int(P["K"]), int(P["G"])
+    temp, scale = float(P["temp"]), float(P["scale"])
     c, q = _leaf(A["c"].view(M, Fd)), _leaf(A["q"].view(M, Fd))
     neg = A["neg"].view(M, K).long()
+    codes = A["codes"].view(M, G).long()
     negs = q[neg.view(-1)].view(M, K, Fd).permute(1, 0, 2)          # K M F
     targets = torch.cat([q.unsqueeze(0), negs], dim=0)              # K+1 M F
     logits = torch.cosine_similarity(c.float(), targets.float(), dim=-1) / temp
-    neg_is_pos = (q.unsqueeze(0) == negs).all(-1)
+    # fairseq compares the target vectors; equal targets come from equal codes, and comparing the codes keeps the
+    # mask independent of how a BLAS kernel rounds identical rows (see derf_infonce)
+    neg_is_pos = (codes.unsqueeze(0) == codes[neg.view(-1)].view(M, K, G).permute(1, 0, 2)).all(-1)
     if neg_is_pos.any():
         logits[1:][neg_is_pos] = float("-inf")
     logits = logits.transpose(0, 1)                                 # M K+1

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """vit_torch_parity.py: checks derf's C ViT (src/models/vit.c) against the same model written here
-in plain PyTorch (torch.nn; no timm), from the formulas of recipe.md sections 0 and 3.1 and timm's
+in plain PyTorch (torch.nn; no timm), from the formulas of docs/paper.md sections 1 and 5.1 and timm's
 VisionTransformer (pre-norm blocks, qkv with bias, exact or tanh GELU, class token + learned
 position embedding, pool 'avg' = mean over the patch tokens then fc_norm, pool 'cls' = final norm
 on every token then token 0, linear head).
@@ -67,7 +67,7 @@ def read_safetensors(path):
 
 
 # ------------------------------------------------------------------------------------ norm layers
-POINTWISE = {  # recipe.md section 1 (the subset this oracle knows)
+POINTWISE = {  # docs/paper.md section 3 (the subset this oracle knows)
     "erf": torch.erf,
     "tanh": torch.tanh,
     "arctan": lambda u: (2 / math.pi) * torch.atan(u),
@@ -119,7 +119,7 @@ def parse_norm(text):
 
 
 class PointwiseNorm(nn.Module):
-    """y = weight * f(alpha * x + shift) + bias (recipe.md section 0); DyT has no shift."""
+    """y = weight * f(alpha * x + shift) + bias (docs/paper.md section 1); DyT has no shift."""
 
     def __init__(self, spec, C):
         super().__init__()

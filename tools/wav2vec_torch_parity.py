@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """wav2vec_torch_parity.py: checks derf's C wav2vec 2.0 (src/models/wav2vec.c) against the same model
-written here in plain PyTorch from fairseq's Wav2Vec2Model and wav2vec criterion (speech-dna.md section 1):
+written here in plain PyTorch from fairseq's Wav2Vec2Model and wav2vec criterion (docs/paper.md section 5.4):
 conv feature encoder (nn.Conv1d without bias; block 0 with nn.GroupNorm(C, C)), exact GELU, GradMultiply
 into the encoder, feature penalty, nn.LayerNorm on the features, post_extract_proj, mask_emb at the masked
 frames, the positional convolution under torch.nn.utils.weight_norm(dim=2) with SamePad and GELU, pre-norm
@@ -145,7 +145,11 @@ class Wav2Vec2(nn.Module):
         negs = q[neg.reshape(-1)].view(M, K, -1).permute(1, 0, 2)
         targets = torch.cat([q.unsqueeze(0), negs], dim=0)
         lg = torch.cosine_similarity(c, targets, dim=-1) / cfg["logit_temp"]
-        neg_is_pos = (q.unsqueeze(0) == negs).all(-1)
+        # fairseq masks a negative whose target vector equals the positive's; equal targets come from equal
+        # codes, so the mask is decided on the codes (as derf does): comparing the float vectors would depend
+        # on how the BLAS kernel rounds identical rows at different positions
+        codes = hard.argmax(-1).view(M, G)
+        neg_is_pos = (codes.unsqueeze(0) == codes[neg.reshape(-1)].view(M, K, G).permute(1, 0, 2)).all(-1)
         if neg_is_pos.any():
             lg[1:][neg_is_pos] = float("-inf")
         lg = lg.transpose(0, 1)

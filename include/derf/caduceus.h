@@ -1,4 +1,4 @@
-/* derf/caduceus.h: Caduceus-PS (kuleshov-group/caduceus; speech-dna.md section 3): bidirectional Mamba blocks
+/* derf/caduceus.h: Caduceus-PS (kuleshov-group/caduceus; docs/paper.md section 5.6): bidirectional Mamba blocks
  * with reverse-complement parameter sharing (RCPS), RMSNorm upstream; masked-LM pretraining or a
  * classification head.
  *

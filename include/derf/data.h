@@ -63,6 +63,11 @@ typedef struct {
 int derf_dataset_load(derf_dataset *ds, const char *dir, const char *split, char *err,
                       size_t errlen);
 void derf_dataset_free(derf_dataset *ds);
+/* 0 if the images are img x img and every label is below classes; else one line naming the split, the sizes
+ * (or the label) and `who` ("the model"). Every command checks each split it reads before its first use (an
+ * IDX file may hold images of any size and labels up to 9). */
+int derf_dataset_expect(const derf_dataset *ds, int img, int classes, const char *split, const char *who, char *err,
+                        size_t errlen);
 /* derf_dataset_load where `data` is a dataset name ("fashion-mnist", "mnist": found with derf_data_find_dir)
  * or a folder of IDX files. */
 int derf_dataset_open(derf_dataset *ds, const char *data, const char *split, char *err, size_t errlen);

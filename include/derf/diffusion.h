@@ -53,10 +53,13 @@ typedef struct {
  * comes from r (none at i = 0). */
 void derf_diffusion_step(float *x, const float *eps, const float *v, const derf_diffusion *d, int i,
                          const derf_sample_opts *o, derf_rng *r, size_t n);
-/* Generates n images [n, chans, img, img] in [-1, 1] (not clamped) for labels[n], in batches of the model's
- * max_batch (max_batch >= 2 when cfg != 1). Sample i draws all its noise from its own stream (seed, i), so
- * the result does not depend on the batch size. progress: print a line per batch to stderr. Returns 0 or
- * -1 with an error line. */
+/* Generates n images [n, chans, img, img] in [-1, 1] (not clamped) for labels[n] with m's weights (m's
+ * max_batch does not matter). The samples run in parallel, one per OpenMP thread, each on its own copy of the
+ * model: sample i draws all its noise from its own stream (seed, i) and goes through the same single-threaded
+ * model calls of the same shapes (one row, or the conditional row and the null-label row with guidance), so
+ * its bits depend neither on n, the other samples, nor the thread count -- on any BLAS kernel, which promises
+ * bit-identical rows only for identical calls. progress: a line on stderr every 2 s. Returns 0 or -1 with an
+ * error line. */
 int derf_dit_sample(derf_dit *m, const derf_diffusion *base, const derf_sample_opts *o, const int32_t *labels, int n,
                     float *out, int progress, char *err, size_t errlen);
 
@@ -74,6 +77,7 @@ typedef struct {
     int train_limit;           /* first N training images only (0: all) */
     int eval_train_n;          /* images for the evaluation-mode training loss (0: skip) */
     int log_every, quiet;
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     const char *out;           /* run folder (NULL: write nothing) */
     const char *resume;        /* run folder to continue from exactly */
     int max_steps;             /* stop (and save) after this many steps (0: all) */

@@ -1,5 +1,5 @@
 /* derf/dit.h: DiT (Peebles & Xie, "Scalable Diffusion Models with Transformers") in pixel space for
- * the project's 28x28 grey datasets, as the Derf paper's DiT runs use it (recipe.md 3.2):
+ * the project's 28x28 grey datasets, as the Derf paper's DiT runs use it (docs/paper.md section 5.2):
  *   x_embedder (patchify conv) + fixed 2-D sin-cos positions; c = t_embedder(t) + y_embedder(y);
  *   adaLN-Zero blocks  x += gate_msa * Attn(modulate(norm1(x), shift_msa, scale_msa))
  *                      x += gate_mlp * MLP(modulate(norm2(x), shift_mlp, scale_mlp))
@@ -35,7 +35,7 @@ typedef struct {
 int derf_dit_preset(derf_dit_config *cfg, const char *name, char *err, size_t errlen);
 
 /* Sets the norm from a --norm spec (affine dropped; LayerNorm / RMSNorm get DiT's eps 1e-6 unless the spec
- * names eps=) and the paper's init rules for it (recipe.md 3.2), given the paper's size class the model
+ * names eps=) and the paper's init rules for it (docs/paper.md section 5.2), given the paper's size class the model
  * stands for ('S', 'B', 'L' or 'X' for XL):
  *   LayerNorm / RMSNorm: every adaLN zero-init kept;
  *   point-wise: blocks zero-initialised only for class B, the final layer never; alpha init 1.0 for XL

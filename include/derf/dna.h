@@ -31,6 +31,7 @@ enum {
     DERF_DNA_NTOK = 12
 };
 #define DERF_DNA_VOCAB 16
+#define DERF_DNA_MAX_COORD ((long long)1 << 48) /* MAF/FASTA coordinates beyond this are refused as corrupt */
 
 enum { DERF_DNA_TRAIN = 0, DERF_DNA_VAL = 1, DERF_DNA_TEST = 2 };
 

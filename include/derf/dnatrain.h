@@ -55,6 +55,7 @@ typedef struct {
     int eval_limit;             /* fine-tuning: at most this many val and test sequences, evenly spaced (0: all) */
     uint64_t seed;
     int log_every, quiet;
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     const char *out;            /* run folder (created); NULL: write nothing */
     const char *resume;         /* pretraining: continue the run in this folder exactly (its state.safetensors) */
     int max_steps;              /* pretraining: stop (and save) after this many steps of the schedule (0: all) */

@@ -13,6 +13,7 @@
 #define DERF_FIT_H
 
 #include <stdint.h>
+#include "derf/diag.h"
 #include "derf/optim.h"
 #include "derf/rng.h"
 #include "derf/runlog.h"
@@ -53,6 +54,9 @@ struct derf_task {
     /* Fields of the train record written at `step` (before loss), and of the start record. */
     int (*train_fields)(derf_task *t, int step, derf_lf *f, int max);
     int (*start_fields)(derf_task *t, derf_lf *f, int max);
+    /* Diagnostics (derf/diag.h): called after the diagnosed micro-batch, before the report (a language model sets
+     * its loss and unigram gap here: derf_diag_set_lm). */
+    void (*diag)(derf_task *t, derf_diag *d, int step);
 };
 
 typedef struct {
@@ -70,6 +74,7 @@ typedef struct {
     double ckpt_secs;          /* seconds between checkpoints (0: off); either gives periodic saves */
     int loss_window;           /* steps over which final_loss / window_loss average (0: log_every) */
     int log_every;
+    int diag_every;            /* steps between diagnostics of the first micro-batch (derf/diag.h; 0: none) */
     int quiet;
     const char *out;           /* run folder (created); NULL: write nothing */
     const char *resume;        /* run folder to continue from */
@@ -91,12 +96,13 @@ typedef struct {
 
 void derf_fit_opts_default(derf_fit_opts *o);
 /* Copies the run options that every trainer's options struct o has under the same names (max_steps, ckpt_every,
- * ckpt_secs (< 0: keep the default), log_every, quiet, out, resume, seed, meta, nmeta) into fo. */
+ * ckpt_secs (< 0: keep the default), log_every, diag_every, quiet, out, resume, seed, meta, nmeta) into fo. */
 #define DERF_FIT_RUN_OPTS(fo, o)                                                                                     \
     do {                                                                                                             \
         (fo).max_steps = (o)->max_steps; (fo).ckpt_every = (o)->ckpt_every;                                         \
         if ((o)->ckpt_secs >= 0) (fo).ckpt_secs = (o)->ckpt_secs;                                                    \
-        (fo).log_every = (o)->log_every; (fo).quiet = (o)->quiet; (fo).out = (o)->out; (fo).resume = (o)->resume;   \
+        (fo).log_every = (o)->log_every; (fo).diag_every = (o)->diag_every; (fo).quiet = (o)->quiet;                \
+        (fo).out = (o)->out; (fo).resume = (o)->resume;                                                              \
         (fo).seed = (o)->seed; (fo).meta = (o)->meta; (fo).nmeta = (o)->nmeta;                                       \
     } while (0)
 /* Trains task t from its current weights (or o->resume's state), evaluates, writes o->out. Returns 0, or -1 with

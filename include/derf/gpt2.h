@@ -1,4 +1,4 @@
-/* derf/gpt2.h: GPT-2 as nanoGPT builds it (the paper's language-model runs, recipe.md section 3.3):
+/* derf/gpt2.h: GPT-2 as nanoGPT builds it (the paper's language-model runs, docs/paper.md section 5.3):
  * tied token embedding wte (also the LM head), learned positions wpe, pre-norm blocks
  *     x += attn.c_proj(CausalAttn(attn.c_attn(ln_1(x))));  x += mlp.c_proj(GELU_tanh(mlp.c_fc(ln_2(x))))
  * then ln_f and logits = ln_f(x) @ wte^T. Every norm (ln_1, ln_2, ln_f) is the same --norm spec.
@@ -10,7 +10,8 @@
  * Tensor names are HF GPT2Model's state-dict names: wte.weight [V,C], wpe.weight [maxT,C],
  * shared_scale [1] (only with a point-wise norm), h.{i}.ln_1.<p>, h.{i}.attn.c_attn.weight/bias,
  * h.{i}.attn.c_proj.weight/bias, h.{i}.ln_2.<p>, h.{i}.mlp.c_fc.weight/bias,
- * h.{i}.mlp.c_proj.weight/bias, ln_f.<p>   (<p>: the norm's tensors, see docs/norm-spec.md).
+ * h.{i}.mlp.c_proj.weight/bias, ln_f.<p>   (<p>: the norm's tensors, see docs/norm-spec.md),
+ * [lm_head.bias [V] with logit_bias].
  * WEIGHT LAYOUT: the linear weights are stored in nn.Linear layout [out, in] (c_attn [3C,C],
  * attn.c_proj [C,C], c_fc [4C,C], mlp.c_proj [C,4C]), as nanoGPT stores them. HF's Conv1D stores the
  * same four tensors transposed ([in, out]): transpose them when exchanging weights with HF. Only
@@ -36,6 +37,10 @@ typedef struct {
      * ffn_alpha, dec_alpha; its defaults, and the presets', are 1.0). 0 means "the spec's alpha"
      * (norm.alpha_init, e.g. derf:alpha=0.5). Ignored by layernorm / rmsnorm. */
     float attn_alpha, ffn_alpha, final_alpha;
+    float shared_scale_init;  /* init of shared_scale (0: sqrt(n_embd), the recipe's) */
+    int logit_bias;           /* 1: a learnable bias on the logits, lm_head.bias [V] (no weight decay, init 0;
+                                 derf's addition, not GPT-2's or the paper's: the trainer can start it at the
+                                 data's unigram log-probabilities, docs/gpt2.md). CPU only. */
 } derf_gpt2_config;
 
 /* Fills every field of cfg from a preset (parameter counts with the derf norm / layernorm, bias on):

@@ -1,5 +1,5 @@
 /* derf/hyena.h: HyenaDNA (the Caduceus repo's ConvLMHeadModel + HyenaOperator, order 2, one head; the
- * Derf DNA runs use this code path; /work/shared/paper/speech-dna.md section 2):
+ * Derf DNA runs use this code path; docs/paper.md section 5.5):
  *
  *   x = Emb(tokens)  (no positions)
  *   per block:  x = x + Hyena(N1(x));  x = x + fc2(GELU_tanh(fc1(N2(x))))

@@ -44,6 +44,18 @@ int derf_io_write_file(const char *path, const void *data, size_t len, char *err
 int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *out_len,
                       char *err, size_t errlen);
 
+/* Opens path for reading only if it is a regular file: a FIFO, device, socket or directory is refused with
+ * one line instead of blocking (the open itself never waits for a FIFO's writer). `what` names the file in
+ * the message ("checkpoint", "token shard", ...; NULL: none). Returns the descriptor, or -1. */
+int derf_io_open_regular(const char *path, const char *what, char *err, size_t errlen);
+/* The same check for readers that open the file themselves (zlib, libsndfile): 0 if it is a regular file. */
+int derf_io_check_regular(const char *path, const char *what, char *err, size_t errlen);
+
+/* For programs (the derf command): SIGINT, SIGTERM and SIGHUP remove the temp files of atomic writes in
+ * progress before the process dies (handlers installed only where the default action is in force), and
+ * SIGXFSZ is ignored so that a file-size limit gives EFBIG and one line instead of killing the process. */
+void derf_io_cleanup_on_signals(void);
+
 /* mkdir -p: creates the folder `path` and its missing parents (mode 0777 less the umask); an existing
  * folder is fine. The one place derf makes folders. Fails (one line naming the folder and the reason:
  * a file in the way, strerror of permission / read-only filesystem / ..., an empty name) otherwise. */

@@ -1,6 +1,6 @@
 /* derf/lm.h: the GPT-2 language-model trainer (the paper's Table 21 recipe, scaled down) and sampling.
  *
- * Training (recipe.md 3.3 and 6): random windows of seq+1 tokens from a token shard (offsets from a
+ * Training (docs/paper.md section 5.3): random windows of seq+1 tokens from a token shard (offsets from a
  * seeded PCG32 whose state is saved with every checkpoint, so a resumed run draws the same batches),
  * gradient accumulation of `accum` micro-batches of `batch` windows per optimizer step, AdamW
  * (0.9, 0.95, eps 1e-8) with weight decay only on the 2-D tensors (wte, wpe, Linear weights), linear
@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "derf/gpt2.h"
+#include "derf/rng.h"
 #include "derf/safetensors.h"
 #include "derf/textdata.h"
 
@@ -30,6 +31,12 @@ typedef struct {
                                  (GPT-2's 50257 -> 50304, as nanoGPT pads it) */
     const char *data;         /* folder with train.bin and val.bin (derf shards; `derf data text`) */
     const char *train_path, *val_path; /* override the two shard paths (NULL: data/train.bin, data/val.bin) */
+    int bytes;                /* 1: train on the shards' text as raw UTF-8 bytes (vocabulary 256, <|endoftext|> ->
+                                 byte 0; derf_shard_to_bytes), the byte-level language model */
+    const char *gpt2;         /* with bytes: folder of the GPT-2 tokenizer that decodes the shards (NULL: default) */
+    int logit_bias_unigram;   /* with model.logit_bias: start lm_head.bias at the training data's unigram
+                                 log-probabilities (centred), so no step has to learn them (derf's, not the paper's) */
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none): JSONL + progress line */
     int steps;                /* optimizer steps of the schedule */
     int batch, seq, accum;    /* windows per micro-batch, tokens per window (0: block_size), micro-batches per step */
     float lr, min_lr, weight_decay, beta1, beta2, clip;
@@ -66,6 +73,10 @@ typedef struct {
     int curve_step[DERF_LM_MAX_CURVE];
     float curve_val[DERF_LM_MAX_CURVE];
     char diverged_msg[200];
+    /* the last diagnostics (--diag-every; NAN / -1 when none): the largest saturated fraction of any
+     * norm layer, the last norm layer's input rms and token-independent share, the unigram gap, the alarm */
+    int diag_step, diag_alarm;
+    double diag_sat_max, diag_rms_last, diag_share_last, diag_gap;
 } derf_lm_result;
 
 void derf_lm_opts_default(derf_lm_opts *o);
@@ -75,12 +86,18 @@ void derf_lm_opts_default(derf_lm_opts *o);
  * error: it is reported in res->diverged / res->diverged_msg. */
 int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t errlen);
 
+/* Reads o's training and validation shards (o->data, o->train_path, o->val_path; as bytes with
+ * o->bytes), each at least T+1 tokens; tpath/vpath get their paths. Returns 0 or -1 with one line. */
+int derf_lm_read_data(const derf_lm_opts *o, int T, derf_shard *tr, derf_shard *va, char *tpath, char *vpath,
+                      size_t pathlen, char *err, size_t errlen);
+
 /* Mean next-token loss over nwin windows of T+1 tokens of s, evenly spaced from its start to its end
  * (a fixed set), evaluated in micro-batches of up to m->max_batch. T <= m->max_T, s->n >= T+1.
  * In a data-parallel run (derf/dist.h) every process must call it: the windows are split over them. */
 float derf_lm_eval_loss(derf_gpt2 *m, const derf_shard *s, int T, int nwin);
 
-/* Loads a GPT-2 checkpoint (model.safetensors or state.safetensors of a run) into a freshly built
+/* Loads a GPT-2 checkpoint (model.safetensors or state.safetensors of a run, or a run folder: its
+ * model.safetensors) into a freshly built
  * model (batch max_batch x max_T; max_T 0: block_size). *data_vocab (may be NULL) gets the metadata's
  * data_vocab, or the model's vocab when absent. Returns 0 or -1 with one error line. */
 int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *data_vocab,
@@ -93,6 +110,13 @@ typedef struct {
     uint64_t seed;
     int vocab_limit;     /* only ids < vocab_limit are sampled (the padded rows never are); 0: the model's */
 } derf_lm_sample_opts;
+
+/* Picks the next token from one position's logits lg[0..Vl) as derf_lm_sample does (greedy, or
+ * temperature + top-k + top-p with one draw of r); sc: Vl entries of scratch. */
+typedef struct { float v; int i; } derf_lm_scored;
+int derf_lm_pick(const float *lg, int Vl, const derf_lm_sample_opts *so, derf_rng *r, derf_lm_scored *sc);
+/* Checks sampling options and lengths (n_prompt >= 1, length >= 0): 0, or -1 with one error line. */
+int derf_lm_sample_check(const derf_lm_sample_opts *so, int n_prompt, int length, char *err, size_t errlen);
 
 /* Appends `length` sampled tokens to the n_prompt prompt ids (n_prompt >= 1): each step runs the whole
  * context (its last block_size tokens) through the model (no KV cache) and samples from the last

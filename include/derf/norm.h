@@ -39,7 +39,7 @@ typedef struct {
 const derf_fn_info *derf_fn_get(derf_fn_id id);
 int derf_fn_lookup(const char *name); /* -1 if unknown */
 
-/* Property-ablation transforms (recipe.md section 2), applied in spec order, each wrapping the
+/* Property-ablation transforms (paper section 3; docs/paper.md section 4), applied in spec order, each wrapping the
  * function built so far (g below):
  *   HSHIFT l: g(u + l)            VSHIFT l: g(u) + l        CLIP l: clamp(g(u), -l, l)
  *   MIX l: (1-l) g(u) + l u       FLAT l: 0 for |u| <= l, else g(u - l sign(u))
@@ -91,6 +91,10 @@ size_t derf_norm_stats_count(const derf_norm_spec *spec, int N);
 /* x, y: N x C. stats may be NULL for point-wise norms. */
 void derf_norm_forward(const derf_norm_spec *spec, float *y, float *stats, const float *x,
                        const float *params, int N, int C);
+/* When set, derf_norm_forward calls it after every forward with the layer's input, output and parameters
+ * (the diagnostics of derf/diag.h install it; NULL otherwise). */
+extern void (*derf_norm_forward_hook)(const derf_norm_spec *spec, const float *y, const float *x,
+                                      const float *params, int N, int C);
 /* Adds into dx (may be NULL) and dparams (may be NULL). */
 void derf_norm_backward(const derf_norm_spec *spec, float *dx, float *dparams, const float *dy,
                         const float *x, const float *params, const float *stats, int N, int C);

@@ -23,6 +23,8 @@ void derf_linear_backward_set(float *dinp, float *dw, float *db, const float *do
 typedef enum { DERF_GELU_TANH, DERF_GELU_ERF } derf_gelu_kind;
 void derf_gelu_forward(float *out, const float *inp, size_t n, derf_gelu_kind kind);
 void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind);
+/* The same writing dinp = gelu'(inp) * dout instead of adding (no zeroing pass; dinp may be dout itself). */
+void derf_gelu_backward_set(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind);
 
 /* Multi-head softmax attention on packed qkv[B,T,3C] (q | k | v, head h uses channels h*hs..).
  * out[B,T,C]; att[B,NH,T,T] saves the softmax probabilities for backward (zero above the
@@ -32,6 +34,9 @@ void derf_attention_forward(float *out, float *att, const float *qkv,
 /* datt_scratch: B*NH*T*T floats of scratch. */
 void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout,
                              const float *qkv, const float *att, int B, int T, int C, int NH, int causal);
+/* The same writing dqkv instead of adding into it (no zeroing pass). */
+void derf_attention_backward_set(float *dqkv, float *datt_scratch, const float *dout,
+                                 const float *qkv, const float *att, int B, int T, int C, int NH, int causal);
 
 /* Token + learned position embedding: out[B,T,C] = wte[tok[b,t]] + wpe[t] (wpe may be NULL). */
 void derf_embed_forward(float *out, const int32_t *tok, const float *wte, const float *wpe,

@@ -54,12 +54,16 @@ void derf_gumbel_quant_backward(float *dl, float *dcb, const float *dq, const in
  * to *ppl (may be NULL). If dl is non-NULL, ADDS scale * d(return)/dl. */
 float derf_quant_diversity(float *dl, float *ppl, const float *l, float scale, int N, int G, int V);
 
-/* InfoNCE (fairseq wav2vec criterion, infonce): c[M,F] predictions, q[M,F] targets, neg[M*K] row
- * indices into q. logits[M,K+1]: column 0 cos(c_m, q_m)/temp, column 1+j cos(c_m, q_neg[m,j])/temp, -inf
- * where q_neg equals q_m in every feature. Returns sum_m cross-entropy(logits_m, class 0). *correct
- * (may be NULL) counts rows whose argmax is 0 and whose argmin is not (fairseq's accuracy). If dc/dq
- * are non-NULL, ADDS scale * the gradient of the returned sum (dq gets both positive and negative terms). */
+/* InfoNCE (fairseq wav2vec criterion, infonce): c[M,F] predictions, q[M,F] targets, codes[M*G] the quantizer's
+ * code index of each target in each of its G groups, neg[M*K] row indices into q. logits[M,K+1]: column 0
+ * cos(c_m, q_m)/temp, column 1+j cos(c_m, q_neg[m,j])/temp, -inf where the negative has the positive's code in
+ * every group. fairseq masks negatives whose target vector equals the positive's; targets of equal codes are
+ * equal by construction, and deciding on the codes keeps the mask independent of how a BLAS kernel rounds
+ * identical rows at different positions (bit-equality of sgemm rows is not promised). Returns sum_m
+ * cross-entropy(logits_m, class 0). *correct (may be NULL) counts rows whose argmax is 0 and whose argmin is
+ * not (fairseq's accuracy). If dc/dq are non-NULL, ADDS scale * the gradient of the returned sum (dq gets both
+ * positive and negative terms). */
 double derf_infonce(float *logits, int *correct, float *dc, float *dq, const float *c, const float *q,
-                    const int32_t *neg, int M, int F, int K, float temp, float scale);
+                    const int32_t *codes, int G, const int32_t *neg, int M, int F, int K, float temp, float scale);
 
 #endif

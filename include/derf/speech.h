@@ -20,6 +20,7 @@
 #define DERF_SPEECH_SRC "/usr/share/games/fillets-ng" /* where fillets-ng-data installs the game */
 #define DERF_SPEECH_RATE 16000
 #define DERF_SPEECH_MAGIC "DERFWAV1"
+#define DERF_SPEECH_MAX_SAMPLES ((unsigned long long)1 << 40) /* 2 TB of int16 audio: a sanity bound */
 #define DERF_SPEECH_HEADER_BYTES 32
 
 enum { DERF_SPLIT_TRAIN, DERF_SPLIT_VAL, DERF_SPLIT_TEST };
@@ -90,6 +91,7 @@ typedef struct {
     const char *src;   /* game data folder (NULL: DERF_SPEECH_SRC) with sound/<level>/<lang>/ and script/<level>/ */
     const char *out;   /* output folder (NULL: runs/data/speech), created if missing */
     const char *langs; /* comma-separated voice packs (NULL: "cs,nl") */
+    int per_level;     /* > 0: only the first per_level clips (by file name) of each level and language */
     int quiet;
 } derf_speech_opts;
 

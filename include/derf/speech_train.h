@@ -1,6 +1,6 @@
 /* derf/speech_train.h: the wav2vec 2.0 pre-training loop on the speech corpus (`derf train-speech`,
  * `derf compare --model wav2vec`), after fairseq's wav2vec2 base recipe rescaled to the run length
- * (speech-dna.md 1.1 L-M and 1.2):
+ * (docs/paper.md section 5.4):
  *   batches of `batch` random training utterances of at least min_samples, each cropped at a random offset
  *   to the shortest one of the batch (at most crop samples; fairseq's pad=false), int16 / 32768;
  *   masks, negatives and Gumbel uniforms from the run's PCG32 (saved in every checkpoint: exact resume);
@@ -33,6 +33,7 @@ typedef struct {
     int max_steps, log_every, quiet;
     int ckpt_every;             /* steps between checkpoints besides the validations' (0: off) */
     double ckpt_secs;           /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     const char *out, *resume;
     const derf_st_meta *meta;
     int nmeta;

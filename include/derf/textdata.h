@@ -35,6 +35,16 @@ int derf_shard_read(const char *path, derf_shard *s, char *err, size_t errlen);
 int derf_shard_parse(const void *data, size_t len, const char *name, derf_shard *s, char *err, size_t errlen);
 void derf_shard_free(derf_shard *s);
 
+/* The byte-level view of a GPT-2 shard (`derf train-lm --bytes`): every token is replaced by its
+ * bytes (GPT-2's BPE is lossless, so this is the corpus's exact UTF-8 text) and each <|endoftext|>
+ * document separator by one NUL byte (0, which the cleaned text never contains: a NUL in a token is
+ * an error). out gets vocab 256. tok: a loaded GPT-2 tokenizer (derf/tokenizer.h). */
+struct derf_tokenizer;
+int derf_shard_to_bytes(const derf_shard *in, const struct derf_tokenizer *tok, derf_shard *out,
+                        char *err, size_t errlen);
+#define DERF_BYTE_VOCAB 256
+#define DERF_BYTE_EOT 0   /* the document separator of a byte shard */
+
 /* ---- documents ------------------------------------------------------------------------------ */
 
 typedef struct {

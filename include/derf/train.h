@@ -31,6 +31,19 @@ int derf_ckpt_save(const char *path, const derf_params *p, const derf_ckpt_slab 
                    const derf_st_meta *meta, int nmeta, char *err, size_t errlen);
 int derf_ckpt_load_slab(const derf_safetensors *st, const derf_params *p, const char *prefix,
                         float *dst, const char *path, char *err, size_t errlen);
+/* The checkpoint validation policy, used by every loader: derf_ckpt_load_slab refuses a tensor that is missing,
+ * of another shape, or not finite (unless derf_ckpt_allow_nonfinite(1): the commands' --allow-nonfinite), and
+ * negative values under "adam_v."; derf_ckpt_check_names refuses a tensor of the file that is not prefix + the
+ * name of a tensor of p for one of the prefixes, or is empty. derf_ckpt_load_model: both, for a model file
+ * (no prefix) into p->params. derf_ckpt_check_values: the value check alone (nonneg: also refuse x < 0). */
+void derf_ckpt_allow_nonfinite(int on);
+int derf_ckpt_check_names(const derf_safetensors *st, const derf_params *p, const char *const *prefixes, int nprefix,
+                          const char *path, char *err, size_t errlen);
+int derf_ckpt_check_values(const char *name, const float *x, size_t n, int nonneg, const char *path, char *err,
+                           size_t errlen);
+int derf_ckpt_load_model(const derf_safetensors *st, const derf_params *p, const char *path, char *err, size_t errlen);
+/* A metadata number: decimal digits only, in [lo, hi]. 0, or -1 if empty, garbage, overflowing or out of range. */
+int derf_meta_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
 /* ---- a run folder: model.safetensors (+ model_ema.safetensors) and state.safetensors ----------
  * state.safetensors holds the weights, the AdamW moments (adam_m., adam_v.), the EMA (ema.) and, in
@@ -78,6 +91,7 @@ typedef struct {
     int log_every;            /* steps between progress lines and log records */
     int ckpt_every;           /* steps between checkpoints besides the one per epoch (0: off) */
     double ckpt_secs;         /* seconds between checkpoints (< 0: DERF_FIT_CKPT_SECS; 0: off) */
+    int diag_every;           /* steps between diagnostics (derf/diag.h; 0: none) */
     int quiet;
     const char *out;          /* run directory (created); NULL: write nothing */
     const char *resume;       /* run directory to continue from (its state.safetensors) */

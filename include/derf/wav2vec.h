@@ -1,5 +1,5 @@
 /* derf/wav2vec.h: wav2vec 2.0 as fairseq's Wav2Vec2Model defines it (pretraining, the "wav2vec"
- * criterion with InfoNCE), scaled in width, not in structure (speech-dna.md section 1):
+ * criterion with InfoNCE), scaled in width, not in structure (docs/paper.md section 5.4):
  *   7-block strided conv feature encoder (no bias; block 0: conv -> GroupNorm(C groups, C) -> GELU,
  *   others conv -> GELU), feature penalty mean(z^2), gradient x grad_mult into the encoder,
  *   LayerNorm(C) on the features (both norms KEPT as real normalization), post_extract_proj C -> d,
@@ -44,7 +44,7 @@ typedef struct {
     derf_norm_spec norm;                                /* N1, N2 (per layer) and N_f */
 } derf_w2v_config;
 
-/* Presets (speech-dna.md 1.2): "xxs" (C 16, d 32, L 2, 2 heads, ffn 64, final 16, pos k 16 / 4 groups,
+/* Presets (docs/speech.md): "xxs" (C 16, d 32, L 2, 2 heads, ffn 64, final 16, pos k 16 / 4 groups,
  * G 2 x V 8, K 5; verification), "xs" (C 64, d 128, L 2, 2 heads, ffn 512, final 64, pos k 32 / 16,
  * V 320, K 100), "s" (W-S: C 128, d 256, L 4, 4 heads, ffn 1024, final 128, pos k 128 / 16, V 320, K 100).
  * All keep fairseq's conv geometry (10/5, 3/2 x4, 2/2 x2), mask 0.65 x 10, logit temp 0.1, loss weights

@@ -62,6 +62,8 @@ int cmd_train(int argc, char **argv);
 #define CLI_COMPARE_MODELS "vit, gpt2, dit, wav2vec, hyena or caduceus"
 int cmd_compare(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_diagnose(int argc, char **argv);
+int cmd_study_lm(int argc, char **argv);   /* `derf study lm` (cmd_study dispatches) */
 int cmd_data(int argc, char **argv);
 int cmd_data_speech(int argc, char **argv);
 int cmd_train_speech(int argc, char **argv);
@@ -75,5 +77,7 @@ int cmd_train_dna(int argc, char **argv);
 int cmd_train_dit(int argc, char **argv);
 int cmd_sample_dit(int argc, char **argv);
 int cmd_fd(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

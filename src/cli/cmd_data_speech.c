@@ -21,6 +21,7 @@ int cmd_data_speech(int argc, char **argv) {
         {"src", CLI_STR, &o.src, "game data folder with sound/ and script/ (default " DERF_SPEECH_SRC ")", 0, -1},
         {"out", CLI_STR, &o.out, "output folder for audio.bin and index.tsv (default runs/data/speech)", 0, -1},
         {"langs", CLI_STR, &o.langs, "comma-separated voice packs to take (default cs,nl; en has 192 clips)", 0, -1},
+        {"per-level", CLI_INT, &o.per_level, "take only the first N clips of each level and language (0: all; a quick, small corpus)", 0, 1000000},
         {"check", CLI_FLAG, &check, "do not build: read and validate the corpus in --out and print its statistics", 0, -1},
         {"quiet", CLI_FLAG, &o.quiet, "no progress lines", 0, -1},
         {0},

@@ -3,6 +3,7 @@
  * optionally the raw samples) and `derf fd` (FD-FMNIST of saved samples, or of noise / the train split as
  * sanity checks). Also the option tables `derf compare --model dit` reuses. */
 #include <omp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,11 @@ int dit_opts_table(dit_args *a, cli_opt *t, int max) {
         {"class-dropout", CLI_FLOAT, &a->o.class_dropout, "probability of the null label in training (for guidance)", 0, 0.99},
         {"diffusion-steps", CLI_INT, &a->o.T, "diffusion steps T of the linear schedule", 2, 100000},
         {"seed", CLI_INT, &a->seed, "random seed", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"train-limit", CLI_INT, &a->o.train_limit, "use only the first N training images (0: all)", 0, 100000000},
         {"eval-train-n", CLI_INT, &a->o.eval_train_n, "training images for the evaluation-mode training loss (0: skip)", 0, 100000000},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     return cli_copy_opts(t, max, opts, (int)(sizeof opts / sizeof opts[0]));
@@ -148,7 +150,7 @@ int cmd_sample_dit(int argc, char **argv) {
     static dit_sample_args s;
     dit_sample_args_init(&s);
     const char *png = "samples.png", *raw = NULL, *labels = "cycle";
-    int nimg = 100, batch = 100, cols = 0, threads = 0;
+    int nimg = 100, cols = 0, threads = 0, allow_nf = 0;
     cli_opt opts[32];
     int n = dit_sample_opts_table(&s, opts, 24);
     opts[n++] = (cli_opt){"n", CLI_INT, &nimg, "number of samples", 1, 10000000};
@@ -156,8 +158,8 @@ int cmd_sample_dit(int argc, char **argv) {
     opts[n++] = (cli_opt){"png", CLI_STR, &png, "sample grid (PNG; at most the first 1024 samples)", 0, -1};
     opts[n++] = (cli_opt){"cols", CLI_INT, &cols, "grid columns (0: the number of classes)", 0, 1024};
     opts[n++] = (cli_opt){"save", CLI_STR, &raw, "also write the samples and labels (safetensors: samples [n,1,H,W] in [-1,1], labels [n])", 0, -1};
-    opts[n++] = (cli_opt){"batch", CLI_INT, &batch, "model batch (guided sampling runs cond and uncond together)", 2, 65536};
-    opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "OpenMP threads (0: all cores)", 0, 1024};
+    opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "OpenMP threads, one sample each (0 or auto: every CPU this process may use; the samples do not depend on it)", 0, 1024};
+    opts[n++] = (cli_opt){"allow-nonfinite", CLI_FLAG, &allow_nf, "load a checkpoint whose weights hold NaN or Inf (refused by default)", 0, -1};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"sample-dit", "CHECKPOINT [options]",
         "Sample a DiT checkpoint of 'derf train-dit' (DDPM ancestral or DDIM, classifier-free guidance, seeded)\n"
@@ -167,10 +169,11 @@ int cmd_sample_dit(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1) return cli_fail("sample-dit", "which checkpoint? e.g. derf sample-dit runs/dit/model_ema.safetensors");
     if ((rc = dit_sample_args_finish(&s, "sample-dit"))) return rc;
+    derf_ckpt_allow_nonfinite(allow_nf);
     if (threads > 0) omp_set_num_threads(threads);
     char err[DERF_ERRLEN];
     derf_dit m;
-    if (derf_dit_load(&m, pos[0], batch, err, sizeof err)) return cli_fail("sample-dit", "%s", err);
+    if (derf_dit_load(&m, pos[0], 1, err, sizeof err)) return cli_fail("sample-dit", "%s", err);
     const derf_dit_config *c = &m.cfg;
     const size_t npix = (size_t)c->chans * c->img * c->img;
     int32_t *lab = malloc(sizeof(int32_t) * nimg);
@@ -214,7 +217,7 @@ out:
 
 int cmd_fd(int argc, char **argv) {
     const char *clf = NULL, *data = "fashion-mnist", *samples = NULL;
-    int noise = 0, train = 0, limit = 10000;
+    int noise = 0, train = 0, limit = 10000, allow_nf = 0;
     const cli_opt opts[] = {
         {"classifier", CLI_STR, &clf, "the frozen feature extractor: a ViT checkpoint of 'derf train' (required)", 0, -1},
         {"data", CLI_STR, &data, "fashion-mnist, mnist, or a folder with IDX files (reference: its test split)", 0, -1},
@@ -222,6 +225,7 @@ int cmd_fd(int argc, char **argv) {
         {"noise", CLI_FLAG, &noise, "sanity check: FD of uniform noise images", 0, -1},
         {"train", CLI_FLAG, &train, "sanity check: FD of the first N training images", 0, -1},
         {"n", CLI_INT, &limit, "images for --noise / --train", 2, 10000000},
+        {"allow-nonfinite", CLI_FLAG, &allow_nf, "load a classifier whose weights hold NaN or Inf (refused by default)", 0, -1},
         {0},
     };
     const cli_cmd cmd = {"fd", "--classifier CKPT (--samples FILE | --noise | --train) [options]",
@@ -233,6 +237,7 @@ int cmd_fd(int argc, char **argv) {
     if (rc) return rc > 0 ? 0 : 2;
     if (!clf) return cli_fail("fd", "--classifier is required (train one with: derf train --norm layernorm --out runs/fd-clf)");
     if ((samples != NULL) + noise + train != 1) return cli_fail("fd", "give exactly one of --samples, --noise, --train");
+    derf_ckpt_allow_nonfinite(allow_nf);
     char err[DERF_ERRLEN];
     static derf_fd_ctx ctx;
     if (derf_fd_open(&ctx, clf, data, err, sizeof err)) return cli_fail("fd", "%s", err);
@@ -253,6 +258,12 @@ int cmd_fd(int argc, char **argv) {
         x = malloc(sizeof(float) * np * n);
         if (x) memcpy(x, t->data, sizeof(float) * np * n);
         derf_safetensors_free(&st);
+        for (size_t i = 0; x && i < np * (size_t)n; i++)
+            if (!isfinite(x[i])) {
+                free(x); derf_fd_close(&ctx);
+                return cli_fail("fd", "%s: 'samples' holds a NaN or infinite value (image %zu): diverged samples have no "
+                                "Frechet distance", samples, i / np);
+            }
     } else {
         n = limit;
         x = malloc(sizeof(float) * np * n);

@@ -10,12 +10,13 @@
 
 int cmd_eval(int argc, char **argv) {
     const char *data = "fashion-mnist";
-    int train_loss = 0, batch = 256, test_limit = 0;
+    int train_loss = 0, batch = 256, test_limit = 0, allow_nf = 0;
     const cli_opt opts[] = {
         {"data", CLI_STR, &data, "fashion-mnist, mnist, or a folder with IDX files", 0, -1},
         {"train-loss", CLI_FLAG, &train_loss, "also measure the evaluation-mode training loss (whole training set)", 0, -1},
         {"batch", CLI_INT, &batch, "evaluation batch size", 1, 65536},
         {"test-limit", CLI_INT, &test_limit, "evaluate on the first N test images (0: all)", 0, 100000000},
+        {"allow-nonfinite", CLI_FLAG, &allow_nf, "load a checkpoint whose weights hold NaN or Inf (refused by default)", 0, -1},
         {0},
     };
     const cli_cmd cmd = {"eval", "CHECKPOINT [options]",
@@ -26,6 +27,7 @@ int cmd_eval(int argc, char **argv) {
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 1, &npos);
     if (rc) return rc > 0 ? 0 : 2;
     if (npos != 1) return cli_fail("eval", "which checkpoint? e.g. derf eval runs/train/model.safetensors");
+    derf_ckpt_allow_nonfinite(allow_nf);
     char err[DERF_ERRLEN];
     derf_vit m;
     if (derf_vit_load(&m, pos[0], batch, err, sizeof err)) return cli_fail("eval", "%s", err);
@@ -42,9 +44,10 @@ int cmd_eval(int argc, char **argv) {
         derf_dataset_free(&tr); derf_vit_free(&m);
         return cli_fail("eval", "%s", err);
     }
-    if (te.rows != cfg.img || te.cols != cfg.img) {
+    if (derf_dataset_expect(&te, cfg.img, cfg.classes, "test", "the checkpoint's model", err, sizeof err) ||
+        derf_dataset_expect(&tr, cfg.img, cfg.classes, "training", "the checkpoint's model", err, sizeof err)) {
         derf_dataset_free(&tr); derf_dataset_free(&te); derf_vit_free(&m);
-        return cli_fail("eval", "the data has %dx%d images but the checkpoint's model expects %dx%d", te.rows, te.cols, cfg.img, cfg.img);
+        return cli_fail("eval", "%s", err);
     }
     derf_pixel_stats px = derf_pixel_stats_of(&tr);
     float loss, acc, ca[DERF_DATASET_CLASSES];

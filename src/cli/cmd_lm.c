@@ -18,6 +18,9 @@ void lm_args_init(lm_args *a) {
     a->norm = "derf";
     a->preset = "tiny";
     a->shared_scale = "auto";
+    a->text = "gpt2";
+    a->bias = "on";
+    a->logit_bias = "off";
     a->attn_alpha = a->ffn_alpha = a->final_alpha = 1.0f; /* the Derf GPT-2 patch's defaults */
 }
 
@@ -33,6 +36,12 @@ int lm_opts_table(lm_args *a, cli_opt *t, int max) {
         {"ffn-alpha", CLI_FLOAT, &a->ffn_alpha, "alpha init of the ln_2 point-wise norms (0: the spec's)", 0, 100},
         {"final-alpha", CLI_FLOAT, &a->final_alpha, "alpha init of the ln_f point-wise norm (0: the spec's)", 0, 100},
         {"shared-scale", CLI_STR, &a->shared_scale, "learnable embedding scale, init sqrt(C): auto (on for point-wise norms), on, off", 0, -1},
+        {"text", CLI_STR, &a->text, "gpt2: the shards' GPT-2 tokens; bytes: the same text as raw UTF-8 bytes (vocabulary 256)", 0, -1},
+        {"gpt2", CLI_STR, &a->o.gpt2, "with --text bytes: folder of the GPT-2 tokenizer that decodes the shards", 0, -1},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream, unigram gap (docs/diagnostics.md; 0: off)", 0, 100000000},
+        {"bias", CLI_STR, &a->bias, "biases in the Linear layers: on (HF GPT-2, the default) or off (nanoGPT's bias=False)", 0, -1},
+        {"shared-scale-init", CLI_FLOAT, &a->shared_scale_init, "init of shared_scale (0: sqrt(width), the recipe's)", 0, 1e6},
+        {"logit-bias", CLI_STR, &a->logit_bias, "a learnable bias on the logits (derf's, not GPT-2's): off, zero (init 0) or unigram (init: the training text's unigram log-probabilities)", 0, -1},
         {"data", CLI_STR, &a->o.data, "folder with train.bin and val.bin token shards ('derf data text')", 0, -1},
         {"steps", CLI_INT, &a->o.steps, "optimizer steps of the schedule", 1, 100000000},
         {"batch", CLI_INT, &a->o.batch, "sequences per micro-batch", 1, 65536},
@@ -48,7 +57,7 @@ int lm_opts_table(lm_args *a, cli_opt *t, int max) {
         {"eval-windows", CLI_INT, &a->o.eval_windows, "fixed windows of --seq tokens per validation", 1, 1000000},
         {"no-eval-train", CLI_FLAG, &a->no_eval_train, "skip the evaluation-mode training loss at the end", 0, -1},
         {"seed", CLI_INT, &a->seed, "random seed (init and batches)", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"device", CLI_STR, &a->o.device, "cpu, or cuda (a GPU; needs a build with make CUDA=1; docs/cuda.md)", 0, -1},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
@@ -70,10 +79,20 @@ int lm_args_finish(lm_args *a, const char *cmd) {
     c->attn_alpha = a->attn_alpha;
     c->ffn_alpha = a->ffn_alpha;
     c->final_alpha = a->final_alpha;
+    c->shared_scale_init = a->shared_scale_init;
     if (!strcmp(a->shared_scale, "auto")) c->shared_scale = -1;
     else if (!strcmp(a->shared_scale, "on")) c->shared_scale = 1;
     else if (!strcmp(a->shared_scale, "off")) c->shared_scale = 0;
     else return cli_fail(cmd, "--shared-scale must be auto, on or off, not '%s'", a->shared_scale);
+    if (!strcmp(a->bias, "on") || !strcmp(a->bias, "off")) c->bias = !strcmp(a->bias, "on");
+    else return cli_fail(cmd, "--bias must be on or off, not '%s'", a->bias);
+    if (!strcmp(a->logit_bias, "off")) c->logit_bias = 0;
+    else if (!strcmp(a->logit_bias, "zero") || !strcmp(a->logit_bias, "unigram")) {
+        c->logit_bias = 1;
+        a->o.logit_bias_unigram = !strcmp(a->logit_bias, "unigram");
+    } else return cli_fail(cmd, "--logit-bias must be off, zero or unigram, not '%s'", a->logit_bias);
+    if (!strcmp(a->text, "bytes")) a->o.bytes = 1;
+    else if (strcmp(a->text, "gpt2") != 0) return cli_fail(cmd, "--text must be gpt2 or bytes, not '%s'", a->text);
     derf_gpt2_config chk = *c;
     if (!chk.vocab) chk.vocab = 64;
     if (derf_gpt2_check(&chk, err, sizeof err)) return cli_fail(cmd, "%s", err);

@@ -46,8 +46,9 @@ static int sp_table(sp_args *a, cli_opt *t) {
         {"no-probe", CLI_FLAG, &a->no_probe, "skip the character-ID probe", 0, -1},
         {"smoke", CLI_FLAG, &a->smoke, "a seconds-long check: preset xxs, 6 steps of 2 x 1 s, 8 val utterances", 0, -1},
         {"seed", CLI_INT, &a->seed, "random seed (init, batches, draws)", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);

@@ -90,7 +90,8 @@ static int plan_epochs(derf_cls_opts *base, const char *out, double budget_min, 
         free(buf);
         const char *r = cJSON_GetStringValue(cJSON_GetObjectItem(j, "request"));
         const cJSON *e = cJSON_GetObjectItem(j, "epochs"), *t = cJSON_GetObjectItem(j, "est_run_s");
-        if (r && !strcmp(r, req) && cJSON_IsNumber(e) && e->valueint >= 1) {
+        if (r && !strcmp(r, req) && cJSON_IsNumber(e) && e->valuedouble >= 1 && e->valuedouble <= 100000 &&
+            e->valuedouble == (double)e->valueint) { /* else: a damaged plan, made anew */
             *E = e->valueint;
             *est_run_s = cJSON_IsNumber(t) ? t->valuedouble : NAN;
             cJSON_Delete(j);
@@ -215,6 +216,7 @@ static void print_results(const derf_study_case *cases, int nc, const derf_study
 
 int cmd_study(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "autosearch")) return cmd_autosearch(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "lm")) return cmd_study_lm(argc - 1, argv + 1); /* the language-model sweep */
     static train_args a;
     train_args_init(&a);
     int smoke = 0;

@@ -53,11 +53,12 @@ int train_opts_table(train_args *a, cli_opt *t, int max) {
         {"drop-path", CLI_FLOAT, &a->o.model.drop_path, "stochastic depth rate of the last block", 0, 0.95},
         {"ema", CLI_FLOAT, &a->o.ema, "EMA decay of the weights (0: off)", 0, 0.999999},
         {"seed", CLI_INT, &a->seed, "random seed", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"train-limit", CLI_INT, &a->o.train_limit, "use only the first N training images (0: all)", 0, 100000000},
         {"test-limit", CLI_INT, &a->o.test_limit, "evaluate on the first N test images (0: all)", 0, 100000000},
         {"no-eval-train", CLI_FLAG, &a->no_eval_train, "skip the evaluation-mode training loss", 0, -1},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     return cli_copy_opts(t, max, opts, (int)(sizeof opts / sizeof opts[0]));

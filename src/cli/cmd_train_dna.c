@@ -49,8 +49,9 @@ int dna_opts_table(dna_args *a, cli_opt *t, int max) {
         {"train-limit", CLI_INT, &a->o.train_limit, "fine-tuning: use at most this many training sequences (0: all)", 0, 100000000},
         {"eval-limit", CLI_INT, &a->o.eval_limit, "fine-tuning: at most this many val and test sequences, evenly spaced (0: all)", 0, 100000000},
         {"seed", CLI_INT, &a->seed, "random seed (init, batches, augmentation)", 0, 2147483647},
-        {"threads", CLI_INT, &a->threads, "OpenMP threads (0: all cores)", 0, 1024},
+        {"threads", CLI_INT, &a->threads, "OpenMP threads (0 or auto: every CPU this process may use)", 0, 1024},
         {"log-every", CLI_INT, &a->o.log_every, "steps between progress lines", 1, 1000000},
+        {"diag-every", CLI_INT, &a->o.diag_every, "steps between diagnostics: norm saturation, residual stream (docs/diagnostics.md; 0: off)", 0, 100000000},
         {"quiet", CLI_FLAG, &a->o.quiet, "no progress lines", 0, -1},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);
@@ -94,7 +95,7 @@ int dna_args_finish(dna_args *a, const char *cmd) {
     a->o.rc_aug = !a->no_rc_aug;
     a->o.seed = (uint64_t)a->seed;
     if (a->threads > 0) omp_set_num_threads(a->threads);
-    if (a->o.lr <= 0) a->o.lr = a->o.arch ? 8e-3f : 6e-4f;   /* speech-dna.md 2.1 / 3.1 */
+    if (a->o.lr <= 0) a->o.lr = a->o.arch ? 8e-3f : 6e-4f;   /* the paper's Table 20; docs/paper.md 5.5 / 5.6 */
     if (a->ft_lr <= 0) a->ft_lr = a->o.arch ? 2e-3f : 6e-4f;
     return 0;
 }

@@ -11,6 +11,10 @@ typedef struct {
     const char *norm, *preset, *shared_scale;
     float attn_alpha, ffn_alpha, final_alpha;
     int vocab, layers, dim, heads, seed, threads, no_eval_train;
+    const char *text;   /* --text gpt2 | bytes */
+    const char *bias;   /* --bias on | off */
+    float shared_scale_init;
+    const char *logit_bias;   /* --logit-bias off | zero | unigram */
 } lm_args;
 
 void lm_args_init(lm_args *a);

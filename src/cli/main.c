@@ -1,11 +1,15 @@
 /* main.c: the `derf` command: dispatches to subcommands (one file each in src/cli/). Under an MPI
  * launcher (mpirun) it starts the data-parallel layer first (derf/dist.h): only the trainers run on
  * several processes, rank 0 alone prints results, and a process that fails ends the whole job. */
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* execv */
 #include "cli/cli.h"
 #include "derf/dist.h"
 #include "derf/io.h"
+#include "derf/threads.h"
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -19,11 +23,14 @@ static const subcommand CMDS[] = {
     {"train-lm", cmd_train_lm, "train a GPT-2 language model on the text shards (paper recipe, any norm spec)"},
     {"train-speech", cmd_train_speech, "pre-train wav2vec 2.0 on the speech corpus (any norm spec for the Transformer)"},
     {"train-dna", cmd_train_dna, "HyenaDNA or Caduceus-PS on real DNA: pretraining, fine-tuning on a task, k-mer baseline (any norm spec)"},
+    {"diagnose", cmd_diagnose, "collapse diagnostics of a GPT-2 checkpoint: saturation, residual stream, unigram gap"},
     {"sample", cmd_sample, "generate text with a GPT-2 checkpoint (temperature, top-k, top-p, seed)"},
     {"train-dit", cmd_train_dit, "train a class-conditional DiT diffusion model on Fashion-MNIST with any norm spec"},
     {"sample-dit", cmd_sample_dit, "sample a DiT checkpoint (DDPM / DDIM, classifier-free guidance) into a PNG grid"},
     {"fd", cmd_fd, "FD-FMNIST: Frechet distance of samples vs the test set on a frozen derf classifier's features"},
     {"eval", cmd_eval, "evaluate a ViT checkpoint: test accuracy, per-class accuracy, eval-mode train loss"},
+    {"export", cmd_export, "export a ViT / GPT-2 for inference: folded safetensors (--fold) or ONNX (--onnx)"},
+    {"classify", cmd_classify, "classify image files with a ViT checkpoint on the forward-only inference path"},
     {"bench", cmd_bench, "benchmark the norm kernels and the ViT / GPT-2 training steps against PyTorch"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
     {"data", cmd_data, "build datasets: 'derf data text' (GPT-2 token shards), 'derf data speech' (16 kHz speech), 'derf data dna' (genomes, tasks)"},
@@ -34,6 +41,33 @@ static void usage(FILE *f) {
                "usage: derf COMMAND [options]     (derf COMMAND --help for a command's options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++) fprintf(f, "  %-12s %s\n", CMDS[i].name, CMDS[i].summary);
     fprintf(f, "\nNorm specs (--norm): see docs/norm-spec.md, or run 'derf functions'.\n");
+}
+
+/* OpenMP threads that wait (at the barrier ending each of a step's hundreds of parallel regions, or for the
+ * next one) spin 1,000 rounds, then sleep, unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT. libgomp's
+ * default spins 300,000 rounds (milliseconds) first: on a busy machine the waiting thread keeps a CPU from the
+ * thread it waits for, and training slowed 10-100x instead of by the CPU share it lost (docs/performance.md,
+ * "Busy machines"). 1,000 is what libgomp itself uses when it knows the CPUs are oversubscribed; it still
+ * bridges the short serial gaps between regions. libgomp reads its environment once, before main, and has no
+ * call to change it later, so derf starts itself again with GOMP_SPINCOUNT=1000 (same process, a few
+ * milliseconds); the second start removes the variable again, so that programs derf runs (the PyTorch peers
+ * of derf bench) get the user's environment. If the new start fails, derf goes on with libgomp's default. */
+static void short_spin(char **argv) {
+    if (getenv("DERF_SPIN_SET")) {
+        unsetenv("DERF_SPIN_SET");
+        unsetenv("GOMP_SPINCOUNT");
+        return;
+    }
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (!setenv("GOMP_SPINCOUNT", "1000", 1) && !setenv("DERF_SPIN_SET", "1", 1)) execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT");
+    unsetenv("DERF_SPIN_SET");
+}
+
+/* --threads auto (every command's default; a command's --threads N overrides it): unless OMP_NUM_THREADS is
+ * set, the CPUs this process may use (derf/threads.h). */
+static void default_threads(void) {
+    if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(derf_threads_auto());
 }
 
 /* Runs a subcommand, on several processes when launched by mpirun (the trainers only). */
@@ -47,6 +81,7 @@ static int run_command(const subcommand *c, int argc, char **argv) {
                         "data-parallel under mpirun", c->name);
     if (derf_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) /* results are printed once, by rank 0 */
         derf_dist_abort(2, "cannot silence the standard output of rank %d", derf_dist_rank());
+    default_threads();
     int rc = c->run(argc, argv);
     /* an error on any process ends every process (the others may wait in a collective); divergence
      * (status 3) is seen by all processes alike and ends them normally */
@@ -56,12 +91,14 @@ static int run_command(const subcommand *c, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    short_spin(argv);
 #if defined(__SSE__)
     /* Flush denormals to zero (FTZ) and treat denormal inputs as zero (DAZ): a denormal costs ~100
      * cycles per operation on x86, and saturated point-wise norms or far-off softmax entries make them.
      * Set before any OpenMP region so the worker threads inherit it. */
     _mm_setcsr(_mm_getcsr() | 0x8040);
 #endif
+    derf_io_cleanup_on_signals(); /* temp files removed on SIGINT/SIGTERM; ulimit -f gives EFBIG, not SIGXFSZ */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         if (argc >= 3 && !strcmp(argv[1], "help")) {
             for (size_t i = 0; i < sizeof CMDS / sizeof CMDS[0]; i++)

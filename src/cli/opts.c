@@ -23,6 +23,8 @@ int cli_fail(const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
+    for (char *c = line; *c; c++) /* values echoed from the command line may hold newlines: one line */
+        if ((unsigned char)*c < 0x20) *c = ' ';
     fprintf(stderr, "%s\n", line);
     return 2;
 }
@@ -47,6 +49,7 @@ static int set_value(const cli_cmd *cmd, const cli_opt *o, const char *v) {
     char *end;
     errno = 0;
     if (o->type == CLI_INT) {
+        if (!strcmp(o->name, "threads") && !strcmp(v, "auto")) v = "0"; /* --threads auto is --threads 0 */
         long x = strtol(v, &end, 10);
         if (end == v || *end || errno) return cli_fail(cmd->name, "--%s needs an integer, not '%s'", o->name, v) ? -1 : -1;
         if (o->min <= o->max && (x < o->min || x > o->max))
@@ -63,6 +66,9 @@ static int set_value(const cli_cmd *cmd, const cli_opt *o, const char *v) {
         if (!*v && (!strcmp(o->name, "out") || !strcmp(o->name, "data") || !strcmp(o->name, "resume")))
             return cli_fail(cmd->name, "--%s is empty; name a folder%s, or leave the option out for its default", o->name,
                             !strcmp(o->name, "data") ? " or a data set" : "") ? -1 : -1;
+        /* an empty path or name is always a mistake (--out '' would mean the root folder); a prompt may be empty */
+        if (!*v && strcmp(o->name, "prompt") != 0)
+            return cli_fail(cmd->name, "--%s needs a non-empty value", o->name) ? -1 : -1;
         *(const char **)o->dst = v;
     }
     return 0;
@@ -118,7 +124,16 @@ int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
         return cli_fail(cmd, "%s has no stored training options: it was not written by 'derf %s'", path, cmd);
     }
     int k = cJSON_GetArraySize(arr);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, arr)
+        if (!cJSON_IsString(item)) {
+            derf_safetensors_free(&st);
+            cJSON_Delete(arr);
+            return cli_fail(cmd, "%s: the stored training options are damaged (an entry is not a string); the state "
+                            "is corrupt", path);
+        }
     char **av = calloc((size_t)k + 2, sizeof *av);
+    if (!av) abort();
     av[0] = (char *)cmd;
     for (int i = 0; i < k; i++) {
         const char *s = cJSON_GetStringValue(cJSON_GetArrayItem(arr, i));
@@ -131,6 +146,8 @@ int cli_stored_args(const char *cmd, const char *dir, int *argc, char ***argv) {
     return 0;
 }
 
+char **cli_kept_args; /* the stored argument list of a --resume (see below); global so it stays reachable */
+
 int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)(void *), void *ctx, cli_run *r,
                         const char *out_default, char **stored) {
     char *pos[1], **av;
@@ -142,6 +159,7 @@ int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)
     }
     const char *resume = r->resume;
     if ((rc = cli_stored_args(cmd->name, resume, &m, &av))) return rc;
+    cli_kept_args = av; /* the options parsed from av point into its strings: they live as long as the process */
     reset(ctx); /* the original options, then the ones given now */
     *r = (cli_run){out_default, NULL, 0, 0, -1.f};
     if (cli_parse(cmd, m, av, pos, 0, &npos)) return 2;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,7 +57,88 @@ static void sync_parent_dir(const char *path) {
     if (fd >= 0) { (void)fsync(fd); close(fd); }
 }
 
+/* The temp files being written now, so that SIGINT/SIGTERM/SIGHUP (derf_io_cleanup_on_signals) can remove
+ * them before the process dies: a few slots, each a fixed buffer the handler reads without locks. */
+#define LIVE_SLOTS 8
+static char live_tmp[LIVE_SLOTS][4096];
+static volatile sig_atomic_t live_used[LIVE_SLOTS];
+
+static void live_add(const char *tmp) {
+    size_t n = strlen(tmp);
+    if (n >= sizeof live_tmp[0]) return;
+    for (int i = 0; i < LIVE_SLOTS; i++)
+        if (!live_used[i]) {
+            memcpy(live_tmp[i], tmp, n + 1);
+            live_used[i] = 1;
+            return;
+        }
+}
+
+static void live_del(const char *tmp) {
+    for (int i = 0; i < LIVE_SLOTS; i++)
+        if (live_used[i] && strncmp(live_tmp[i], tmp, sizeof live_tmp[i]) == 0) { live_used[i] = 0; return; }
+}
+
+static void on_fatal_signal(int sig) {
+    for (int i = 0; i < LIVE_SLOTS; i++)
+        if (live_used[i]) unlink(live_tmp[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void derf_io_cleanup_on_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa, old;
+        memset(&sa, 0, sizeof sa);
+        memset(&old, 0, sizeof old);
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        /* keep a handler someone else installed (or SIG_IGN, as under nohup) */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) sigaction(sigs[i], &sa, NULL);
+    }
+    /* a file-size limit (ulimit -f) must give EFBIG and one line, not kill the process mid-write */
+    signal(SIGXFSZ, SIG_IGN);
+}
+
+int derf_io_open_regular(const char *path, const char *what, char *err, size_t errlen) {
+    const char *sp = what ? " " : "";
+    if (!what) what = "";
+    if (!path || !*path) {
+        derf_io_errf(err, errlen, "cannot open%s%s: empty path", sp, what);
+        return -1;
+    }
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        derf_io_errf(err, errlen, "cannot open%s%s '%s': %s%s", sp, what, path, strerror(e),
+                     e == ENOENT ? " (check the path)" : errno_hint(e));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int isdir = S_ISDIR(st.st_mode);
+        close(fd);
+        derf_io_errf(err, errlen, "cannot read%s%s '%s': %s", sp, what, path,
+                     isdir ? "it is a directory (give a file name)"
+                           : "not a regular file (a FIFO, device or socket); give a file");
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+int derf_io_check_regular(const char *path, const char *what, char *err, size_t errlen) {
+    int fd = derf_io_open_regular(path, what, err, errlen);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
 static void atomic_free(derf_io_atomic *a) {
+    if (a->tmp) live_del(a->tmp);
     free(a->path);
     free(a->tmp);
     a->path = a->tmp = NULL;
@@ -72,7 +154,7 @@ int derf_io_atomic_open(derf_io_atomic *a, const char *path, char *err, size_t e
     }
     size_t n = strlen(path) + 32;
     a->path = dup_str(path);
-    a->tmp = malloc(n);
+    a->tmp = calloc(n, 1);
     if (!a->path || !a->tmp) {
         atomic_free(a);
         derf_io_errf(err, errlen, "cannot write '%s': out of memory", path);
@@ -94,6 +176,7 @@ int derf_io_atomic_open(derf_io_atomic *a, const char *path, char *err, size_t e
         atomic_free(a);
         return -1;
     }
+    live_add(a->tmp);
     if (have_old && S_ISREG(st.st_mode)) (void)fchmod(a->fd, st.st_mode & 07777); /* keep its mode */
     return 0;
 }
@@ -168,25 +251,13 @@ int derf_io_read_file(const char *path, size_t max_bytes, void **out, size_t *ou
                       char *err, size_t errlen) {
     *out = NULL;
     if (out_len) *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        derf_io_errf(err, errlen, "cannot open '%s': %s%s", path, strerror(e),
-                     e == ENOENT ? " (check the path)" : errno_hint(e));
-        return -1;
-    }
+    int fd = derf_io_open_regular(path, NULL, err, errlen);
+    if (fd < 0) return -1;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
         derf_io_errf(err, errlen, "cannot stat '%s': %s", path, strerror(e));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        derf_io_errf(err, errlen, "cannot read '%s': %s", path,
-                     S_ISDIR(st.st_mode) ? "it is a directory (give a file name)"
-                                         : "not a regular file");
         return -1;
     }
     if ((uint64_t)st.st_size > (uint64_t)max_bytes) {

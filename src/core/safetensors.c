@@ -312,12 +312,8 @@ static int parse_entry(const char *path, const cJSON *e, uint64_t data_len, derf
 int derf_safetensors_read(derf_safetensors *st, const char *path, size_t max_bytes, char *err,
                           size_t errlen) {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        derf_io_errf(err, errlen, "cannot open checkpoint '%s': %s", path, strerror(e));
-        return -1;
-    }
+    int fd = derf_io_open_regular(path, "checkpoint", err, errlen);
+    if (fd < 0) return -1;
     char *hdr = NULL;
     cJSON *root = NULL;
     span *spans = NULL;

@@ -35,6 +35,7 @@ int derf_resample(const float *in, size_t n, int rate_in, int rate_out, float **
 int derf_audio_load(const char *path, int rate_out, float **out, size_t *n, int *rate_in, int *channels, char *err,
                     size_t errlen) {
     SF_INFO info = {0};
+    if (derf_io_check_regular(path, "audio file", err, errlen)) return -1; /* a FIFO would block sf_open */
     SNDFILE *f = sf_open(path, SFM_READ, &info);
     if (!f) {
         derf_io_errf(err, errlen, "%s: cannot decode: %s", path, sf_strerror(NULL));

@@ -110,10 +110,9 @@ static int gz_line(gzFile f, const char *path, char **buf, size_t *cap, size_t *
 }
 
 static gzFile gz_open(const char *path, char *err, size_t errlen) {
-    struct stat st;
-    if (stat(path, &st) || !S_ISREG(st.st_mode)) {
-        derf_io_errf(err, errlen, "%s: not a readable file (%s); install the data with 'make deps'", path,
-                     errno ? strerror(errno) : "not a regular file");
+    char e[DERF_ERRLEN];
+    if (derf_io_check_regular(path, NULL, e, sizeof e)) {
+        derf_io_errf(err, errlen, "%s; install the data with 'make deps'", e);
         return NULL;
     }
     gzFile f = gzopen(path, "rb");
@@ -178,7 +177,7 @@ int derf_dna_read_fasta(const char *path, derf_dna_records *out, char *err, size
 done:
     free(line);
     gzclose(f);
-    if (!ok) { records_truncate(out, n0); return -1; } /* drop what this call added */
+    if (!ok) { records_truncate(out, n0); if (!n0) derf_dna_records_free(out); return -1; } /* drop what this call added */
     return 0;
 }
 
@@ -199,7 +198,9 @@ int derf_dna_read_maf(const char *path, const char *src_prefix, derf_dna_records
             goto done;
         }
         if (strncmp(src, src_prefix, plen)) continue;
-        if (start < 0 || size <= 0 || srcsize <= 0 || start + size > srcsize || (strcmp(strand, "+") && strcmp(strand, "-"))) {
+        /* start + size is not computed before the bounds are known: start near 2^63 would overflow */
+        if (start < 0 || size <= 0 || srcsize <= 0 || srcsize > DERF_DNA_MAX_COORD || size > srcsize ||
+            start > srcsize - size || (strcmp(strand, "+") && strcmp(strand, "-"))) {
             derf_io_errf(err, errlen, "%s:%zu: bad coordinates (start %lld size %lld strand '%s' srcSize %lld)", path, lineno,
                          start, size, strand, srcsize);
             goto done;
@@ -229,7 +230,7 @@ int derf_dna_read_maf(const char *path, const char *src_prefix, derf_dna_records
 done:
     free(line);
     gzclose(f);
-    if (!ok) { records_truncate(out, n0); return -1; }
+    if (!ok) { records_truncate(out, n0); if (!n0) derf_dna_records_free(out); return -1; }
     return 0;
 }
 
@@ -417,6 +418,13 @@ int derf_dna_task_parse(const void *data, size_t len, const char *name, derf_dna
                          (unsigned long long)nc);
             return -1;
         }
+    size_t per[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) per[sp[i]]++;
+    if (!per[DERF_DNA_TRAIN] || !per[DERF_DNA_VAL] || !per[DERF_DNA_TEST]) {
+        derf_io_errf(err, errlen, "%s: a split is empty (train %zu, val %zu, test %zu sequences); a task needs all three; "
+                     "rebuild it with 'derf data dna'", name, per[DERF_DNA_TRAIN], per[DERF_DNA_VAL], per[DERF_DNA_TEST]);
+        return -1;
+    }
     if (check_tokens(tk, n * L, name, err, errlen)) return -1;
     memcpy(t->name, p + 24, 32);
     t->n = (int)n; t->len = (int)L; t->nclass = (int)nc;

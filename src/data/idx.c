@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define REINSTALL "re-download or reinstall the data (make deps)"
@@ -72,30 +73,103 @@ static uint32_t be32(const unsigned char *b) {
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
 
-/* Reads up to len bytes; returns the count, or -1 on a zlib error (message in err). */
-static long long gz_read_full(gzFile gz, void *buf, size_t len, const char *path, char *err,
+/* A plain or gzip'd file read through one interface. zlib's gzread ignores bytes after the last gzip
+ * member; this reader refuses them (a valid member after a member is read as its continuation, as gzip
+ * does). */
+typedef struct {
+    int fd, gz, ended; /* ended: the gzip stream is complete (no more output) */
+    z_stream zs;
+    unsigned char in[1 << 17];
+} zsrc;
+
+/* fills zs.avail_in; returns bytes read, 0 at end of file, -1 on a read error */
+static ssize_t zsrc_fill(zsrc *z) {
+    ssize_t r;
+    do r = read(z->fd, z->in, sizeof z->in); while (r < 0 && errno == EINTR);
+    if (r > 0) { z->zs.next_in = z->in; z->zs.avail_in = (uInt)r; }
+    return r;
+}
+
+static int zsrc_open(zsrc *z, const char *path, const char *what, char *err, size_t errlen) {
+    memset(z, 0, sizeof *z);
+    char w[32];
+    snprintf(w, sizeof w, "IDX %s file", what);
+    z->fd = derf_io_open_regular(path, w, err, errlen);
+    if (z->fd < 0) return -1;
+    unsigned char m[2];
+    ssize_t r = pread(z->fd, m, 2, 0);
+    z->gz = r == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    if (z->gz && inflateInit2(&z->zs, 15 + 16) != Z_OK) {
+        close(z->fd);
+        derf_io_errf(err, errlen, "%s: out of memory for the gzip decoder", path);
+        return -1;
+    }
+    return 0;
+}
+
+static void zsrc_close(zsrc *z) {
+    if (z->gz) inflateEnd(&z->zs);
+    if (z->fd >= 0) close(z->fd);
+    z->fd = -1;
+}
+
+/* Reads up to len bytes; returns the count, or -1 on an error (message in err). */
+static long long gz_read_full(zsrc *z, void *buf, size_t len, const char *path, char *err,
                               size_t errlen) {
     size_t got = 0;
-    while (got < len) {
-        size_t want = len - got;
-        if (want > (size_t)1 << 30) want = (size_t)1 << 30;
-        int r = gzread(gz, (unsigned char *)buf + got, (unsigned)want);
-        if (r < 0) {
-            int code;
-            const char *msg = gzerror(gz, &code);
-            size_t pl = strlen(path); /* zlib's message starts with "<path>: " */
-            if (msg && strncmp(msg, path, pl) == 0 && msg[pl] == ':' && msg[pl + 1] == ' ')
-                msg += pl + 2;
-            if (code == Z_ERRNO)
+    if (!z->gz) {
+        while (got < len) {
+            ssize_t r = read(z->fd, (unsigned char *)buf + got, len - got > ((size_t)1 << 30) ? ((size_t)1 << 30) : len - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) {
                 derf_io_errf(err, errlen, "%s: read error: %s", path, strerror(errno));
-            else if (code == Z_BUF_ERROR)
-                derf_io_errf(err, errlen, "%s: truncated gzip stream (%s); " REINSTALL, path, msg);
-            else
-                derf_io_errf(err, errlen, "%s: corrupt gzip data (%s); " REINSTALL, path, msg);
+                return -1;
+            }
+            if (r == 0) break;
+            got += (size_t)r;
+        }
+        return (long long)got;
+    }
+    while (got < len && !z->ended) {
+        if (z->zs.avail_in == 0) {
+            ssize_t r = zsrc_fill(z);
+            if (r < 0) {
+                derf_io_errf(err, errlen, "%s: read error: %s", path, strerror(errno));
+                return -1;
+            }
+            if (r == 0) {
+                derf_io_errf(err, errlen, "%s: truncated gzip stream (unexpected end of file); " REINSTALL, path);
+                return -1;
+            }
+        }
+        size_t want = len - got > ((size_t)1 << 30) ? ((size_t)1 << 30) : len - got;
+        z->zs.next_out = (unsigned char *)buf + got;
+        z->zs.avail_out = (uInt)want;
+        int rc = inflate(&z->zs, Z_NO_FLUSH);
+        got += want - z->zs.avail_out;
+        if (rc == Z_STREAM_END) {
+            /* another gzip member may follow; anything else after the stream is refused */
+            if (z->zs.avail_in == 0 && zsrc_fill(z) <= 0) { z->ended = 1; break; }
+            if (z->zs.avail_in == 1) { /* the next member's magic split over two reads */
+                z->in[0] = z->zs.next_in[0];
+                ssize_t r;
+                do r = read(z->fd, z->in + 1, sizeof z->in - 1); while (r < 0 && errno == EINTR);
+                z->zs.next_in = z->in;
+                z->zs.avail_in = 1 + (uInt)(r > 0 ? r : 0);
+            }
+            if (z->zs.avail_in < 2 || z->zs.next_in[0] != 0x1f || z->zs.next_in[1] != 0x8b) {
+                derf_io_errf(err, errlen, "%s: trailing bytes after the gzip stream (not a gzip member); the file "
+                             "is corrupt; " REINSTALL, path);
+                return -1;
+            }
+            inflateReset(&z->zs);
+            continue;
+        }
+        if (rc != Z_OK && !(rc == Z_BUF_ERROR && z->zs.avail_out > 0)) {
+            derf_io_errf(err, errlen, "%s: corrupt gzip data (%s); " REINSTALL, path,
+                         z->zs.msg ? z->zs.msg : rc == Z_MEM_ERROR ? "out of memory" : "inflate error");
             return -1;
         }
-        if (r == 0) break;
-        got += (size_t)r;
     }
     return (long long)got;
 }
@@ -106,25 +180,14 @@ static int idx_read(const char *path, int want_ndim, uint32_t dims[3], uint8_t *
     *data = NULL;
     const char *what = want_ndim == 3 ? "images" : "labels";
     uint32_t want_magic = 0x00000800u | (uint32_t)want_ndim;
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        int e = errno;
-        derf_io_errf(err, errlen, "cannot open IDX %s file '%s': %s%s", what, path, strerror(e),
-                     e == ENOENT ? " (check the path)" : "");
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        derf_io_errf(err, errlen, "cannot read IDX %s file '%s': not a regular file", what, path);
-        return -1;
-    }
-    gzFile gz = gzopen(path, "rb");
+    zsrc *gz = malloc(sizeof *gz);
     if (!gz) {
-        int e = errno;
-        derf_io_errf(err, errlen, "cannot open IDX %s file '%s': %s", what, path,
-                     e ? strerror(e) : "out of memory");
+        derf_io_errf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    gzbuffer(gz, 1 << 17);
+    if (zsrc_open(gz, path, what, err, errlen)) { free(gz); return -1; }
+    struct stat st;
+    if (fstat(gz->fd, &st) != 0) st.st_size = 0;
     unsigned char hdr[16];
     long long got = gz_read_full(gz, hdr, 4, path, err, errlen);
     if (got < 0) goto fail;
@@ -181,7 +244,7 @@ static int idx_read(const char *path, int want_ndim, uint32_t dims[3], uint8_t *
     else
         snprintf(shape, sizeof shape, "%u labels", dims[0]);
     uint64_t hdr_len = 4 + 4 * (uint64_t)want_ndim;
-    if (gzdirect(gz)) { /* plain file: the size is known up front, so check it before allocating */
+    if (!gz->gz) { /* plain file: the size is known up front, so check it before allocating */
         uint64_t size = (uint64_t)st.st_size, want = hdr_len + total;
         if (size < want) {
             derf_io_errf(err, errlen, "%s: truncated: the header says %s (%llu bytes of data) but "
@@ -230,18 +293,15 @@ static int idx_read(const char *path, int want_ndim, uint32_t dims[3], uint8_t *
                      "file is corrupt or the header is wrong", path, count, shape);
         goto fail;
     }
-    int rc = gzclose(gz);
-    if (rc != Z_OK) {
-        free(buf);
-        derf_io_errf(err, errlen, "%s: error closing the file (zlib code %d)", path, rc);
-        return -1;
-    }
+    zsrc_close(gz);
+    free(gz);
     *data = buf;
     return 0;
 oom:
     derf_io_errf(err, errlen, "%s: out of memory for %llu bytes", path, (unsigned long long)total);
 fail:
-    gzclose(gz);
+    zsrc_close(gz);
+    free(gz);
     return -1;
 }
 
@@ -332,6 +392,22 @@ fail:
     free(images);
     free(labels);
     return -1;
+}
+
+int derf_dataset_expect(const derf_dataset *ds, int img, int classes, const char *split, const char *who, char *err,
+                        size_t errlen) {
+    if (ds->rows != img || ds->cols != img) {
+        derf_io_errf(err, errlen, "the %s images are %dx%d but %s expects %dx%d; give data of that size (or another "
+                     "model)", split, ds->rows, ds->cols, who, img, img);
+        return -1;
+    }
+    for (int i = 0; i < ds->n; i++)
+        if (ds->labels[i] >= classes) {
+            derf_io_errf(err, errlen, "%s image %d has label %d but %s has %d classes (labels 0..%d); give data with "
+                         "that many classes (or another model)", split, i, ds->labels[i], who, classes, classes - 1);
+            return -1;
+        }
+    return 0;
 }
 
 void derf_dataset_free(derf_dataset *ds) {

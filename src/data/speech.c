@@ -264,15 +264,21 @@ static int read_index(const char *path, derf_speech_corpus *c, size_t *want_samp
         derf_io_errf(err, errlen, "%s: not a text file (NUL byte); rebuild with 'derf data speech'", path);
         return -1;
     }
-    int rc = -1, line = 1, rate;
-    unsigned long long ns, nu;
+    int rc = -1, line = 1;
+    unsigned long long ns, nu, rate;
     char *save = NULL, *l = strtok_r(txt, "\n", &save);
-    if (!l || sscanf(l, "# derf speech corpus v1 rate=%d samples=%llu utterances=%llu", &rate, &ns, &nu) != 3 ||
-        rate <= 0 || nu > 10000000) {
+    if (!l || sscanf(l, "# derf speech corpus v1 rate=%llu samples=%llu utterances=%llu", &rate, &ns, &nu) != 3 ||
+        nu > 10000000) {
         derf_io_errf(err, errlen, "%s: not a derf speech index (bad first line); rebuild with 'derf data speech'", path);
         goto out;
     }
-    c->rate = rate;
+    if (rate < 1000 || rate > 384000 || ns > DERF_SPEECH_MAX_SAMPLES) {
+        derf_io_errf(err, errlen, "%s: the header's %s (%llu) is out of range (%s); rebuild with 'derf data speech'", path,
+                     ns > DERF_SPEECH_MAX_SAMPLES ? "sample count" : "sample rate", ns > DERF_SPEECH_MAX_SAMPLES ? ns : rate,
+                     ns > DERF_SPEECH_MAX_SAMPLES ? "at most 2^40" : "1000..384000 Hz");
+        goto out;
+    }
+    c->rate = (int)rate;
     *want_samples = (size_t)ns;
     l = strtok_r(NULL, "\n", &save);
     line++;
@@ -339,10 +345,11 @@ int derf_speech_read(const char *dir, derf_speech_corpus *c, char *err, size_t e
         return -1;
     }
     snprintf(path, sizeof path, "%s/audio.bin", dir);
-    int fd = open(path, O_RDONLY);
+    char e[DERF_ERRLEN];
+    int fd = derf_io_open_regular(path, "speech audio", e, sizeof e);
     struct stat st;
     if (fd < 0 || fstat(fd, &st)) {
-        derf_io_errf(err, errlen, "%s: %s; build the corpus with 'derf data speech'", path, strerror(errno));
+        derf_io_errf(err, errlen, "%s; build the corpus with 'derf data speech'", fd < 0 ? e : strerror(errno));
         if (fd >= 0) close(fd);
         derf_speech_free(c);
         return -1;
@@ -516,7 +523,7 @@ int derf_speech_build(const derf_speech_opts *o, derf_speech_stat *st, char *err
             size_t m;
             snprintf(path, sizeof path, "%s/sound/%s/%s", src, lev[i], langs[k]);
             char **f = list_dir(path, ".ogg", &m, err, errlen);
-            if (f) { files_total += m; free_list(f, m); }
+            if (f) { files_total += o->per_level > 0 && m > (size_t)o->per_level ? (size_t)o->per_level : m; free_list(f, m); }
         }
     int rc = 0;
     double t0 = (double)clock() / CLOCKS_PER_SEC, last = -1;
@@ -549,7 +556,8 @@ int derf_speech_build(const derf_speech_opts *o, derf_speech_stat *st, char *err
                     derf_dialogs_free(&dl);
                     continue;
                 }
-                for (size_t j = 0; j < m && !rc; j++) {
+                const size_t take = o->per_level > 0 && m > (size_t)o->per_level ? (size_t)o->per_level : m;
+                for (size_t j = 0; j < take && !rc; j++) {
                     char id[1024];
                     snprintf(id, sizeof id, "%.*s", (int)(strlen(f[j]) - 4), f[j]);
                     const derf_dialog *d = derf_dialogs_find(&dl, id);

@@ -111,6 +111,40 @@ void derf_shard_free(derf_shard *s) {
     memset(s, 0, sizeof *s);
 }
 
+int derf_shard_to_bytes(const derf_shard *in, const derf_tokenizer *tok, derf_shard *out, char *err,
+                        size_t errlen) {
+    memset(out, 0, sizeof *out);
+    size_t n = 0, len;
+    for (size_t i = 0; i < in->n; i++) {
+        if (in->tokens[i] == DERF_GPT2_EOT) { n++; continue; }
+        if (!derf_tok_bytes(tok, in->tokens[i], &len)) {
+            derf_io_errf(err, errlen, "token %d at position %zu is not a GPT-2 token: not a GPT-2 shard",
+                         (int)in->tokens[i], i);
+            return -1;
+        }
+        n += len;
+    }
+    out->tokens = malloc(sizeof(uint16_t) * (n ? n : 1));
+    if (!out->tokens) { derf_io_errf(err, errlen, "out of memory (%zu bytes of text)", n); return -1; }
+    size_t k = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        if (in->tokens[i] == DERF_GPT2_EOT) { out->tokens[k++] = DERF_BYTE_EOT; continue; }
+        const unsigned char *b = (const unsigned char *)derf_tok_bytes(tok, in->tokens[i], &len);
+        for (size_t j = 0; j < len; j++) {
+            if (b[j] == DERF_BYTE_EOT) {
+                derf_io_errf(err, errlen, "token %d at position %zu holds a NUL byte, the byte-level document "
+                             "separator", (int)in->tokens[i], i);
+                derf_shard_free(out);
+                return -1;
+            }
+            out->tokens[k++] = b[j];
+        }
+    }
+    out->n = n;
+    out->vocab = DERF_BYTE_VOCAB;
+    return 0;
+}
+
 /* ---- building ------------------------------------------------------------------------------- */
 
 typedef struct { uint16_t *t; size_t n, cap; } tokbuf;

@@ -1,5 +1,5 @@
 /* dit.c: DiT (facebookresearch/DiT models.py) in pixel space on the CPU ops, with any norm spec
- * without affine (recipe.md 3.2): presets, the paper's init rules per norm, tensor registration under
+ * without affine (docs/paper.md section 5.2): presets, the paper's init rules per norm, tensor registration under
  * DiT's state-dict names, forward and backward (mirrors of each other), config <-> metadata.
  *
  * Shape letters: B batch, T = (img/p)^2 tokens, D width, H = mlp_ratio*D, F freq_dim, K = chans*p*p,
@@ -441,6 +441,7 @@ static void silu_bwd(float *dx, const float *dy, const float *x, size_t n) {
 
 /* h[b,t,:] = n[b,t,:] * (1 + scale[b,:]) + shift[b,:]; shift/scale rows have stride S floats */
 static void modulate_fwd(float *h, const float *n, const float *shift, const float *scale, int B, int T, int D, int S) {
+    #pragma omp parallel for schedule(static) if ((long)B * T * D > 16384)
     for (int b = 0; b < B; b++) {
         const float *sh = shift + (size_t)b * S, *sc = scale + (size_t)b * S;
         for (int t = 0; t < T; t++) {
@@ -450,16 +451,18 @@ static void modulate_fwd(float *h, const float *n, const float *shift, const flo
     }
 }
 
-/* dn += dh * (1 + scale); dshift += sum_t dh; dscale += sum_t dh * n */
+/* dn = dh * (1 + scale) (written); dshift += sum_t dh; dscale += sum_t dh * n (rows b apart: one thread per b) */
 static void modulate_bwd(float *dn, float *dshift, float *dscale, const float *dh, const float *n, const float *scale,
                          int B, int T, int D, int S) {
+    #pragma omp parallel for schedule(static) if ((long)B * T * D > 16384)
     for (int b = 0; b < B; b++) {
         const float *sc = scale + (size_t)b * S;
         float *dsh = dshift + (size_t)b * S, *dsc = dscale + (size_t)b * S;
         for (int t = 0; t < T; t++) {
             const size_t o = ((size_t)b * T + t) * D;
+            #pragma omp simd
             for (int d = 0; d < D; d++) {
-                dn[o + d] += dh[o + d] * (1.0f + sc[d]);
+                dn[o + d] = dh[o + d] * (1.0f + sc[d]);
                 dsh[d] += dh[o + d];
                 dsc[d] += dh[o + d] * n[o + d];
             }
@@ -469,6 +472,7 @@ static void modulate_bwd(float *dn, float *dshift, float *dscale, const float *d
 
 /* y = x + gate[b,:] * br */
 static void gate_fwd(float *y, const float *x, const float *gate, const float *br, int B, int T, int D, int S) {
+    #pragma omp parallel for schedule(static) if ((long)B * T * D > 16384)
     for (int b = 0; b < B; b++) {
         const float *g = gate + (size_t)b * S;
         for (int t = 0; t < T; t++) {
@@ -480,11 +484,13 @@ static void gate_fwd(float *y, const float *x, const float *gate, const float *b
 
 /* dbr = dy * gate (written); dgate += sum_t dy * br */
 static void gate_bwd(float *dbr, float *dgate, const float *dy, const float *gate, const float *br, int B, int T, int D, int S) {
+    #pragma omp parallel for schedule(static) if ((long)B * T * D > 16384)
     for (int b = 0; b < B; b++) {
         const float *g = gate + (size_t)b * S;
         float *dg = dgate + (size_t)b * S;
         for (int t = 0; t < T; t++) {
             const size_t o = ((size_t)b * T + t) * D;
+            #pragma omp simd
             for (int d = 0; d < D; d++) {
                 dbr[o + d] = dy[o + d] * g[d];
                 dg[d] += dy[o + d] * br[o + d];
@@ -595,9 +601,7 @@ void derf_dit_backward(derf_dit *m, const float *dout, int B) {
 
     /* final layer: dout -> dfout[B*T,O] -> dfh -> dfn, dfmod -> dres (dL/dxL) */
     unpatchify(a.dfout, (float *)dout, B, c->img / c->patch, c->patch, OC, 1);
-    memset(a.dh, 0, btd * sizeof(float));
-    derf_linear_backward(a.dh, dw.lin_w, dw.lin_b, a.dfout, a.fh, w.lin_w, BT, D, O);
-    memset(a.dn, 0, btd * sizeof(float));
+    derf_linear_backward_set(a.dh, dw.lin_w, dw.lin_b, a.dfout, a.fh, w.lin_w, BT, D, O);
     memset(a.dmod, 0, (size_t)B * 2 * D * sizeof(float));
     modulate_bwd(a.dn, a.dmod, a.dmod + D, a.dh, a.fn, a.fmod + D, B, T, D, 2 * D);
     memset(a.dres, 0, btd * sizeof(float));
@@ -615,24 +619,16 @@ void derf_dit_backward(derf_dit *m, const float *dout, int B) {
         memset(a.dmod, 0, (size_t)B * S * sizeof(float));
         /* MLP branch: dres = dL/dxout; identity path keeps it */
         gate_bwd(a.dbr, a.dmod + 5 * D, a.dres, z.mod + 5 * D, z.pm, B, T, D, S);
-        memset(a.dfcg, 0, bth * sizeof(float));
-        derf_linear_backward(a.dfcg, bg.fc2_w, bg.fc2_b, a.dbr, z.fcg, bw.fc2_w, BT, H, D);
-        memset(a.dfch, 0, bth * sizeof(float));
-        derf_gelu_backward(a.dfch, a.dfcg, z.fch, bth, DERF_GELU_TANH);
-        memset(a.dh, 0, btd * sizeof(float));
-        derf_linear_backward(a.dh, bg.fc1_w, bg.fc1_b, a.dfch, z.h2, bw.fc1_w, BT, D, H);
-        memset(a.dn, 0, btd * sizeof(float));
+        derf_linear_backward_set(a.dfcg, bg.fc2_w, bg.fc2_b, a.dbr, z.fcg, bw.fc2_w, BT, H, D);
+        derf_gelu_backward_set(a.dfch, a.dfcg, z.fch, bth, DERF_GELU_TANH);
+        derf_linear_backward_set(a.dh, bg.fc1_w, bg.fc1_b, a.dfch, z.h2, bw.fc1_w, BT, D, H);
         modulate_bwd(a.dn, a.dmod + 3 * D, a.dmod + 4 * D, a.dh, z.n2, z.mod + 4 * D, B, T, D, S);
         derf_norm_backward(ns, a.dres, bg.n2, a.dn, z.xmid, bw.n2, z.st2, BT, D);     /* dres = dL/dxmid */
         /* attention branch */
         gate_bwd(a.dbr, a.dmod + 2 * D, a.dres, z.mod + 2 * D, z.pa, B, T, D, S);
-        memset(a.datty, 0, btd * sizeof(float));
-        derf_linear_backward(a.datty, bg.proj_w, bg.proj_b, a.dbr, z.atty, bw.proj_w, BT, D, D);
-        memset(a.dqkv, 0, 3 * btd * sizeof(float));
-        derf_attention_backward(a.dqkv, a.datt, a.datty, z.qkv, z.att, B, T, D, NH, 0);
-        memset(a.dh, 0, btd * sizeof(float));
-        derf_linear_backward(a.dh, bg.qkv_w, bg.qkv_b, a.dqkv, z.h1, bw.qkv_w, BT, D, 3 * D);
-        memset(a.dn, 0, btd * sizeof(float));
+        derf_linear_backward_set(a.datty, bg.proj_w, bg.proj_b, a.dbr, z.atty, bw.proj_w, BT, D, D);
+        derf_attention_backward_set(a.dqkv, a.datt, a.datty, z.qkv, z.att, B, T, D, NH, 0);
+        derf_linear_backward_set(a.dh, bg.qkv_w, bg.qkv_b, a.dqkv, z.h1, bw.qkv_w, BT, D, 3 * D);
         modulate_bwd(a.dn, a.dmod, a.dmod + D, a.dh, z.n1, z.mod + D, B, T, D, S);
         derf_norm_backward(ns, a.dres, bg.n1, a.dn, z.x, bw.n1, z.st1, BT, D);         /* dres = dL/dx */
         /* adaLN: mod = ada(sc) */

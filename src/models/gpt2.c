@@ -1,4 +1,4 @@
-/* gpt2.c: GPT-2 as nanoGPT builds it (the paper's language-model runs, recipe.md section 3.3), on the
+/* gpt2.c: GPT-2 as nanoGPT builds it (the paper's language-model runs, docs/paper.md section 5.3), on the
  * CPU ops: config presets and checks, tensor registration under HF GPT2Model's names (Linear
  * weights in nn.Linear layout [out,in]; see derf/gpt2.h), nanoGPT init, forward and backward (mirrors
  * of each other, shape comments at each step), and the config <-> safetensors metadata mapping.
@@ -81,6 +81,7 @@ int derf_gpt2_check(const derf_gpt2_config *c, char *err, size_t errlen) {
     NEED(c->bias == 0 || c->bias == 1, "GPT-2 bias must be 0 or 1, not %d", c->bias);
     NEED(c->shared_scale >= -1 && c->shared_scale <= 1, "GPT-2 shared_scale must be -1 (auto), 0 or 1, not %d",
          c->shared_scale);
+    NEED(c->logit_bias == 0 || c->logit_bias == 1, "GPT-2 logit_bias must be 0 or 1, not %d", c->logit_bias);
     NEED(isfinite(c->attn_alpha) && c->attn_alpha >= 0, "GPT-2 attn_alpha must be >= 0 (0: the spec's alpha)");
     NEED(isfinite(c->ffn_alpha) && c->ffn_alpha >= 0, "GPT-2 ffn_alpha must be >= 0 (0: the spec's alpha)");
     NEED(isfinite(c->final_alpha) && c->final_alpha >= 0, "GPT-2 final_alpha must be >= 0 (0: the spec's alpha)");
@@ -140,6 +141,7 @@ void derf_gpt2_top_weights(const derf_gpt2 *m, float *slab, gpt2_top_w *w) {
     w->scale = m->cfg.shared_scale ? slab + m->params.t[2].offset : NULL;
     int i = first_block(m) + m->cfg.n_layer * block_tensors(m);
     w->lnf = take_norm(m, slab, &i);
+    w->lmb = m->cfg.logit_bias ? take(m, slab, &i) : NULL;
 }
 
 static void add_tensor(derf_params *p, const char *name, int ndim, int d0, int d1, int decay) {
@@ -173,6 +175,7 @@ static void register_tensors(derf_gpt2 *m) {
 #undef BLK
     }
     add_norm(p, &c->norm, C, "ln_f");
+    if (c->logit_bias) add_tensor(p, "lm_head.bias", 1, c->vocab, 0, 0);
 }
 
 /* ------------------------------------------------------------------------------- activations */
@@ -340,7 +343,7 @@ void derf_gpt2_init(derf_gpt2 *m, uint64_t seed) {
     derf_gpt2_top_weights(m, m->params.params, &w);
     derf_rng_fill_normal(&r, w.wte, (size_t)c->vocab * C, 0.0f, std);
     derf_rng_fill_normal(&r, w.wpe, (size_t)c->block_size * C, 0.0f, std);
-    if (w.scale) w.scale[0] = sqrtf((float)C);
+    if (w.scale) w.scale[0] = c->shared_scale_init > 0 ? c->shared_scale_init : sqrtf((float)C);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_block_w b;
         derf_gpt2_block_weights(m, m->params.params, l, &b);
@@ -417,7 +420,7 @@ float derf_gpt2_forward(derf_gpt2 *m, const int32_t *tokens, const int32_t *targ
 
     const float *xL = a.res + (size_t)c->n_layer * a.btc;
     derf_norm_forward(ns, a.lnf, a.stf, xL, w.lnf, BT, C);                           /* lnf[B,T,C] */
-    derf_linear_forward(a.logits, a.lnf, w.wte, NULL, BT, C, V);                     /* logits[B,T,V] */
+    derf_linear_forward(a.logits, a.lnf, w.wte, w.lmb, BT, C, V);                       /* logits[B,T,V] */
     m->loss = targets ? derf_xent_forward_backward(NULL, a.logits, targets, 0.0f, 1.0f, BT, V) : NAN;
     return m->loss;
 }
@@ -447,7 +450,7 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
     memset(a.dlogits, 0, (size_t)BT * V * sizeof(float));
     derf_xent_forward_backward(a.dlogits, a.logits, m->targets, 0.0f, scale, BT, V);
     /* tied LM head: dlnf[B,T,C], dwte[V,C] += dlogits^T lnf */
-    derf_linear_backward_set(a.dln, dw.wte, NULL, a.dlogits, a.lnf, w.wte, BT, C, V);
+    derf_linear_backward_set(a.dln, dw.wte, dw.lmb, a.dlogits, a.lnf, w.wte, BT, C, V);
     /* ln_f: dlnf -> dres = dL/dx_L[B,T,C] */
     const float *xL = a.res + (size_t)c->n_layer * a.btc;
     memset(a.dres, 0, btc * sizeof(float));
@@ -461,8 +464,7 @@ void derf_gpt2_backward(derf_gpt2 *m, float scale) {
         layer_acts(&a, l, &y);
         /* MLP branch: dres = dL/dxout[B,T,C]; the identity path keeps it, ln_2's input gradient adds */
         derf_linear_backward_set(a.dfcg, bg.mproj_w, bg.mproj_b, a.dres, y.fcg, bw.mproj_w, BT, H, C); /* dfcg[B,T,H] */
-        memset(a.dfch, 0, bth * sizeof(float));
-        derf_gelu_backward(a.dfch, a.dfcg, y.fch, bth, DERF_GELU_TANH);                          /* dfch[B,T,H] */
+        derf_gelu_backward_set(a.dfch, a.dfcg, y.fch, bth, DERF_GELU_TANH);                         /* dfch[B,T,H] */
         derf_linear_backward_set(a.dln, bg.fc_w, bg.fc_b, a.dfch, y.ln2, bw.fc_w, BT, C, H);          /* dln2[B,T,C] */
         derf_norm_backward(ns, a.dres, bg.ln2, a.dln, y.xmid, bw.ln2, y.st2, BT, C);               /* dres = dL/dxmid */
         /* attention branch: dres = dL/dxmid[B,T,C] -> dL/dx */
@@ -528,6 +530,7 @@ int derf_gpt2_config_to_meta(const derf_gpt2_config *cfg, char keys[][32], char 
     PUT("attn_alpha", "%.9g", (double)cfg->attn_alpha);
     PUT("ffn_alpha", "%.9g", (double)cfg->ffn_alpha);
     PUT("final_alpha", "%.9g", (double)cfg->final_alpha);
+    if (cfg->logit_bias) PUT("logit_bias", "%d", 1); /* absent: 0 (checkpoints from before it existed) */
 #undef PUT
     return n;
 }
@@ -597,6 +600,7 @@ int derf_gpt2_config_from_meta(derf_gpt2_config *cfg, const char *(*get)(void *c
         meta_alpha(get, ctx, "ffn_alpha", &c.ffn_alpha, err, errlen) ||
         meta_alpha(get, ctx, "final_alpha", &c.final_alpha, err, errlen))
         return -1;
+    if (get(ctx, "logit_bias") && meta_int(get, ctx, "logit_bias", 0, 1, &c.logit_bias, err, errlen)) return -1;
     char cerr[256];
     if (derf_gpt2_check(&c, cerr, sizeof cerr)) {
         derf_io_errf(err, errlen, "GPT-2 metadata: %s", cerr);

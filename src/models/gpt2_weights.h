@@ -11,7 +11,7 @@ typedef struct {
 } gpt2_block_w;
 
 typedef struct {
-    float *wte, *wpe, *scale, *lnf;
+    float *wte, *wpe, *scale, *lnf, *lmb; /* lmb: lm_head.bias (logit_bias; NULL without) */
 } gpt2_top_w;
 
 void derf_gpt2_block_weights(const derf_gpt2 *m, float *slab, int l, gpt2_block_w *w);

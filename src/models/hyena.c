@@ -372,17 +372,35 @@ static void short_conv_backward(float *dx, float *dw, float *db, const float *dy
             for (int c = 0; c < C; c++) dxr[c] += w[c * 3 + j] * dyr[c];
         }
     }
-    for (int bt = 0; bt < B * T; bt++) {
-        const int t = bt % T;
-        const float *dyr = dy + (size_t)bt * C;
-        for (int c = 0; c < C; c++) db[c] += dyr[c];
-        for (int j = 0; j < 3; j++) {
-            const int s = t - 2 + j;
-            if (s < 0) continue;
-            const float *xr = x + (size_t)(bt - t + s) * C;
-            for (int c = 0; c < C; c++) dw[c * 3 + j] += dyr[c] * xr[c];
+    /* db and the three taps' dw as contiguous rows (dw's [C,3] layout would make every add a stride-3 scatter),
+     * one partial per sequence, added in sequence order (the same sums for any thread count) */
+    float *acc = calloc((size_t)B * 4 * C, sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *a = acc + (size_t)b * 4 * C;
+        for (int t = 0; t < T; t++) {
+            const int bt = b * T + t;
+            const float *dyr = dy + (size_t)bt * C;
+            #pragma omp simd
+            for (int c = 0; c < C; c++) a[c] += dyr[c];
+            for (int j = 0; j < 3; j++) {
+                const int s = t - 2 + j;
+                if (s < 0) continue;
+                const float *xr = x + (size_t)(bt - t + s) * C;
+                float *aj = a + (size_t)(1 + j) * C;
+                #pragma omp simd
+                for (int c = 0; c < C; c++) aj[c] += dyr[c] * xr[c];
+            }
         }
     }
+    for (int b = 0; b < B; b++) {
+        const float *a = acc + (size_t)b * 4 * C;
+        for (int c = 0; c < C; c++) {
+            db[c] += a[c];
+            for (int j = 0; j < 3; j++) dw[c * 3 + j] += a[(size_t)(1 + j) * C + c];
+        }
+    }
+    free(acc);
 }
 
 /* ------------------------------------------------------------------------------- forward */
@@ -452,9 +470,9 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
     const int B = m->B, T = m->T, d = c->d_model, H = c->d_inner, V = c->vocab, BT = B * T;
     const size_t sd = (size_t)BT * d, s3 = 3 * sd, sH = (size_t)BT * H, sst = derf_norm_stats_count(ns, BT);
     float *P = m->params.params, *G = m->params.grads;
-    memset(a->dA, 0, sizeof(float) * sd);
     if (c->n_classes) {
         const int K = c->n_classes;
+        memset(a->dA, 0, sizeof(float) * sd);
         memset(a->dlogits, 0, sizeof(float) * (size_t)B * K);
         derf_xent_forward_backward(a->dlogits, m->logits, a->targets, 0, scale, B, K);
         memset(a->dpool, 0, sizeof(float) * (size_t)B * d);
@@ -463,7 +481,7 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
     } else {
         memset(a->dlogits, 0, sizeof(float) * (size_t)BT * V);
         derf_xent_forward_backward(a->dlogits, m->logits, a->targets, 0, scale, BT, V);
-        derf_linear_backward(a->dA, G + a->emb, NULL, a->dlogits, a->nf, P + a->emb, BT, d, V);
+        derf_linear_backward_set(a->dA, G + a->emb, NULL, a->dlogits, a->nf, P + a->emb, BT, d, V);
     }
     memset(a->dres, 0, sizeof(float) * sd);
     derf_norm_backward(ns, a->dres, G + a->lnf, a->dA, LD(a->res, c->n_layer, sd), P + a->lnf, a->stf, BT, d);
@@ -475,16 +493,12 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
               *vc = LD(a->vc, l, sd), *yg = LD(a->yg, l, sd), *xm = LD(a->xmid, l, sd), *n2 = LD(a->n2, l, sd),
               *h1 = LD(a->h1, l, sH), *g1 = LD(a->g1, l, sH);
         /* MLP branch: dres is d(x_out); x_out = xm + fc2(gelu(fc1(N2(xm)))) */
-        memset(a->dG, 0, sizeof(float) * sH);
-        derf_linear_backward(a->dG, g.fc2_w, g.fc2_b, a->dres, g1, w.fc2_w, BT, H, d);
-        memset(a->dH, 0, sizeof(float) * sH);
-        derf_gelu_backward(a->dH, a->dG, h1, sH, DERF_GELU_TANH);
-        memset(a->dA, 0, sizeof(float) * sd);
-        derf_linear_backward(a->dA, g.fc1_w, g.fc1_b, a->dH, n2, w.fc1_w, BT, d, H);
+        derf_linear_backward_set(a->dG, g.fc2_w, g.fc2_b, a->dres, g1, w.fc2_w, BT, H, d);
+        derf_gelu_backward_set(a->dH, a->dG, h1, sH, DERF_GELU_TANH);
+        derf_linear_backward_set(a->dA, g.fc1_w, g.fc1_b, a->dH, n2, w.fc1_w, BT, d, H);
         derf_norm_backward(ns, a->dres, g.n2, a->dA, xm, w.n2, LD(a->st2, l, sst), BT, d); /* dres = d(xm) */
         /* Hyena branch: xm = x + out_proj(x0 * vc) */
-        memset(a->dA, 0, sizeof(float) * sd);
-        derf_linear_backward(a->dA, g.out_w, g.out_b, a->dres, yg, w.out_w, BT, d, d); /* dA = d(yg) */
+        derf_linear_backward_set(a->dA, g.out_w, g.out_b, a->dres, yg, w.out_w, BT, d, d); /* dA = d(yg) */
         float *duc = a->duc, *dvc = a->dB;
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < BT; i++)
@@ -505,8 +519,7 @@ void derf_hyena_backward(derf_hyena *m, float scale) {
             }
         memset(a->du, 0, sizeof(float) * s3);
         short_conv_backward(a->du, g.sf_w, g.sf_b, duc, u, w.sf_w, B, T, 3 * d);
-        memset(a->dA, 0, sizeof(float) * sd);
-        derf_linear_backward(a->dA, g.in_w, g.in_b, a->du, n1, w.in_w, BT, d, 3 * d);
+        derf_linear_backward_set(a->dA, g.in_w, g.in_b, a->du, n1, w.in_w, BT, d, 3 * d);
         derf_norm_backward(ns, a->dres, g.n1, a->dA, x, w.n1, LD(a->st1, l, sst), BT, d); /* dres = d(x) */
         filter_backward(m, &w, &g, l, T);
     }

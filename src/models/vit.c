@@ -34,7 +34,7 @@ typedef struct {
 } vit_preset;
 
 /* The image presets are for the project's 28x28 grey datasets (MNIST, Fashion-MNIST). tiny uses 7x7
- * patches (16 + class token = 17 tokens: the PyTorch yardstick model of the design anchors, fast enough
+ * patches (16 + class token = 17 tokens: the PyTorch yardstick model of docs/performance.md's reference figures, fast enough
  * for the 15-minute compare); the larger ones 4x4 patches (49 + 1 = 50 tokens). Parameter counts are
  * with a derf norm (alpha, s, gamma, beta). */
 static const vit_preset PRESETS[] = {
@@ -486,15 +486,13 @@ void derf_vit_backward(derf_vit *m, const float *dlogits, int B) {
         /* MLP branch: dres = dL/dxout[B,T,D]; the identity path keeps it, norm2's input gradient adds */
         const float *dbr = branch_grad(a.branch, a.dres, y.keep2, B, (size_t)T * D);
         derf_linear_backward_set(a.dfcg, bg.fc2_w, bg.fc2_b, dbr, y.fcg, bw.fc2_w, BT, H, D);  /* dfcg[B,T,H] */
-        memset(a.dfch, 0, bth * sizeof(float));
-        derf_gelu_backward(a.dfch, a.dfcg, y.fch, bth, c->gelu);                          /* dfch[B,T,H] */
+        derf_gelu_backward_set(a.dfch, a.dfcg, y.fch, bth, c->gelu);                         /* dfch[B,T,H] */
         derf_linear_backward_set(a.dln, bg.fc1_w, bg.fc1_b, a.dfch, y.ln2, bw.fc1_w, BT, D, H); /* dln2[B,T,D] */
         derf_norm_backward(ns, a.dres, bg.n2, a.dln, y.xmid, bw.n2, y.st2, BT, D);          /* dres = dL/dxmid */
         /* attention branch: dres = dL/dxmid[B,T,D] -> dL/dx */
         dbr = branch_grad(a.branch, a.dres, y.keep1, B, (size_t)T * D);
         derf_linear_backward_set(a.datty, bg.proj_w, bg.proj_b, dbr, y.atty, bw.proj_w, BT, D, D); /* datty[B,T,D] */
-        memset(a.dqkv, 0, 3 * btd * sizeof(float));
-        derf_attention_backward(a.dqkv, a.datt, a.datty, y.qkv, y.att, B, T, D, NH, 0);   /* dqkv[B,T,3D] */
+        derf_attention_backward_set(a.dqkv, a.datt, a.datty, y.qkv, y.att, B, T, D, NH, 0);   /* dqkv[B,T,3D] */
         derf_linear_backward_set(a.dln, bg.qkv_w, bg.qkv_b, a.dqkv, y.ln1, bw.qkv_w, BT, D, 3 * D); /* dln1[B,T,D] */
         derf_norm_backward(ns, a.dres, bg.n1, a.dln, y.x, bw.n1, y.st1, BT, D);             /* dres = dL/dx */
     }

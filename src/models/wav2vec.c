@@ -587,7 +587,7 @@ derf_w2v_out derf_w2v_forward(derf_w2v *m, const float *wav, int B, int N, const
         cp += exp(h);
     }
     o.code_ppl = (float)cp;
-    o.contrastive = derf_infonce(a->logits, &o.correct, NULL, NULL, a->c, a->q, a->neg, M, Fd, K, c->logit_temp, 0);
+    o.contrastive = derf_infonce(a->logits, &o.correct, NULL, NULL, a->c, a->q, a->idx, G, a->neg, M, Fd, K, c->logit_temp, 0);
     o.loss = o.contrastive + (double)M * (c->div_weight * o.diversity + c->pen_weight * o.feature_pen);
     return o;
 }
@@ -617,7 +617,7 @@ void derf_w2v_backward(derf_w2v *m, float scale) {
     /* InfoNCE -> predictions and targets */
     memset(a->dc, 0, (size_t)M * Fd * sizeof(float));
     memset(a->dq, 0, (size_t)M * Fd * sizeof(float));
-    derf_infonce(a->logits, NULL, a->dc, a->dq, a->c, a->q, a->neg, M, Fd, K, c->logit_temp, s);
+    derf_infonce(a->logits, NULL, a->dc, a->dq, a->c, a->q, a->idx, G, a->neg, M, Fd, K, c->logit_temp, s);
     memset(a->dcm, 0, (size_t)M * d * sizeof(float));
     derf_linear_backward(a->dcm, gw.fp_w, gw.fp_b, a->dc, a->cm, w.fp_w, M, d, Fd);
     memset(a->dqraw, 0, (size_t)M * Fd * sizeof(float));
@@ -642,26 +642,19 @@ void derf_w2v_backward(derf_w2v *m, float scale) {
         layer_w(m, &a->ix, m->params.params, l, &lw);
         layer_w(m, &a->ix, m->params.grads, l, &lg);
         /* dres holds d res[l+1] = d mid (residual) + MLP branch */
-        memset(a->dhg, 0, BT * H * sizeof(float));
-        derf_linear_backward(a->dhg, lg.fc2_w, lg.fc2_b, a->dres, a->hg[l], lw.fc2_w, (int)BT, H, d);
-        memset(a->dh, 0, BT * H * sizeof(float));
-        derf_gelu_backward(a->dh, a->dhg, a->h[l], BT * H, DERF_GELU_ERF);
-        memset(a->dln, 0, BT * d * sizeof(float));
-        derf_linear_backward(a->dln, lg.fc1_w, lg.fc1_b, a->dh, a->n2[l], lw.fc1_w, (int)BT, d, H);
+        derf_linear_backward_set(a->dhg, lg.fc2_w, lg.fc2_b, a->dres, a->hg[l], lw.fc2_w, (int)BT, H, d);
+        derf_gelu_backward_set(a->dh, a->dhg, a->h[l], BT * H, DERF_GELU_ERF);
+        derf_linear_backward_set(a->dln, lg.fc1_w, lg.fc1_b, a->dh, a->n2[l], lw.fc1_w, (int)BT, d, H);
         derf_norm_backward(&c->norm, a->dres, lg.n2, a->dln, a->mid[l], lw.n2, a->st2[l], (int)BT, d);
         /* dres = d mid = d res[l] (residual) + attention branch */
-        memset(a->datty, 0, BT * d * sizeof(float));
-        derf_linear_backward(a->datty, lg.out_w, lg.out_b, a->dres, a->atty[l], lw.out_w, (int)BT, d, d);
-        memset(a->dqkv, 0, 3 * BT * d * sizeof(float));
-        derf_attention_backward(a->dqkv, a->datt, a->datty, a->qkv[l], a->att[l], B, T, d, NH, 0);
-        memset(a->dln, 0, BT * d * sizeof(float));
-        derf_linear_backward(a->dln, lg.qkv_w, lg.qkv_b, a->dqkv, a->n1[l], lw.qkv_w, (int)BT, d, 3 * d);
+        derf_linear_backward_set(a->datty, lg.out_w, lg.out_b, a->dres, a->atty[l], lw.out_w, (int)BT, d, d);
+        derf_attention_backward_set(a->dqkv, a->datt, a->datty, a->qkv[l], a->att[l], B, T, d, NH, 0);
+        derf_linear_backward_set(a->dln, lg.qkv_w, lg.qkv_b, a->dqkv, a->n1[l], lw.qkv_w, (int)BT, d, 3 * d);
         derf_norm_backward(&c->norm, a->dres, lg.n1, a->dln, a->res[l], lw.n1, a->st1[l], (int)BT, d);
     }
     /* positional convolution: res0 = Xm + GELU(conv(Xm)) */
     memcpy(a->dX, a->dres, BT * d * sizeof(float));
-    memset(a->dln, 0, BT * d * sizeof(float));
-    derf_gelu_backward(a->dln, a->dres, a->pos_pre, BT * d, DERF_GELU_ERF);
+    derf_gelu_backward_set(a->dln, a->dres, a->pos_pre, BT * d, DERF_GELU_ERF);
     const int R = d * (d / c->pos_groups);
     memset(a->dpos_w, 0, (size_t)R * c->pos_k * sizeof(float));
     derf_conv1d_backward(a->dX, a->dpos_w, gw.pos_b, a->pcols, a->pdcols, a->dln, a->Xm, a->pos_w, B, T, d, d,
@@ -686,8 +679,7 @@ void derf_w2v_backward(derf_w2v *m, float scale) {
     for (int i = last; i >= 0; i--) {
         const int Tin = i ? a->Tcur[i - 1] : a->N, Ti = a->Tcur[i], cin = i ? C : 1;
         const size_t n = (size_t)B * Ti * C;
-        memset(Q, 0, n * sizeof(float));
-        derf_gelu_backward(Q, P, i ? a->conv_out[i] : a->gn_out, n, DERF_GELU_ERF);
+        derf_gelu_backward_set(Q, P, i ? a->conv_out[i] : a->gn_out, n, DERF_GELU_ERF);
         float *dconv = Q, *other = P;
         if (i == 0) { /* GroupNorm: P = d conv_out[0] */
             memset(P, 0, n * sizeof(float));

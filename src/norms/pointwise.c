@@ -301,14 +301,17 @@ void derf_rownorm_forward(const derf_norm_spec *s, float *y, float *stats, const
 void derf_rownorm_backward(const derf_norm_spec *s, float *dx, float *dparams, const float *dy,
                            const float *x, const float *params, const float *stats, int N, int C);
 
+void (*derf_norm_forward_hook)(const derf_norm_spec *, const float *, const float *, const float *, int, int);
+
 void derf_norm_forward(const derf_norm_spec *s, float *y, float *stats, const float *x,
                        const float *params, int N, int C) {
     if (s->kind != DERF_NORM_POINTWISE) {
         derf_rownorm_forward(s, y, stats, x, params, N, C);
-        return;
+    } else {
+        pw_params p = unpack(s, params, C);
+        (s->n_tf ? fwd_composed : fwd_of(s->fn))(s, y, x, &p, N, C);
     }
-    pw_params p = unpack(s, params, C);
-    (s->n_tf ? fwd_composed : fwd_of(s->fn))(s, y, x, &p, N, C);
+    if (derf_norm_forward_hook) derf_norm_forward_hook(s, y, x, params, N, C);
 }
 
 void derf_norm_backward(const derf_norm_spec *s, float *dx, float *dparams, const float *dy,

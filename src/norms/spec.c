@@ -22,7 +22,11 @@ static int fail(parser *ps, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (ps->err && ps->errlen) snprintf(ps->err, ps->errlen, "bad norm spec '%s': %s", ps->text, msg);
+    if (ps->err && ps->errlen) {
+        snprintf(ps->err, ps->errlen, "bad norm spec '%s': %s", ps->text, msg);
+        for (char *c = ps->err; *c; c++) /* the spec echoed may hold control bytes: keep the message one line */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    }
     return -1;
 }
 

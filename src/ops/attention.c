@@ -42,8 +42,8 @@ void derf_attention_forward(float *out, float *att, const float *qkv,
 }
 
 /* dout[B,T,C], qkv[B,T,3C], att[B,NH,T,T] -> dqkv[B,T,3C] += d(q|k|v); datt_scratch[B,NH,T,T] */
-void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout,
-                             const float *qkv, const float *att, int B, int T, int C, int NH, int causal) {
+static void attention_backward(float *dqkv, float beta, float *datt_scratch, const float *dout,
+                               const float *qkv, const float *att, int B, int T, int C, int NH, int causal) {
     if (!dqkv) return;
     const int hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -60,7 +60,7 @@ void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs,
                         1.0f, dO, C, v, C3, 0.0f, dP, T);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T,
-                        1.0f, P, T, dO, C, 1.0f, dv, C3);
+                        1.0f, P, T, dO, C, beta, dv, C3);
             /* softmax backward: dS = P * (dP - sum_j P dP); masked entries have P = 0 -> dS = 0 */
             for (int t = 0; t < T; t++) {
                 const float *prow = P + (size_t)t * T;
@@ -73,9 +73,19 @@ void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout
             }
             /* dQ += scale dS K ; dK += scale dS^T Q */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T,
-                        scale, dP, T, k, C3, 1.0f, dq, C3);
+                        scale, dP, T, k, C3, beta, dq, C3);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T,
-                        scale, dP, T, q, C3, 1.0f, dk, C3);
+                        scale, dP, T, q, C3, beta, dk, C3);
         }
     }
+}
+
+void derf_attention_backward(float *dqkv, float *datt_scratch, const float *dout,
+                             const float *qkv, const float *att, int B, int T, int C, int NH, int causal) {
+    attention_backward(dqkv, 1.0f, datt_scratch, dout, qkv, att, B, T, C, NH, causal);
+}
+
+void derf_attention_backward_set(float *dqkv, float *datt_scratch, const float *dout,
+                                 const float *qkv, const float *att, int B, int T, int C, int NH, int causal) {
+    attention_backward(dqkv, 0.0f, datt_scratch, dout, qkv, att, B, T, C, NH, causal);
 }

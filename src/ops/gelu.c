@@ -28,7 +28,7 @@ static void gelu_forward16(float *out, const float *inp, long nn, derf_gelu_kind
 }
 /* erf form: gelu' = 0.5 (1 + erf(z)) + x/sqrt(2pi) exp(-x^2/2), z = x/sqrt(2); the Gaussian term is
  * 0.5 x/sqrt(2) erf'(z) (derf_derf_du16: 0 where z^2 >= 80, no denormals). */
-static void gelu_backward16(float *dinp, const float *dout, const float *inp, long nn, derf_gelu_kind kind) {
+static void gelu_backward16(float *dinp, const float *dout, const float *inp, long nn, derf_gelu_kind kind, int add) {
     const long nb = (nn + 15) / 16;
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     #pragma omp parallel for schedule(static) if (nn > 16384)
@@ -47,7 +47,7 @@ static void gelu_backward16(float *dinp, const float *dout, const float *inp, lo
             __m512 gauss = _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f * INV_SQRT2)), derf_derf_du16(z));
             d = _mm512_fmadd_ps(half, _mm512_add_ps(one, derf_erf16(z)), gauss);
         }
-        __m512 acc = _mm512_maskz_loadu_ps(m, dinp + 16 * b);
+        __m512 acc = add ? _mm512_maskz_loadu_ps(m, dinp + 16 * b) : _mm512_setzero_ps();
         _mm512_mask_storeu_ps(dinp + 16 * b, m, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(m, dout + 16 * b), acc));
     }
 }
@@ -73,23 +73,31 @@ void derf_gelu_forward(float *out, const float *inp, size_t n, derf_gelu_kind ki
     }
 }
 
-/* dout[n], inp[n] -> dinp[n] += gelu'(inp) * dout */
-void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind) {
+/* dout[n], inp[n] -> dinp[n] = (add ? dinp : 0) + gelu'(inp) * dout (each element read before it is written) */
+static void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind, int add) {
     if (!dinp) return;
     const long nn = (long)n;
 #if defined(__AVX512F__)
-    gelu_backward16(dinp, dout, inp, nn, kind);
+    gelu_backward16(dinp, dout, inp, nn, kind, add);
     return;
 #endif
     if (kind == DERF_GELU_TANH) {
         #pragma omp parallel for schedule(static) if (nn > 16384)
         for (long i = 0; i < nn; i++) {
-            dinp[i] += derf_gelu_tanh_df(inp[i]) * dout[i];
+            dinp[i] = (add ? dinp[i] : 0.0f) + derf_gelu_tanh_df(inp[i]) * dout[i];
         }
     } else {
         #pragma omp parallel for schedule(static) if (nn > 16384)
         for (long i = 0; i < nn; i++) {
-            dinp[i] += derf_gelu_erf_df(inp[i]) * dout[i];
+            dinp[i] = (add ? dinp[i] : 0.0f) + derf_gelu_erf_df(inp[i]) * dout[i];
         }
     }
+}
+
+void derf_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind) {
+    gelu_backward(dinp, dout, inp, n, kind, 1);
+}
+
+void derf_gelu_backward_set(float *dinp, const float *dout, const float *inp, size_t n, derf_gelu_kind kind) {
+    gelu_backward(dinp, dout, inp, n, kind, 0);
 }

@@ -1,7 +1,7 @@
 /* cases.c: the case lists of `derf study`, with the paper's reference numbers.
  *
  * Every number below is ViT-B top-1 accuracy (%) on ImageNet-1K from "Stronger Normalization-Free
- * Transformers" (arXiv 2512.10938 v2), as transcribed in shared/paper/tables.md; X marks a run the
+ * Transformers" (arXiv 2512.10938 v2), as docs/paper.md sections 3, 4 and 8 give them; X marks a run the
  * paper reports as failed/diverged (×). Our runs are a small ViT on Fashion-MNIST, so absolute
  * numbers differ; the comparison is about the ordering and the failures. */
 #include <ctype.h>
@@ -241,8 +241,8 @@ static void table14_15(case_list *L) {
     }
 }
 
-/* Table 16: tanh(eps x) against tanh and erf, all with learnable s ([I] in tables.md: the tanh row
- * equals Table 7's tanh with s). tanh(eps (alpha x + s)) is written as tanh(alpha' x + s') with
+/* Table 16: tanh(eps x) against tanh and erf, all with learnable s (docs/paper.md section 8: the tanh
+ * row equals Table 7's tanh with s). tanh(eps (alpha x + s)) is written as tanh(alpha' x + s') with
  * alpha' = eps alpha initialised at 0.5 eps: the same function family and the same initial function
  * (see docs/studies.md for the one difference, the step size of alpha and s under AdamW). */
 static void table16(case_list *L, double eps) {

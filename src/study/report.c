@@ -325,7 +325,7 @@ int derf_study_write_reports(const derf_study_cfg *cfg, const derf_study_case *c
     derf_sb_printf(&md,
                    "**How to read this.** *Ours*: test accuracy (%%) of the run's final weights (not the EMA), mean ± sample "
                    "std over %d seed%s (%d..%d); × = the run diverged (non-finite or exploding loss). *Paper*: ViT-B "
-                   "top-1 on ImageNet-1K from arXiv 2512.10938 (tables.md), × = diverged there; n/a = not in the paper. "
+                   "top-1 on ImageNet-1K from arXiv 2512.10938 (the table each heading names; docs/paper.md), × = diverged there; n/a = not in the paper. "
                    "Absolute numbers are not comparable (a small ViT on Fashion-MNIST against ViT-B on ImageNet): compare "
                    "orderings, differences and failures. *Δ vs baseline*: our mean minus the baseline case's mean; "
                    "*beyond seed spread*: |Δ| > 2·sqrt(sd²/n + sd_b²/n_b) (needs 2+ seeds on both sides).\n\n",

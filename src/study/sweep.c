@@ -70,6 +70,37 @@ static double getn(const cJSON *j, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* The result's fields must have their types: numbers (null or absent: not measured, NaN) and counts that are
+ * integers in 0..2^31-1. Returns the first field that is wrong, or NULL. */
+static const char *bad_field(const cJSON *j) {
+    static const char *nums[] = {"test_acc", "test_acc_ema", "test_loss", "test_loss_ema", "train_loss_eval",
+                                 "train_loss_eval_ema", "final_loss", "seconds", "images_per_s", NULL};
+    static const char *ints[] = {"steps", "total_steps", "epochs_done", NULL};
+    for (int i = 0; nums[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, nums[i]);
+        if (v && !cJSON_IsNumber(v) && !cJSON_IsNull(v)) return nums[i];
+    }
+    for (int i = 0; ints[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, ints[i]);
+        if (v && !cJSON_IsNull(v) &&
+            (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 2147483647.0) || v->valuedouble != (int)v->valuedouble))
+            return ints[i];
+    }
+    const cJSON *ca = cJSON_GetObjectItemCaseSensitive(j, "class_acc"), *v;
+    if (ca && !cJSON_IsNull(ca)) {
+        if (!cJSON_IsArray(ca)) return "class_acc";
+        cJSON_ArrayForEach(v, ca) if (!cJSON_IsNumber(v) && !cJSON_IsNull(v)) return "class_acc";
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "diverged_msg");
+    if (m && !cJSON_IsString(m) && !cJSON_IsNull(m)) return "diverged_msg";
+    return NULL;
+}
+
+static int geti(const cJSON *j, const char *k) { /* after bad_field: an integer in range, or absent (0) */
+    double d = getn(j, k);
+    return d == d ? (int)d : 0;
+}
+
 int derf_study_result_load(const char *path, const char *spec, int seed, const char *fingerprint,
                            derf_cls_result *r, char *err, size_t errlen) {
     if (access(path, F_OK) != 0) return 0;
@@ -88,6 +119,9 @@ int derf_study_result_load(const char *path, const char *spec, int seed, const c
     const cJSON *dv = cJSON_GetObjectItemCaseSensitive(j, "diverged");
     if (!sp || !op || !cJSON_IsBool(dv) || getn(j, "seed") != seed) {
         derf_io_errf(err, errlen, "%s lacks spec/options/diverged/seed (or has another seed): delete it to retrain that run", path);
+    } else if (bad_field(j)) {
+        derf_io_errf(err, errlen, "%s: field '%s' has the wrong type or is out of range: delete it to retrain that run", path,
+                     bad_field(j));
     } else if (strcmp(sp, spec)) {
         derf_io_errf(err, errlen, "%s is the result of spec '%s', not '%s': use another --out", path, sp, spec);
     } else if (fingerprint && strcmp(op, fingerprint)) {
@@ -115,9 +149,9 @@ int derf_study_result_load(const char *path, const char *spec, int seed, const c
         r->train_loss_eval = (float)getn(j, "train_loss_eval");
         r->train_loss_eval_ema = (float)getn(j, "train_loss_eval_ema");
         r->final_loss = (float)getn(j, "final_loss");
-        r->steps = (int)getn(j, "steps");
-        r->total_steps = (int)getn(j, "total_steps");
-        r->epochs_done = (int)getn(j, "epochs_done");
+        r->steps = geti(j, "steps");
+        r->total_steps = geti(j, "total_steps");
+        r->epochs_done = geti(j, "epochs_done");
         r->seconds = getn(j, "seconds");
         r->images_per_s = getn(j, "images_per_s");
         const cJSON *ca = cJSON_GetObjectItemCaseSensitive(j, "class_acc");

@@ -200,11 +200,9 @@ static void vit_sync_device(derf_task *t) { derf_vit_sync_device(&((vit_task *)t
 /* the data, the model (this process's share of the batch) and the buffers */
 static int vit_setup(vit_task *v, const derf_cls_opts *o, char *err, size_t errlen) {
     if (load_data(o, &v->tr, &v->te, err, errlen)) return -1;
-    if (v->tr.rows != o->model.img || v->tr.cols != o->model.img) {
-        derf_io_errf(err, errlen, "the data has %dx%d images but the model expects %dx%d (--img)", v->tr.rows, v->tr.cols,
-                     o->model.img, o->model.img);
+    if (derf_dataset_expect(&v->tr, o->model.img, o->model.classes, "training", "the model (--img)", err, errlen) ||
+        derf_dataset_expect(&v->te, o->model.img, o->model.classes, "test", "the model (--img)", err, errlen))
         return -1;
-    }
     if (v->tr.n < o->batch) {
         derf_io_errf(err, errlen, "only %d training images for a batch of %d: lower --batch", v->tr.n, o->batch);
         return -1;
@@ -259,6 +257,7 @@ int derf_cls_train(const derf_cls_opts *o, derf_cls_result *res, char *err, size
     fo.eval_every = fo.loss_window = v.spe;
     fo.stream = 1;
     DERF_FIT_RUN_OPTS(fo, o);
+    if (cuda) fo.diag_every = 0; /* the CPU forward only */
     res->total_steps = total;
     char spec[256];
     derf_norm_format(&o->model.norm, spec, sizeof spec);
@@ -296,7 +295,7 @@ int derf_vit_load(derf_vit *m, const char *path, int max_batch, char *err, size_
     if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
     int rc = derf_vit_config_from_meta(&cfg, st_meta, &st, e, sizeof e) || derf_vit_build(m, &cfg, max_batch, e, sizeof e);
     if (rc) derf_io_errf(err, errlen, "%s: %s", path, e);
-    else if ((rc = derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen))) derf_vit_free(m);
+    else if ((rc = derf_ckpt_load_model(&st, &m->params, path, err, errlen))) derf_vit_free(m);
     derf_safetensors_free(&st);
     return rc ? -1 : 0;
 }

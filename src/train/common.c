@@ -1,5 +1,6 @@
 /* common.c: pieces every trainer shares: LR schedule, EMA, checkpoints of a derf_params table. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,53 @@ int derf_ckpt_save(const char *path, const derf_params *p, const derf_ckpt_slab 
     return rc;
 }
 
+/* ---- the checkpoint validation policy (docs/formats.md, "What a loader accepts") ------------------------
+ * Every loader (eval, fd, sample, sample-dit, fine-tuning from a backbone, every --resume) goes through here:
+ * each tensor the model expects is present with its shape and finite (NaN/Inf refused with the tensor's name
+ * unless derf_ckpt_allow_nonfinite(1), the commands' --allow-nonfinite), AdamW second moments are >= 0, a
+ * tensor the model does not have (or an empty one) is refused with its name, and metadata numbers are
+ * range-checked (derf_meta_*). */
+static int allow_nonfinite;
+
+void derf_ckpt_allow_nonfinite(int on) { allow_nonfinite = on; }
+
+int derf_ckpt_check_values(const char *name, const float *x, size_t n, int nonneg, const char *path, char *err,
+                           size_t errlen) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (!allow_nonfinite && !isfinite(v)) {
+            derf_io_errf(err, errlen, "%s: tensor '%.80s' holds %s at element %zu: the weights are not finite (a diverged "
+                         "run?); eval, fd, sample and sample-dit load them with --allow-nonfinite", path, name, isnan(v) ? "NaN" : "an infinity", i);
+            return -1;
+        }
+        if (nonneg && v < 0) {
+            derf_io_errf(err, errlen, "%s: tensor '%.80s' holds %g at element %zu: AdamW second moments are never negative "
+                         "(a corrupt training state)", path, name, (double)v, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int derf_ckpt_check_names(const derf_safetensors *st, const derf_params *p, const char *const *prefixes, int nprefix,
+                          const char *path, char *err, size_t errlen) {
+    for (int k = 0; k < st->ntensors; k++) {
+        const derf_st_tensor *t = &st->tensors[k];
+        int known = 0;
+        for (int j = 0; j < nprefix && !known; j++) {
+            size_t pl = strlen(prefixes[j]);
+            if (strncmp(t->name, prefixes[j], pl) != 0) continue;
+            for (int i = 0; i < p->n && !known; i++) known = strcmp(t->name + pl, p->t[i].name) == 0;
+        }
+        if (!known || t->numel == 0) {
+            derf_io_errf(err, errlen, "%s: tensor '%.80s' %s (%d tensors in the file): is this a checkpoint of this model, "
+                         "written by derf?", path, t->name, known ? "is empty" : "is not part of the model", st->ntensors);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int derf_ckpt_load_slab(const derf_safetensors *st, const derf_params *p, const char *prefix,
                         float *dst, const char *path, char *err, size_t errlen) {
     for (int i = 0; i < p->n; i++) {
@@ -59,8 +107,30 @@ int derf_ckpt_load_slab(const derf_safetensors *st, const derf_params *p, const 
             derf_io_errf(err, errlen, "%s: tensor '%s' has a different shape than the model expects", path, name);
             return -1;
         }
+        if (derf_ckpt_check_values(name, t->data, t->numel, strcmp(prefix, "adam_v.") == 0, path, err, errlen)) return -1;
         memcpy(dst + d->offset, t->data, d->numel * sizeof(float));
     }
+    return 0;
+}
+
+int derf_ckpt_load_model(const derf_safetensors *st, const derf_params *p, const char *path, char *err, size_t errlen) {
+    static const char *const plain[] = {""};
+    if (derf_ckpt_check_names(st, p, plain, 1, path, err, errlen)) return -1;
+    return derf_ckpt_load_slab(st, p, "", p->params, path, err, errlen);
+}
+
+/* A metadata value that is a decimal integer in [lo, hi], digits only (no sign, space or exponent). */
+int derf_meta_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
+    if (!s || !*s || strlen(s) > 20) return -1;
+    uint64_t v = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c < '0' || *c > '9') return -1;
+        uint64_t d = (uint64_t)(*c - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    if (v < lo || v > hi) return -1;
+    *out = v;
     return 0;
 }
 
@@ -130,22 +200,26 @@ int derf_run_load(const char *dir, const char *format, const derf_st_meta *want,
     if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
     const char *sv = derf_safetensors_meta(&st, "step"), *rs = derf_safetensors_meta(&st, "rng_state"),
                *ri = derf_safetensors_meta(&st, "rng_inc"), *fmt = derf_safetensors_meta(&st, "format");
+    static const char *const prefixes[] = {"", "adam_m.", "adam_v.", "ema."};
     int rc = -1;
-    char *end = NULL;
-    long s = sv ? strtol(sv, &end, 10) : -1;
+    uint64_t s = 0, state = 0, inc = 0;
     if (!sv || !rs || !ri || !fmt || strcmp(fmt, format) != 0) {
-        derf_io_errf(err, errlen, "%s: not a %s training state (format '%s'; no step/rng metadata?)", path, format,
+        derf_io_errf(err, errlen, "%s: not a %s training state (format '%.40s'; no step/rng metadata?)", path, format,
                      fmt ? fmt : "none");
-    } else if (*end || s < 0 || s > 2000000000) {
-        derf_io_errf(err, errlen, "%s: bad step '%s' in metadata", path, sv);
+    } else if (derf_meta_u64(sv, 0, INT32_MAX, &s)) {
+        derf_io_errf(err, errlen, "%s: bad step '%.40s' in the metadata (an integer 0..2^31-1); the state is corrupt", path, sv);
+    } else if (derf_meta_u64(rs, 0, UINT64_MAX, &state) || derf_meta_u64(ri, 1, UINT64_MAX, &inc) || !(inc & 1)) {
+        derf_io_errf(err, errlen, "%s: bad RNG state '%.40s' / '%.40s' in the metadata (decimal integers, the second odd); "
+                     "the state is corrupt", path, rs, ri);
     } else if (meta_differs(&st, want, nwant, path, err, errlen)) {
-    } else if (!derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
+    } else if (!derf_ckpt_check_names(&st, p, prefixes, ema ? 4 : 3, path, err, errlen) &&
+               !derf_ckpt_load_slab(&st, p, "", p->params, path, err, errlen) &&
                !derf_ckpt_load_slab(&st, p, "adam_m.", p->m, path, err, errlen) &&
                !derf_ckpt_load_slab(&st, p, "adam_v.", p->v, path, err, errlen) &&
                (!ema || !derf_ckpt_load_slab(&st, p, "ema.", ema, path, err, errlen))) {
         *step = (int)s;
-        rng->state = strtoull(rs, NULL, 10);
-        rng->inc = strtoull(ri, NULL, 10);
+        rng->state = state;
+        rng->inc = inc;
         rc = 0;
     }
     derf_safetensors_free(&st);

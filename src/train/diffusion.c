@@ -3,6 +3,7 @@
  * classifier-free guidance, and the training loop (eps-prediction MSE, label dropout, AdamW with a constant
  * learning rate, EMA, JSONL log, checkpoints and exact resume through the run-folder helpers of common.c). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,56 +120,86 @@ void derf_diffusion_step(float *x, const float *eps, const float *v, const derf_
     }
 }
 
+/* One sampler worker per thread: a copy of the model built for one sample (two rows with guidance: the
+ * conditional one first, the null label second) and its scratch. */
+typedef struct {
+    derf_dit m;
+    float *xin, *eps;
+} dit_worker;
+
+/* Sample i from its own noise stream (seed, i), written to x. Every call runs the same sequence of model
+ * calls with the same shapes and the sample in the same rows, so the result depends on nothing else. */
+static void sample_one(dit_worker *w, const derf_diffusion *d, const derf_sample_opts *o, int32_t label, int i,
+                       float *x) {
+    derf_dit *m = &w->m;
+    const derf_dit_config *c = &m->cfg;
+    const int guided = o->cfg != 1.0f, B = guided ? 2 : 1;
+    const size_t npix = (size_t)c->chans * c->img * c->img, nout = (size_t)derf_dit_out_chans(c) * c->img * c->img;
+    const int32_t y[2] = {label, c->classes};                               /* the null label second */
+    derf_rng r;
+    derf_rng_seed(&r, o->seed, (uint64_t)i);
+    derf_rng_fill_normal(&r, x, npix, 0.0f, 1.0f);
+    for (int s = d->n - 1; s >= 0; s--) {
+        const float t[2] = {(float)d->t_map[s], (float)d->t_map[s]};
+        for (int b = 0; b < B; b++) memcpy(w->xin + b * npix, x, sizeof(float) * npix);
+        derf_dit_forward(m, w->xin, t, y, B);
+        const float *cond = m->out, *unc = m->out + nout;
+        for (size_t k = 0; k < npix; k++) w->eps[k] = guided ? unc[k] + o->cfg * (cond[k] - unc[k]) : cond[k];
+        derf_diffusion_step(x, w->eps, c->learn_sigma ? cond + npix : NULL, d, s, o, &r, npix);
+    }
+}
+
 int derf_dit_sample(derf_dit *m, const derf_diffusion *base, const derf_sample_opts *o, const int32_t *labels, int n,
                     float *out, int progress, char *err, size_t errlen) {
     const derf_dit_config *c = &m->cfg;
-    const int guided = o->cfg != 1.0f, per = guided ? m->max_batch / 2 : m->max_batch;
-    const size_t npix = (size_t)c->chans * c->img * c->img, nout = (size_t)derf_dit_out_chans(c) * c->img * c->img;
-    if (per < 1) return derf_io_errf(err, errlen, "guided sampling needs a model batch of at least 2"), -1;
+    const size_t npix = (size_t)c->chans * c->img * c->img;
     for (int i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= c->classes)
             return derf_io_errf(err, errlen, "sample label %d outside 0..%d", labels[i], c->classes - 1), -1;
     derf_diffusion d;
     if (derf_diffusion_respace(&d, base, o->steps, err, errlen)) return -1;
-    float *xin = malloc(sizeof(float) * npix * m->max_batch), *tin = malloc(sizeof(float) * m->max_batch);
-    float *eps = malloc(sizeof(float) * npix);
-    int32_t *yin = malloc(sizeof(int32_t) * m->max_batch);
-    derf_rng *rng = malloc(sizeof(derf_rng) * per);
-    if (!xin || !tin || !eps || !yin || !rng) {
-        free(xin); free(tin); free(eps); free(yin); free(rng); derf_diffusion_free(&d);
-        return derf_io_errf(err, errlen, "out of memory for sampling"), -1;
+    int nw = omp_get_max_threads();
+    nw = nw < n ? nw : n > 0 ? n : 1;
+    dit_worker *w = calloc((size_t)nw, sizeof *w);
+    int rc = w ? 0 : -1;
+    if (!w) derf_io_errf(err, errlen, "out of memory for sampling");
+    for (int k = 0; k < nw && !rc; k++) {
+        if (derf_dit_build(&w[k].m, c, o->cfg != 1.0f ? 2 : 1, err, errlen)) { rc = -1; break; }
+        memcpy(w[k].m.params.params, m->params.params, m->params.total * sizeof(float));
+        w[k].xin = malloc(sizeof(float) * 2 * npix);
+        w[k].eps = malloc(sizeof(float) * npix);
+        if (!w[k].xin || !w[k].eps) rc = -1, derf_io_errf(err, errlen, "out of memory for sampling");
     }
-    double t0 = derf_now_s();
-    for (int s0 = 0; s0 < n; s0 += per) {
-        const int nb = n - s0 < per ? n - s0 : per, B = guided ? 2 * nb : nb;
-        float *x = out + (size_t)s0 * npix;
-        for (int b = 0; b < nb; b++) {
-            derf_rng_seed(&rng[b], o->seed, (uint64_t)(s0 + b));
-            derf_rng_fill_normal(&rng[b], x + b * npix, npix, 0.0f, 1.0f);
-            yin[b] = labels[s0 + b];
-            if (guided) yin[nb + b] = c->classes;                       /* the null label */
-        }
-        for (int i = d.n - 1; i >= 0; i--) {
-            for (int b = 0; b < B; b++) tin[b] = (float)d.t_map[i];
-            memcpy(xin, x, sizeof(float) * npix * nb);
-            if (guided) memcpy(xin + npix * nb, x, sizeof(float) * npix * nb);
-            derf_dit_forward(m, xin, tin, yin, B);
-            for (int b = 0; b < nb; b++) {
-                const float *cond = m->out + b * nout, *unc = m->out + (size_t)(nb + b) * nout;
-                for (size_t k = 0; k < npix; k++) eps[k] = guided ? unc[k] + o->cfg * (cond[k] - unc[k]) : cond[k];
-                derf_diffusion_step(x + b * npix, eps, c->learn_sigma ? cond + npix : NULL, &d, i, o, &rng[b], npix);
+    /* samples in parallel, one per thread (the model's own loops and OpenBLAS run single-threaded inside) */
+    const double t0 = derf_now_s();
+    double last = t0;
+    int done = 0;
+    if (!rc) {
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(nw)
+        for (int i = 0; i < n; i++) {
+            sample_one(&w[omp_get_thread_num()], &d, o, labels[i], i, out + (size_t)i * npix);
+            if (progress) {
+                #pragma omp critical(dit_sample_progress)
+                {
+                    const double now = derf_now_s();
+                    if (++done == n || now - last >= 2.0) {
+                        double ips = done / (now - t0 + 1e-9);
+                        char eta[32];
+                        derf_fmt_eta(eta, sizeof eta, (n - done) / (ips > 0 ? ips : 1));
+                        fprintf(stderr, "[derf] sampled %d/%d | %.1f img/s | eta %s\n", done, n, ips, eta);
+                        last = now;
+                    }
+                }
             }
         }
-        if (progress) {
-            double el = derf_now_s() - t0, ips = (s0 + nb) / (el + 1e-9);
-            char eta[32];
-            derf_fmt_eta(eta, sizeof eta, (n - s0 - nb) / (ips > 0 ? ips : 1));
-            fprintf(stderr, "[derf] sampled %d/%d | %.1f img/s | eta %s\n", s0 + nb, n, ips, eta);
-        }
     }
-    free(xin); free(tin); free(eps); free(yin); free(rng);
+    for (int k = 0; w && k < nw; k++) {
+        if (w[k].m.acts) derf_dit_free(&w[k].m);
+        free(w[k].xin); free(w[k].eps);
+    }
+    free(w);
     derf_diffusion_free(&d);
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------- training */
@@ -407,7 +438,7 @@ int derf_dit_load(derf_dit *m, const char *path, int max_batch, char *err, size_
     if (derf_safetensors_read(&st, path, (size_t)1 << 34, err, errlen)) return -1;
     int rc = derf_dit_config_from_meta(&cfg, st_meta, &st, err, errlen);
     if (!rc) rc = derf_dit_build(m, &cfg, max_batch, err, errlen);
-    if (!rc && (rc = derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen))) derf_dit_free(m);
+    if (!rc && (rc = derf_ckpt_load_model(&st, &m->params, path, err, errlen))) derf_dit_free(m);
     derf_safetensors_free(&st);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "derf/diag.h"
 #include "derf/caduceus.h"
 #include "derf/dna.h"
 #include "derf/dist.h"
@@ -26,7 +27,7 @@ void derf_dna_train_opts_default(derf_dna_train_opts *o) {
     o->epochs = 3;
     o->batch = 16;
     o->seq = 1024;
-    o->lr = 6e-4f;              /* HyenaDNA's pretraining and GB fine-tuning peak (speech-dna.md 2.1) */
+    o->lr = 6e-4f;              /* HyenaDNA's pretraining and GB fine-tuning peak (paper Table 20; docs/paper.md section 5.5) */
     o->min_lr = 1e-4f;
     o->weight_decay = 0.1f;
     o->beta1 = 0.9f;
@@ -386,6 +387,8 @@ static int load_backbone(dmodel *m, const char *init, char *err, size_t errlen) 
             derf_io_errf(err, errlen, "%s: tensor '%s' %s (a pretraining checkpoint of the same model, size and --norm?)", path, d->name,
                          t ? "has another shape" : "is missing");
             rc = -1;
+        } else if (derf_ckpt_check_values(d->name, t->data, t->numel, 0, path, err, errlen)) {
+            rc = -1;
         } else {
             memcpy(m->params->params + d->offset, t->data, d->numel * sizeof(float));
         }
@@ -568,6 +571,12 @@ int derf_dna_kmer_baseline(const char *task, int k, int epochs, uint64_t seed, f
     derf_dna_task t;
     if (derf_dna_task_read(task, &t, err, errlen)) return -1;
     const int F = 1 << (2 * k), K = t.nclass, B = 64;
+    if (k > t.len || (uint64_t)t.n * (uint64_t)F > ((uint64_t)1 << 30)) { /* 4 GiB of features at most */
+        derf_io_errf(err, errlen, "%s: k-mer baseline with k = %d: %s", task, k,
+                     k > t.len ? "longer than the task's sequences (use a smaller k)" : "the feature table would exceed 4 GiB (use a smaller k)");
+        derf_dna_task_free(&t);
+        return -1;
+    }
     int ntr, nva, nte;
     int *itr = split_index(&t, DERF_DNA_TRAIN, 0, &ntr), *iva = split_index(&t, DERF_DNA_VAL, 0, &nva), *ite = split_index(&t, DERF_DNA_TEST, 0, &nte);
     float *X = malloc(sizeof(float) * (size_t)t.n * F), *mu = calloc((size_t)F, sizeof(float)), *sd = calloc((size_t)F, sizeof(float));

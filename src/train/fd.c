@@ -152,14 +152,15 @@ int derf_fd_open(derf_fd_ctx *c, const char *classifier, const char *data, char 
     derf_dataset tr, te;
     if (derf_vit_load(&c->clf, classifier, 250, err, errlen)) return -1;
     if (derf_dataset_open(&tr, data, "train", err, errlen)) { derf_vit_free(&c->clf); return -1; }
+    if (derf_dataset_expect(&tr, c->clf.cfg.img, c->clf.cfg.classes, "training", "the classifier", err, errlen)) {
+        derf_dataset_free(&tr);
+        derf_vit_free(&c->clf);
+        return -1;
+    }
     c->px = derf_pixel_stats_of(&tr);
     derf_dataset_free(&tr);
     int rc = derf_dataset_open(&te, data, "test", err, errlen);
-    if (!rc && (te.rows != c->clf.cfg.img || te.cols != c->clf.cfg.img)) {
-        derf_io_errf(err, errlen, "the data has %dx%d images but the classifier expects %dx%d", te.rows, te.cols,
-                     c->clf.cfg.img, c->clf.cfg.img);
-        rc = -1;
-    }
+    if (!rc) rc = derf_dataset_expect(&te, c->clf.cfg.img, c->clf.cfg.classes, "test", "the classifier", err, errlen);
     if (!rc) rc = derf_fd_stats(&c->clf, c->px, te.images, te.n, &c->ref, err, errlen);
     derf_dataset_free(&te);
     if (rc) derf_vit_free(&c->clf);

@@ -33,6 +33,7 @@ typedef struct {
     int diverge_at;            /* test hook DERF_TEST_DIVERGE_AT=K: the loss after K steps is NaN (-1: off) */
     double t0, eval_time, last_save;
     float lr;
+    derf_diag *dg;             /* diagnostics (--diag-every) */
 } fit_run;
 
 static int save(fit_run *r, char *err, size_t errlen) {
@@ -144,9 +145,16 @@ static float one_step(fit_run *r, float *gn, double *units) {
     double lsum = 0;
     if (t->zero_grad) t->zero_grad(t);
     else derf_params_zero_grad(p);
+    const int diag = derf_diag_due(r->dg, r->step); /* the weights after r->step updates, on this batch */
     for (int a = 0; a < accum; a++) {
         double u = 0;
+        if (diag && a == 0) derf_diag_begin(r->dg);
         float l = t->micro(t, r->step, &r->rng, 1.0f / (float)accum, &u);
+        if (diag && a == 0) {
+            derf_diag_end(r->dg);
+            if (t->diag) t->diag(t, r->dg, r->step);
+            if (derf_dist_rank() == 0) derf_diag_report(r->dg, r->step, r->log.f, r->quiet ? NULL : stderr, 0);
+        }
         if (r->step == r->diverge_at) l = NAN;
         if (derf_loss_diverged(l)) { diverge(r, r->step, "loss", l); return l; }
         lsum += l;
@@ -207,13 +215,16 @@ int derf_fit(derf_task *t, const derf_fit_opts *o, derf_fit_result *res, char *e
     res->final_loss = NAN;
     const char *hook = getenv("DERF_TEST_DIVERGE_AT");
     fit_run r = {t, o, res, {NULL}, {0, 0}, 0, 0, o->quiet || derf_dist_rank() != 0, 0, hook ? atoi(hook) : -1,
-                 derf_now_s(), 0, 0, 0};
+                 derf_now_s(), 0, 0, 0, NULL};
     r.last_save = r.t0;
     r.stop = o->max_steps > 0 && o->max_steps < o->steps ? o->max_steps : o->steps;
     derf_rng_seed(&r.rng, o->seed, o->stream);
     derf_sched sc = o->sched;
     if (sc.total <= 0) sc.total = o->steps;
     const derf_params *p = t->params;
+    static derf_diag dg; /* large: static (one training loop runs at a time) */
+    derf_diag_init(&dg, o->diag_every, p);
+    r.dg = &dg;
     t->ema = NULL;
     int rc = -1;
     if (o->ema > 0) {
@@ -270,5 +281,6 @@ int derf_fit(derf_task *t, const derf_fit_opts *o, derf_fit_result *res, char *e
 done:
     res->seconds = derf_now_s() - r.t0;
     derf_runlog_close(&r.log);
+    derf_diag_free(&dg);
     return rc;
 }

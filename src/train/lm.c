@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "derf/dist.h"
 #include "derf/fit.h"
 #include "derf/io.h"
 #include "derf/lm.h"
 #include "derf/rng.h"
+#include "derf/tokenizer.h"
 #include "derf/train.h"
 
 void derf_lm_opts_default(derf_lm_opts *o) {
@@ -26,7 +28,7 @@ void derf_lm_opts_default(derf_lm_opts *o) {
     o->batch = 8;
     o->seq = 0;                    /* block_size */
     o->accum = 1;
-    o->lr = 6e-4f;                 /* nanoGPT's GPT-2 peak and floor (recipe.md section 6) */
+    o->lr = 6e-4f;                 /* nanoGPT's GPT-2 peak and floor (docs/paper.md section 5.3) */
     o->min_lr = 6e-5f;
     o->weight_decay = 0.1f;
     o->beta1 = 0.9f;
@@ -88,6 +90,50 @@ static int load_shard(const char *path, derf_shard *s, int T, const char *what, 
     return 0;
 }
 
+/* replaces both GPT-2 shards by their bytes (the byte-level model reads the same text) */
+static int to_bytes(derf_shard *tr, derf_shard *va, const char *gpt2, char *err, size_t errlen) {
+    char e[DERF_ERRLEN];
+    derf_tokenizer *tk = derf_tok_load_dir(gpt2, DERF_TOK_GPT2, e, sizeof e);
+    if (!tk) { derf_io_errf(err, errlen, "--bytes decodes the GPT-2 shards: %s", e); return -1; }
+    derf_shard *s[2] = {tr, va};
+    for (int i = 0; i < 2; i++) {
+        derf_shard b;
+        if (derf_shard_to_bytes(s[i], tk, &b, e, sizeof e)) {
+            derf_io_errf(err, errlen, "--bytes: the %s shard: %s", i ? "validation" : "training", e);
+            derf_tok_free(tk);
+            return -1;
+        }
+        derf_shard_free(s[i]);
+        *s[i] = b;
+    }
+    derf_tok_free(tk);
+    return 0;
+}
+
+int derf_lm_read_data(const derf_lm_opts *o, int T, derf_shard *tr, derf_shard *va, char *tpath, char *vpath,
+                      size_t pathlen, char *err, size_t errlen) {
+    const char *dir = o->data ? o->data : "runs/data/text";
+    if (o->train_path) snprintf(tpath, pathlen, "%s", o->train_path);
+    else snprintf(tpath, pathlen, "%s/train.bin", dir);
+    if (o->val_path) snprintf(vpath, pathlen, "%s", o->val_path);
+    else snprintf(vpath, pathlen, "%s/val.bin", dir);
+    if (load_shard(tpath, tr, T, "training", err, errlen)) return -1;
+    if (load_shard(vpath, va, T, "validation", err, errlen)) { derf_shard_free(tr); return -1; }
+    if (o->bytes && to_bytes(tr, va, o->gpt2, err, errlen)) { derf_shard_free(tr); derf_shard_free(va); return -1; }
+    return 0;
+}
+
+/* lm_head.bias = the training shard's unigram log-probabilities, centred over the vocabulary */
+static void unigram_logit_bias(derf_gpt2 *m, const derf_shard *tr) {
+    const int V = m->cfg.vocab;
+    const derf_tensor *t = derf_params_find(&m->params, "lm_head.bias");
+    double *lp = malloc(sizeof(double) * (size_t)V), mean = 0;
+    derf_diag_unigram(tr->tokens, tr->n, V, lp);
+    for (int v = 0; v < V; v++) mean += lp[v] / V;
+    for (int v = 0; v < V; v++) m->params.params[t->offset + v] = (float)(lp[v] - mean);
+    free(lp);
+}
+
 /* every token of the shard must be a row of the model's embedding */
 static int check_vocab(const derf_shard *s, const char *path, int V, char *err, size_t errlen) {
     for (size_t i = 0; i < s->n; i++)
@@ -125,6 +171,7 @@ typedef struct {
     int T, off, Bl, data_vocab, quiet;
     long long tps;            /* tokens per optimizer step */
     int32_t *tok, *tgt;
+    double *unigram;          /* the training shard's unigram log-probabilities (diagnostics) */
     double t0;
     char spec[256];
 } lm_task;
@@ -164,6 +211,26 @@ static double lm_eval(derf_task *t, int step, int final, derf_lf *f, int *nf) {
     return vl;
 }
 
+/* diagnostics: the model's loss beside the unigram loss of the same targets (the gap alarm from half the schedule on),
+ * and the summary in the result */
+static void lm_diag(derf_task *t, derf_diag *d, int step) {
+    lm_task *L = t->ctx;
+    derf_diag_set_lm(d, L->m.loss, derf_diag_unigram_xent(L->unigram, L->tgt, (size_t)L->Bl * L->T), step >= L->o->steps / 2);
+    derf_lm_result *res = L->res;
+    res->diag_step = step;
+    res->diag_alarm = derf_diag_alarm(d);
+    res->diag_sat_max = NAN;
+    for (int i = 0; i < d->nlayer; i++) {
+        double sat = derf_diag_sat(&d->layer[i]);
+        if (isfinite(sat) && !(sat <= res->diag_sat_max)) res->diag_sat_max = sat;
+    }
+    if (d->nlayer) {
+        res->diag_rms_last = derf_diag_rms_in(&d->layer[d->nlayer - 1]);
+        res->diag_share_last = derf_diag_share_in(&d->layer[d->nlayer - 1]);
+    }
+    res->diag_gap = d->unigram - d->loss;
+}
+
 static int lm_train_fields(derf_task *t, int step, derf_lf *f, int max) {
     f[0] = DERF_LF_I("tokens", step * ((lm_task *)t->ctx)->tps);
     return 1;
@@ -201,19 +268,18 @@ static int lm_setup(lm_task *L, const derf_lm_opts *o, char *err, size_t errlen)
         return -1;
     }
     char tpath[1100], vpath[1100];
-    const char *dir = o->data ? o->data : "runs/data/text";
-    if (o->train_path) snprintf(tpath, sizeof tpath, "%s", o->train_path);
-    else snprintf(tpath, sizeof tpath, "%s/train.bin", dir);
-    if (o->val_path) snprintf(vpath, sizeof vpath, "%s", o->val_path);
-    else snprintf(vpath, sizeof vpath, "%s/val.bin", dir);
-    if (load_shard(tpath, &L->tr, L->T, "training", err, errlen) || load_shard(vpath, &L->va, L->T, "validation", err, errlen))
-        return -1;
+    if (derf_lm_read_data(o, L->T, &L->tr, &L->va, tpath, vpath, sizeof tpath, err, errlen)) return -1;
     L->data_vocab = L->tr.vocab > L->va.vocab ? L->tr.vocab : L->va.vocab;
     if (cfg.vocab <= 0) cfg.vocab = (L->data_vocab + 63) / 64 * 64;
     if (check_vocab(&L->tr, tpath, cfg.vocab, err, errlen) || check_vocab(&L->va, vpath, cfg.vocab, err, errlen) ||
         derf_dist_shard(o->batch, &L->off, &L->Bl, err, errlen) || derf_gpt2_build(&L->m, &cfg, L->Bl, L->T, err, errlen))
         return -1;
     derf_gpt2_init(&L->m, o->seed);
+    if (cfg.logit_bias && o->logit_bias_unigram) unigram_logit_bias(&L->m, &L->tr);
+    if (o->diag_every) {
+        if (!(L->unigram = malloc(sizeof(double) * (size_t)cfg.vocab))) { derf_io_errf(err, errlen, "out of memory"); return -1; }
+        derf_diag_unigram(L->tr.tokens, L->tr.n, cfg.vocab, L->unigram);
+    }
     L->tok = malloc(sizeof(int32_t) * (size_t)L->Bl * L->T);
     L->tgt = malloc(sizeof(int32_t) * (size_t)L->Bl * L->T);
     if (!L->tok || !L->tgt) { derf_io_errf(err, errlen, "out of memory for the batches"); return -1; }
@@ -227,6 +293,8 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     res->val_loss = NAN;
     res->final_loss = NAN;
     res->train_loss_eval = -1.f;
+    res->diag_step = res->diag_alarm = -1;
+    res->diag_sat_max = res->diag_rms_last = res->diag_share_last = res->diag_gap = NAN;
     if (o->batch < 1 || o->steps < 1 || o->accum < 1) {
         derf_io_errf(err, errlen, "--batch, --steps and --accum must be at least 1");
         return -1;
@@ -237,13 +305,17 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
         return -1;
     }
     /* is a GPU usable at all? (under mpirun: one per process, joined by NCCL; every process calls it) */
+    if (cuda && o->model.logit_bias) {
+        derf_io_errf(err, errlen, "--logit-bias runs on the CPU only: drop it or use --device cpu");
+        return -1;
+    }
     if (cuda && derf_gpt2_cuda_attach(NULL, 1, err, errlen)) return -1;
     lm_task L = {.o = o, .res = res, .quiet = o->quiet || derf_dist_rank() != 0, .t0 = derf_now_s()};
     derf_task t = {.ctx = &L, .params = &L.m.params, .format = "derf-lm-1", .unit = "tok", .rate_key = "tokens_per_s",
                    .eval_type = "val", .micro = lm_micro, .meta = lm_meta, .begin = cuda ? lm_begin_cuda : NULL,
                    .zero_grad = lm_zero_grad, .mean_grads = lm_mean_grads, .clip = lm_clip, .adamw = lm_adamw,
                    .sync_host = lm_sync_host, .sync_device = lm_sync_device, .eval = lm_eval,
-                   .train_fields = lm_train_fields, .start_fields = lm_start_fields};
+                   .train_fields = lm_train_fields, .start_fields = lm_start_fields, .diag = lm_diag};
     int rc = -1;
     if (lm_setup(&L, o, err, errlen)) goto done;
     res->params = (long long)L.m.params.total;
@@ -261,6 +333,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
     fo.eval_at_start = fo.eval_at_end = 1;
     fo.stream = 2;
     DERF_FIT_RUN_OPTS(fo, o);
+    if (cuda) fo.diag_every = 0; /* the CPU forward only */
     const derf_gpt2_config *c = &L.m.cfg;
     if (!L.quiet)
         fprintf(stderr, "[derf] gpt2 L%d C%d H%d V%d ctx %d, %lld params, norm %s%s | %zu train / %zu val tokens | "
@@ -282,6 +355,7 @@ int derf_lm_train(const derf_lm_opts *o, derf_lm_result *res, char *err, size_t 
 done:
     free(L.tok);
     free(L.tgt);
+    free(L.unigram);
     derf_gpt2_free(&L.m);
     derf_shard_free(&L.tr);
     derf_shard_free(&L.va);
@@ -295,15 +369,24 @@ static const char *st_get(void *ctx, const char *key) { return derf_safetensors_
 int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *data_vocab,
                  char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
+    char file[1200];
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/model.safetensors", path);
+    else snprintf(file, sizeof file, "%s", path);
+    path = file;
     derf_safetensors st;
     if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return -1;
     derf_gpt2_config cfg;
     char e[DERF_ERRLEN];
     int rc = -1;
-    if (derf_gpt2_config_from_meta(&cfg, st_get, &st, e, sizeof e)) {
+    const char *folded = derf_safetensors_meta(&st, "folded");
+    if (folded && !strcmp(folded, "1")) {   /* its LM head is untied: only the inference path reads it */
+        derf_io_errf(err, errlen, "%s is a folded (inference-only) checkpoint of 'derf export --fold'; "
+                     "train from the run it came from", path);
+    } else if (derf_gpt2_config_from_meta(&cfg, st_get, &st, e, sizeof e)) {
         derf_io_errf(err, errlen, "%s: %s", path, e);
     } else if (!derf_gpt2_build(m, &cfg, max_batch, max_T > 0 ? max_T : cfg.block_size, err, errlen)) {
-        if (derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen)) {
+        if (derf_ckpt_load_model(&st, &m->params, path, err, errlen)) {
             derf_gpt2_free(m);
         } else {
             rc = 0;
@@ -318,23 +401,58 @@ int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *
     return rc;
 }
 
-typedef struct { float v; int i; } scored;
-
 static int by_score(const void *a, const void *b) {
-    const scored *x = a, *y = b;
+    const derf_lm_scored *x = a, *y = b;
     if (x->v != y->v) return x->v > y->v ? -1 : 1;
     return x->i - y->i;
+}
+
+int derf_lm_sample_check(const derf_lm_sample_opts *so, int n_prompt, int length, char *err, size_t errlen) {
+    if (n_prompt < 1 || length < 0) { derf_io_errf(err, errlen, "sampling needs at least one prompt token"); return -1; }
+    if (!(so->temperature >= 0) || !(so->top_p > 0 && so->top_p <= 1) || so->top_k < 0) {
+        derf_io_errf(err, errlen, "sampling needs temperature >= 0, top-k >= 0 and top-p in (0, 1]");
+        return -1;
+    }
+    return 0;
+}
+
+int derf_lm_pick(const float *lg, int Vl, const derf_lm_sample_opts *so, derf_rng *r, derf_lm_scored *sc) {
+    int next = 0;
+    if (so->temperature <= 0 || so->top_k == 1) {
+        for (int v = 1; v < Vl; v++) if (lg[v] > lg[next]) next = v;
+        return next;
+    }
+    for (int v = 0; v < Vl; v++) sc[v] = (derf_lm_scored){lg[v] / so->temperature, v};
+    qsort(sc, (size_t)Vl, sizeof *sc, by_score);
+    int k = so->top_k > 0 && so->top_k < Vl ? so->top_k : Vl;
+    double z = 0;
+    for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
+    if (so->top_p < 1) { /* the smallest prefix whose probability reaches top_p */
+        double cum = 0;
+        int kk = 0;
+        while (kk < k) {
+            cum += exp((double)sc[kk].v - sc[0].v) / z;
+            kk++;
+            if (cum >= so->top_p) break;
+        }
+        k = kk;
+        z = 0;
+        for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
+    }
+    double u = derf_rng_uniform(r) * z, c = 0;
+    next = sc[k - 1].i;
+    for (int i = 0; i < k; i++) {
+        c += exp((double)sc[i].v - sc[0].v);
+        if (u < c) { next = sc[i].i; break; }
+    }
+    return next;
 }
 
 int derf_lm_sample(derf_gpt2 *m, const int32_t *prompt, int n_prompt, int length, const derf_lm_sample_opts *so,
                    int32_t *out, char *err, size_t errlen) {
     const int V = m->cfg.vocab, W = m->max_T;
     const int Vl = so->vocab_limit > 0 && so->vocab_limit < V ? so->vocab_limit : V;
-    if (n_prompt < 1 || length < 0) { derf_io_errf(err, errlen, "sampling needs at least one prompt token"); return -1; }
-    if (!(so->temperature >= 0) || !(so->top_p > 0 && so->top_p <= 1) || so->top_k < 0) {
-        derf_io_errf(err, errlen, "sampling needs temperature >= 0, top-k >= 0 and top-p in (0, 1]");
-        return -1;
-    }
+    if (derf_lm_sample_check(so, n_prompt, length, err, errlen)) return -1;
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= V) {
             derf_io_errf(err, errlen, "prompt token %d at position %d is outside the model's vocabulary of %d",
@@ -342,7 +460,7 @@ int derf_lm_sample(derf_gpt2 *m, const int32_t *prompt, int n_prompt, int length
             return -1;
         }
     int32_t *ctx = malloc(sizeof(int32_t) * ((size_t)n_prompt + length));
-    scored *sc = malloc(sizeof(scored) * (size_t)Vl);
+    derf_lm_scored *sc = malloc(sizeof(derf_lm_scored) * (size_t)Vl);
     if (!ctx || !sc) { free(ctx); free(sc); derf_io_errf(err, errlen, "out of memory"); return -1; }
     memcpy(ctx, prompt, sizeof(int32_t) * (size_t)n_prompt);
     derf_rng r;
@@ -352,34 +470,7 @@ int derf_lm_sample(derf_gpt2 *m, const int32_t *prompt, int n_prompt, int length
         const int s0 = n > W ? n - W : 0, T = n - s0;
         derf_gpt2_forward(m, ctx + s0, NULL, 1, T);
         const float *lg = m->logits + (size_t)(T - 1) * V;
-        int next = 0;
-        if (so->temperature <= 0 || so->top_k == 1) {
-            for (int v = 1; v < Vl; v++) if (lg[v] > lg[next]) next = v;
-        } else {
-            for (int v = 0; v < Vl; v++) sc[v] = (scored){lg[v] / so->temperature, v};
-            qsort(sc, (size_t)Vl, sizeof *sc, by_score);
-            int k = so->top_k > 0 && so->top_k < Vl ? so->top_k : Vl;
-            double z = 0;
-            for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
-            if (so->top_p < 1) { /* the smallest prefix whose probability reaches top_p */
-                double cum = 0;
-                int kk = 0;
-                while (kk < k) {
-                    cum += exp((double)sc[kk].v - sc[0].v) / z;
-                    kk++;
-                    if (cum >= so->top_p) break;
-                }
-                k = kk;
-                z = 0;
-                for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
-            }
-            double u = derf_rng_uniform(&r) * z, c = 0;
-            next = sc[k - 1].i;
-            for (int i = 0; i < k; i++) {
-                c += exp((double)sc[i].v - sc[0].v);
-                if (u < c) { next = sc[i].i; break; }
-            }
-        }
+        const int next = derf_lm_pick(lg, Vl, so, &r, sc);
         ctx[n++] = next;
         out[step] = next;
     }

@@ -3,6 +3,7 @@
  * warmup + linear decay rescaled to the run, clipping, the Gumbel temperature schedule, fixed-draw
  * validation in bits per masked frame, the evaluation-mode training loss, a character-ID probe on the
  * frozen encoder (against a random network), checkpoints with exact resume, JSONL log, progress lines. */
+#include "derf/diag.h"
 #include "derf/speech_train.h"
 
 #include <math.h>
@@ -313,6 +314,11 @@ static int w2v_meta(derf_task *t, char keys[][32], char vals[][128], int max) {
 
 static int w2v_setup(w2v_task *W, const derf_speech_train_opts *o, char *err, size_t errlen) {
     if (derf_speech_read(o->data, &W->c, err, errlen)) return -1;
+    if (W->c.rate != DERF_SPEECH_RATE) {
+        derf_io_errf(err, errlen, "%s: the corpus is sampled at %d Hz; wav2vec 2.0 trains on %d Hz audio (rebuild it with "
+                     "'derf data speech')", o->data, W->c.rate, DERF_SPEECH_RATE);
+        return -1;
+    }
     W->tr = pick(&W->c, DERF_SPLIT_TRAIN, o->min_samples, 0);
     W->va = pick(&W->c, DERF_SPLIT_VAL, o->min_samples, o->val_utts);
     W->te = pick(&W->c, DERF_SPLIT_TRAIN, o->min_samples, o->train_eval_utts);
@@ -335,6 +341,30 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
     res->probe_acc = res->probe_acc_random = res->probe_chance = -1;
     if (o->batch < 1 || o->batch > 256 || o->steps < 1) {
         derf_io_errf(err, errlen, "--batch must be in 1..256 and --steps at least 1");
+        return -1;
+    }
+    if (derf_w2v_frames(&o->model, o->crop) < 2 * o->model.mask_len) {
+        int lo = 1, hi = 1 << 24; /* the shortest crop that gives enough frames (frames grow with the crop) */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (derf_w2v_frames(&o->model, mid) < 2 * o->model.mask_len) lo = mid + 1;
+            else hi = mid;
+        }
+        int need = lo;
+        derf_io_errf(err, errlen, "--crop %d gives %d frames after the feature encoder; the masking needs at least %d "
+                     "(use --crop %d or more)", o->crop, derf_w2v_frames(&o->model, o->crop),
+                     2 * o->model.mask_len, need);
+        return -1;
+    }
+    if (derf_w2v_frames(&o->model, o->crop) < 2 * o->model.mask_len) {
+        int lo = 1, hi = 1 << 24; /* the shortest crop that gives enough frames (frames grow with the crop) */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (derf_w2v_frames(&o->model, mid) < 2 * o->model.mask_len) lo = mid + 1;
+            else hi = mid;
+        }
+        derf_io_errf(err, errlen, "--crop %d gives %d frames after the feature encoder; the masking needs at least %d "
+                     "(use --crop %d or more)", o->crop, derf_w2v_frames(&o->model, o->crop), 2 * o->model.mask_len, lo);
         return -1;
     }
     if (o->min_samples > o->crop || derf_w2v_frames(&o->model, o->min_samples) < 2 * o->model.mask_len) {
