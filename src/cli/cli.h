@@ -37,8 +37,9 @@ char *cli_args_json(int argc, char **argv);
 typedef struct {
     const char *out, *resume;
     int max_steps, ckpt_every;
-    float ckpt_secs;          /* < 0: the trainers' default (DERF_FIT_CKPT_SECS) */
+    float ckpt_secs;
 } cli_run;
+#define CLI_CKPT_SECS 300.f /* the --ckpt-secs default: DERF_FIT_CKPT_SECS */
 /* Appends their rows at t (out_help says what the run folder holds); returns how many (5). */
 int cli_run_opts(cli_opt *t, cli_run *r, const char *out_help);
 /* Parses a resumable training command: argv; with --resume DIR, DIR's stored options on fresh defaults

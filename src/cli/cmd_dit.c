@@ -97,7 +97,7 @@ static void reset_args(void *a) { dit_args_init((dit_args *)a); }
 int cmd_train_dit(int argc, char **argv) {
     static dit_args a;
     dit_args_init(&a);
-    cli_run run = {"runs/dit", NULL, 0, 0, -1.f};
+    cli_run run = {"runs/dit", NULL, 0, 0, CLI_CKPT_SECS};
     cli_opt opts[64];
     int n = dit_opts_table(&a, opts, 58);
     n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, model_ema.safetensors, state.safetensors, log.jsonl");

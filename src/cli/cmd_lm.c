@@ -121,7 +121,7 @@ static void reset_args(void *a) { lm_args_init((lm_args *)a); }
 int cmd_train_lm(int argc, char **argv) {
     static lm_args a;
     lm_args_init(&a);
-    cli_run run = {"runs/lm", NULL, 0, 0, -1.f};
+    cli_run run = {"runs/lm", NULL, 0, 0, CLI_CKPT_SECS};
     cli_opt opts[64];
     int n = lm_opts_table(&a, opts, 60);
     n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, state.safetensors, log.jsonl");

@@ -98,7 +98,7 @@ static void reset_args(void *a) { sp_init((sp_args *)a); }
 int cmd_train_speech(int argc, char **argv) {
     static sp_args a;
     sp_init(&a);
-    cli_run run = {"runs/speech", NULL, 0, 0, -1.f};
+    cli_run run = {"runs/speech", NULL, 0, 0, CLI_CKPT_SECS};
     cli_opt opts[40];
     int n = sp_table(&a, opts);
     n += cli_run_opts(opts + n, &run, "run folder: model.safetensors, state.safetensors, log.jsonl");

@@ -112,7 +112,7 @@ static void reset_args(void *a) { train_args_init((train_args *)a); }
 int cmd_train(int argc, char **argv) {
     static train_args a;
     train_args_init(&a);
-    cli_run run = {"runs/train", NULL, 0, 0, -1.f};
+    cli_run run = {"runs/train", NULL, 0, 0, CLI_CKPT_SECS};
     cli_opt opts[64];
     int n = train_opts_table(&a, opts, 60);
     opts[n++] = (cli_opt){"device", CLI_STR, &a.o.device,

@@ -117,7 +117,7 @@ int cmd_train_dna(int argc, char **argv) {
     static train_dna_args ta;
     dna_args *a = &ta.a;
     reset_args(&ta);
-    cli_run run = {NULL, NULL, 0, 0, -1.f};
+    cli_run run = {NULL, NULL, 0, 0, CLI_CKPT_SECS};
     cli_opt opts[48];
     int n = dna_opts_table(a, opts, 40);
     opts[n++] = (cli_opt){"task", CLI_STR, &ta.task, "fine-tune on this task (.dnat) instead of pretraining", 0, -1};

@@ -161,7 +161,7 @@ int cli_parse_resumable(const cli_cmd *cmd, int argc, char **argv, void (*reset)
     if ((rc = cli_stored_args(cmd->name, resume, &m, &av))) return rc;
     cli_kept_args = av; /* the options parsed from av point into its strings: they live as long as the process */
     reset(ctx); /* the original options, then the ones given now */
-    *r = (cli_run){out_default, NULL, 0, 0, -1.f};
+    *r = (cli_run){out_default, NULL, 0, 0, CLI_CKPT_SECS};
     if (cli_parse(cmd, m, av, pos, 0, &npos)) return 2;
     r->max_steps = 0;
     if (cli_parse(cmd, argc, argv, pos, 0, &npos)) return 2;
@@ -175,7 +175,7 @@ int cli_run_opts(cli_opt *t, cli_run *r, const char *out_help) {
     t[1] = (cli_opt){"resume", CLI_STR, &r->resume, "continue the run in this folder exactly where it stopped", 0, -1};
     t[2] = (cli_opt){"max-steps", CLI_INT, &r->max_steps, "stop (and save) after this many steps of the schedule (0: all)", 0, 100000000};
     t[3] = (cli_opt){"ckpt-every", CLI_INT, &r->ckpt_every, "also checkpoint every N steps (0: off)", 0, 100000000};
-    t[4] = (cli_opt){"ckpt-secs", CLI_FLOAT, &r->ckpt_secs, "also checkpoint every S seconds of training (0: off; default 300)", 0, 1e9};
+    t[4] = (cli_opt){"ckpt-secs", CLI_FLOAT, &r->ckpt_secs, "also checkpoint every S seconds of training (0: off)", 0, 1e9};
     return 5;
 }
 
