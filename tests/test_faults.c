@@ -105,7 +105,7 @@ static void killed(const char *args, const char *a, const char *name, int steps,
         double delay = kills < 4 ? (0.05 + 0.9 * tu_uniform(s)) * wall : -1;
         rc = run(args, b, resume, delay);
         if (rc != -9) break;
-        if (!kills++) { /* what a kill in the middle of a checkpoint leaves: removed by the next resume */
+        if (!kills++) { /* what a kill in the middle of a checkpoint leaves: removed by the next start in the folder */
             char err[DERF_ERRLEN], p[700];
             snprintf(p, sizeof p, "%s/state.safetensors.tmp.99999", b);
             if (!derf_io_mkdirs(b, err, sizeof err)) write_raw(p, "half", 4);

@@ -175,7 +175,7 @@ static float one_step(fit_run *r, float *gn, double *units) {
 }
 
 /* A killed run leaves the temporary files of the checkpoint it was writing (NAME.tmp.PID, never under a final
- * name): removed when the run is resumed. */
+ * name): removed when a run starts in its folder (resumed, or started again before its first checkpoint). */
 static void remove_stale_temps(const char *dir) {
     static const char *const names[] = {"model.safetensors", "model_ema.safetensors", "state.safetensors", "log.jsonl"};
     for (int i = 0; i < 4; i++) {
@@ -195,7 +195,7 @@ static int start(fit_run *r, char *err, size_t errlen) {
     derf_run_bcast(t->params, t->ema, &r->step, &r->rng); /* every process starts from rank 0's state */
     if (t->begin && t->begin(t, err, errlen)) return -1;
     if (o->out && derf_dist_rank() == 0) {
-        if (o->resume) remove_stale_temps(o->out);
+        remove_stale_temps(o->out);
         if (derf_io_mkdirs(o->out, err, errlen) || derf_runlog_open(&r->log, o->out, o->resume ? r->step : -1, err, errlen))
             return -1;
     }
