@@ -137,3 +137,28 @@ clean-cuda:
 	rm -rf build/src/cuda build/cuda build/libderf-cuda.a
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- inference, ONNX export, installed library (docs/inference.md) ---------------------------------
+# ONNX export (src/infer/onnx.c): Debian libonnx-dev's onnx.proto is compiled by protoc-c
+# (protobuf-c-compiler) into build/gen at build time and linked with libprotobuf-c; without them
+# derf builds and `derf export --onnx` answers "built without ONNX support". build/onnx.flag records
+# which way the last build went.
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+PROTOC_C   ?= protoc-c
+ONNX_ON    := $(and $(wildcard $(ONNX_PROTO)),$(shell command -v $(PROTOC_C) 2>/dev/null),$(wildcard /usr/include/protobuf-c/protobuf-c.h))
+build/onnx.flag: FORCE
+	@mkdir -p build && echo '$(ONNX_ON)' | cmp -s - $@ || echo '$(ONNX_ON)' > $@
+build/src/infer/onnx.o: build/onnx.flag
+ifneq ($(ONNX_ON),)
+build/gen/onnx.pb-c.c build/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p build/gen
+	cp $(ONNX_PROTO) build/gen/onnx.proto
+	cd build/gen && $(PROTOC_C) --c_out=. onnx.proto
+build/gen/onnx.pb-c.o: build/gen/onnx.pb-c.c
+	$(CC) $(filter-out -Wall -Wextra -MMD -MP,$(CFLAGS)) -w -Ibuild/gen -c $< -o $@
+build/src/infer/onnx.o: CFLAGS += -DDERF_ONNX -Ibuild/gen
+build/src/infer/onnx.o: build/gen/onnx.pb-c.h
+build/libderf.a build/libderf-cuda.a: build/gen/onnx.pb-c.o
+LDLIBS += -lprotobuf-c
+endif
+

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include <stdint.h>
+#include <string.h>
+#include "derf/optim.h"
 
 /* Fresh inputs every run unless DERF_TEST_SEED is set (printed so a failure can be replayed). */
 static inline uint64_t tu_seed(void) {
@@ -62,4 +64,30 @@ static inline int tu_write_raw(const char *path, const void *data, size_t len) {
     int bad = len && fwrite(data, 1, len, f) != len;
     return (fclose(f) || bad) ? -1 : 0;
 }
+/* Random values for every norm parameter of a model's table (gamma in [0.5, 1.5], beta and s in
+ * [-0.5, 0.5], alpha in [0.3, 1.3]; tensors named *norm* or *ln_*), so that folding has work to do. */
+static inline void tu_shake_norms(derf_params *p, uint64_t *s) {
+    for (int i = 0; i < p->n; i++) {
+        const derf_tensor *t = &p->t[i];
+        const char *dot = strrchr(t->name, '.');
+        if (!(strstr(t->name, "norm") || strstr(t->name, "ln_")) || !dot) continue;
+        float *v = p->params + t->offset;
+        if (!strcmp(dot, ".weight")) tu_fill(v, t->numel, s, 0.5, 1.5);
+        else if (!strcmp(dot, ".bias") || !strcmp(dot, ".shift")) tu_fill(v, t->numel, s, -0.5, 0.5);
+        else if (!strcmp(dot, ".alpha")) tu_fill(v, t->numel, s, 0.3, 1.3);
+    }
+}
+
+/* tu_close of float arrays a against b, labelled "what (spec)". */
+static inline int tu_close_f(const char *what, const char *spec, const float *a, const float *b, size_t n,
+                             double atol, double rtol) {
+    double *w = malloc(n * sizeof *w);
+    for (size_t i = 0; i < n; i++) w[i] = b[i];
+    char label[200];
+    snprintf(label, sizeof label, "%s (%s)", what, spec);
+    int ok = tu_close(label, a, w, n, atol, rtol);
+    free(w);
+    return ok;
+}
+
 #endif

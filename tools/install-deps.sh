@@ -4,7 +4,8 @@ set -eu
 PKGS="build-essential pkg-config libopenblas-dev libopenblas0-openmp libcmocka-dev libcjson-dev \
 zlib1g-dev libpcre2-dev libstb-dev libsndfile1-dev libsamplerate0-dev libfftw3-dev python3-torch python3-numpy \
 dataset-fashion-mnist bible-kjv fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl libopenmpi-dev openmpi-bin \
-maffilter-examples ragout-examples"
+maffilter-examples ragout-examples \
+protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-onnx"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,7 +24,12 @@ done
 DMEL_DIR=$SHARE/r-bioc-biostrings
 need_dmel=0
 [ -f "$DMEL_DIR/dm3_upstream2000.fa.gz" ] || need_dmel=1
-if [ -z "$missing" ] && [ $need_mnist = 0 ] && [ $need_text = 0 ] && [ $need_dmel = 0 ]; then
+# ONNX Runtime (npm onnxruntime-node, CPU build shipped in the package; --ignore-scripts skips its GPU
+# download step): the second consumer of `derf export --onnx` in the tests (tools/onnx_run.js).
+ORT_DIR=$SHARE/onnxruntime
+need_ort=0
+[ -f "$ORT_DIR/node_modules/onnxruntime-node/package.json" ] || need_ort=1
+if [ -z "$missing" ] && [ $need_mnist = 0 ] && [ $need_text = 0 ] && [ $need_dmel = 0 ] && [ $need_ort = 0 ]; then
   echo "deps: all packages present"
   exit 0
 fi
@@ -97,5 +103,17 @@ if [ $need_dmel = 1 ]; then
   mkdir -p "$DMEL_DIR"
   cp "$tmp/$f" "$DMEL_DIR/dm3_upstream2000.fa.gz.tmp" && mv "$DMEL_DIR/dm3_upstream2000.fa.gz.tmp" "$DMEL_DIR/dm3_upstream2000.fa.gz"
   rm -rf "$tmp"
+fi
+if [ $need_ort = 1 ]; then
+  # npm ci installs exactly tools/onnxruntime/package-lock.json (every package checked against its integrity hash)
+  command -v npm >/dev/null || { apt-get update -qq; apt-get install -y -qq npm >/dev/null; }
+  here=$(cd "$(dirname "$0")" && pwd)
+  rm -rf "$ORT_DIR.tmp" && mkdir -p "$ORT_DIR.tmp"
+  cp "$here/onnxruntime/package.json" "$here/onnxruntime/package-lock.json" "$ORT_DIR.tmp/"
+  (cd "$ORT_DIR.tmp" && npm ci --ignore-scripts --no-audit --no-fund --silent >/dev/null)
+  # keep only this machine's runtime (the package ships every platform's, ~300 MB)
+  b="$ORT_DIR.tmp/node_modules/onnxruntime-node/bin/napi-v6" plat=$(node -p "process.platform + '/' + process.arch")
+  for d in "$b"/*/*; do [ "$d" = "$b/$plat" ] || rm -rf "$d"; done
+  rm -rf "$ORT_DIR" && mv "$ORT_DIR.tmp" "$ORT_DIR"
 fi
 echo "deps: done"

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "derf/gpt2.h"
+#include "derf/rng.h"
 #include "derf/safetensors.h"
 #include "derf/textdata.h"
 
@@ -91,6 +92,13 @@ typedef struct {
     uint64_t seed;
     int vocab_limit;     /* only ids < vocab_limit are sampled (the padded rows never are); 0: the model's */
 } derf_lm_sample_opts;
+
+/* Picks the next token from one position's logits lg[0..Vl) as derf_lm_sample does (greedy, or
+ * temperature + top-k + top-p with one draw of r); sc: Vl entries of scratch. */
+typedef struct { float v; int i; } derf_lm_scored;
+int derf_lm_pick(const float *lg, int Vl, const derf_lm_sample_opts *so, derf_rng *r, derf_lm_scored *sc);
+/* Checks sampling options and lengths (n_prompt >= 1, length >= 0): 0, or -1 with one error line. */
+int derf_lm_sample_check(const derf_lm_sample_opts *so, int n_prompt, int length, char *err, size_t errlen);
 
 /* Appends `length` sampled tokens to the n_prompt prompt ids (n_prompt >= 1): each step runs the whole
  * context (its last block_size tokens) through the model (no KV cache) and samples from the last

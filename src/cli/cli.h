@@ -68,5 +68,7 @@ int cmd_train_dna(int argc, char **argv);
 int cmd_train_dit(int argc, char **argv);
 int cmd_sample_dit(int argc, char **argv);
 int cmd_fd(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

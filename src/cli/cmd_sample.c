@@ -1,6 +1,7 @@
-/* cmd_sample.c: `derf sample CHECKPOINT`: loads a GPT-2 checkpoint of `derf train-lm` (its config comes
- * from the file's metadata), encodes the prompt with the GPT-2 tokenizer, samples a continuation
- * (temperature, top-k, top-p, seed; the whole context is recomputed for each token, no KV cache) and
+/* cmd_sample.c: `derf sample CHECKPOINT`: loads a GPT-2 checkpoint of `derf train-lm` or a folded one of
+ * `derf export --fold` (its config comes from the file's metadata) on the inference path (src/infer),
+ * encodes the prompt with the GPT-2 tokenizer, samples a continuation (temperature, top-k, top-p, seed;
+ * with the KV cache: each new token costs O(T); the same tokens as recomputing the whole context) and
  * prints prompt + continuation. */
 #include <omp.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli/cli.h"
+#include "derf/infer.h"
 #include "derf/io.h"
 #include "derf/lm.h"
 #include "derf/tokenizer.h"
@@ -29,7 +31,8 @@ int cmd_sample(int argc, char **argv) {
     };
     const cli_cmd cmd = {"sample", "CHECKPOINT [options]",
         "Generate text with a GPT-2 checkpoint of 'derf train-lm' (a model.safetensors or state.safetensors file,\n"
-        "or a run folder, which means its model.safetensors).",
+        "or a run folder, which means its model.safetensors) or a folded one of 'derf export --fold'.\n"
+        "Runs forward-only with a KV cache (docs/inference.md).",
         "Example: derf sample runs/lm --prompt 'It is a truth universally acknowledged' --length 100 --seed 1", opts};
     char *pos[2];
     int npos, rc = cli_parse(&cmd, argc, argv, pos, 1, &npos);
@@ -40,16 +43,16 @@ int cmd_sample(int argc, char **argv) {
     struct stat sb;
     if (stat(pos[0], &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(path, sizeof path, "%s/model.safetensors", pos[0]);
     else snprintf(path, sizeof path, "%s", pos[0]);
-    derf_gpt2 m;
-    int data_vocab;
-    if (derf_lm_load(&m, path, 1, 0, &data_vocab, err, sizeof err)) return cli_fail("sample", "%s", err);
+    derf_infer_gpt2 *m = derf_infer_gpt2_load(path, 1, 0, err, sizeof err);
+    if (!m) return cli_fail("sample", "%s", err);
+    const int data_vocab = derf_infer_gpt2_data_vocab(m);
     if (data_vocab < DERF_GPT2_VOCAB) {
-        derf_gpt2_free(&m);
+        derf_infer_gpt2_free(m);
         return cli_fail("sample", "%s was trained on a vocabulary of %d tokens, not GPT-2's %d: its ids cannot be "
                         "decoded as text", path, data_vocab, DERF_GPT2_VOCAB);
     }
     derf_tokenizer *tk = derf_tok_load_dir(gpt2, DERF_TOK_GPT2, err, sizeof err);
-    if (!tk) { derf_gpt2_free(&m); return cli_fail("sample", "%s", err); }
+    if (!tk) { derf_infer_gpt2_free(m); return cli_fail("sample", "%s", err); }
     derf_tok_ids ids = {0};
     int32_t eot = DERF_GPT2_EOT;
     rc = 0;
@@ -60,7 +63,7 @@ int cmd_sample(int argc, char **argv) {
         ctx[0] = eot;
         memcpy(ctx + 1, ids.ids, sizeof(int32_t) * ids.n);
         derf_lm_sample_opts so = {temperature, top_k, top_p, (uint64_t)seed, DERF_GPT2_VOCAB};
-        if (derf_lm_sample(&m, ctx, (int)ids.n + 1, length, &so, outv, err, sizeof err)) {
+        if (derf_infer_gpt2_sample(m, ctx, (int)ids.n + 1, length, &so, outv, err, sizeof err)) {
             rc = cli_fail("sample", "%s", err);
         } else {
             char *text;
@@ -79,6 +82,6 @@ int cmd_sample(int argc, char **argv) {
     }
     free(ids.ids);
     derf_tok_free(tk);
-    derf_gpt2_free(&m);
+    derf_infer_gpt2_free(m);
     return rc;
 }

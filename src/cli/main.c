@@ -24,6 +24,8 @@ static const subcommand CMDS[] = {
     {"sample-dit", cmd_sample_dit, "sample a DiT checkpoint (DDPM / DDIM, classifier-free guidance) into a PNG grid"},
     {"fd", cmd_fd, "FD-FMNIST: Frechet distance of samples vs the test set on a frozen derf classifier's features"},
     {"eval", cmd_eval, "evaluate a ViT checkpoint: test accuracy, per-class accuracy, eval-mode train loss"},
+    {"export", cmd_export, "export a ViT / GPT-2 for inference: folded safetensors (--fold) or ONNX (--onnx)"},
+    {"classify", cmd_classify, "classify image files with a ViT checkpoint on the forward-only inference path"},
     {"bench", cmd_bench, "benchmark the norm kernels and the ViT / GPT-2 training steps against PyTorch"},
     {"functions", cmd_functions, "list the norm family with measured properties and plot their shapes"},
     {"data", cmd_data, "build datasets: 'derf data text' (GPT-2 token shards), 'derf data speech' (16 kHz speech), 'derf data dna' (genomes, tasks)"},

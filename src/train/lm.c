@@ -389,7 +389,11 @@ int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *
     derf_gpt2_config cfg;
     char e[DERF_ERRLEN];
     int rc = -1;
-    if (derf_gpt2_config_from_meta(&cfg, st_get, &st, e, sizeof e)) {
+    const char *folded = derf_safetensors_meta(&st, "folded");
+    if (folded && !strcmp(folded, "1")) {   /* its LM head is untied: only the inference path reads it */
+        derf_io_errf(err, errlen, "%s is a folded (inference-only) checkpoint of 'derf export --fold'; "
+                     "train from the run it came from", path);
+    } else if (derf_gpt2_config_from_meta(&cfg, st_get, &st, e, sizeof e)) {
         derf_io_errf(err, errlen, "%s: %s", path, e);
     } else if (!derf_gpt2_build(m, &cfg, max_batch, max_T > 0 ? max_T : cfg.block_size, err, errlen)) {
         if (derf_ckpt_load_slab(&st, &m->params, "", m->params.params, path, err, errlen)) {
@@ -407,23 +411,58 @@ int derf_lm_load(derf_gpt2 *m, const char *path, int max_batch, int max_T, int *
     return rc;
 }
 
-typedef struct { float v; int i; } scored;
-
 static int by_score(const void *a, const void *b) {
-    const scored *x = a, *y = b;
+    const derf_lm_scored *x = a, *y = b;
     if (x->v != y->v) return x->v > y->v ? -1 : 1;
     return x->i - y->i;
+}
+
+int derf_lm_sample_check(const derf_lm_sample_opts *so, int n_prompt, int length, char *err, size_t errlen) {
+    if (n_prompt < 1 || length < 0) { derf_io_errf(err, errlen, "sampling needs at least one prompt token"); return -1; }
+    if (!(so->temperature >= 0) || !(so->top_p > 0 && so->top_p <= 1) || so->top_k < 0) {
+        derf_io_errf(err, errlen, "sampling needs temperature >= 0, top-k >= 0 and top-p in (0, 1]");
+        return -1;
+    }
+    return 0;
+}
+
+int derf_lm_pick(const float *lg, int Vl, const derf_lm_sample_opts *so, derf_rng *r, derf_lm_scored *sc) {
+    int next = 0;
+    if (so->temperature <= 0 || so->top_k == 1) {
+        for (int v = 1; v < Vl; v++) if (lg[v] > lg[next]) next = v;
+        return next;
+    }
+    for (int v = 0; v < Vl; v++) sc[v] = (derf_lm_scored){lg[v] / so->temperature, v};
+    qsort(sc, (size_t)Vl, sizeof *sc, by_score);
+    int k = so->top_k > 0 && so->top_k < Vl ? so->top_k : Vl;
+    double z = 0;
+    for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
+    if (so->top_p < 1) { /* the smallest prefix whose probability reaches top_p */
+        double cum = 0;
+        int kk = 0;
+        while (kk < k) {
+            cum += exp((double)sc[kk].v - sc[0].v) / z;
+            kk++;
+            if (cum >= so->top_p) break;
+        }
+        k = kk;
+        z = 0;
+        for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
+    }
+    double u = derf_rng_uniform(r) * z, c = 0;
+    next = sc[k - 1].i;
+    for (int i = 0; i < k; i++) {
+        c += exp((double)sc[i].v - sc[0].v);
+        if (u < c) { next = sc[i].i; break; }
+    }
+    return next;
 }
 
 int derf_lm_sample(derf_gpt2 *m, const int32_t *prompt, int n_prompt, int length, const derf_lm_sample_opts *so,
                    int32_t *out, char *err, size_t errlen) {
     const int V = m->cfg.vocab, W = m->max_T;
     const int Vl = so->vocab_limit > 0 && so->vocab_limit < V ? so->vocab_limit : V;
-    if (n_prompt < 1 || length < 0) { derf_io_errf(err, errlen, "sampling needs at least one prompt token"); return -1; }
-    if (!(so->temperature >= 0) || !(so->top_p > 0 && so->top_p <= 1) || so->top_k < 0) {
-        derf_io_errf(err, errlen, "sampling needs temperature >= 0, top-k >= 0 and top-p in (0, 1]");
-        return -1;
-    }
+    if (derf_lm_sample_check(so, n_prompt, length, err, errlen)) return -1;
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= V) {
             derf_io_errf(err, errlen, "prompt token %d at position %d is outside the model's vocabulary of %d",
@@ -431,7 +470,7 @@ int derf_lm_sample(derf_gpt2 *m, const int32_t *prompt, int n_prompt, int length
             return -1;
         }
     int32_t *ctx = malloc(sizeof(int32_t) * ((size_t)n_prompt + length));
-    scored *sc = malloc(sizeof(scored) * (size_t)Vl);
+    derf_lm_scored *sc = malloc(sizeof(derf_lm_scored) * (size_t)Vl);
     if (!ctx || !sc) { free(ctx); free(sc); derf_io_errf(err, errlen, "out of memory"); return -1; }
     memcpy(ctx, prompt, sizeof(int32_t) * (size_t)n_prompt);
     derf_rng r;
@@ -441,34 +480,7 @@ int derf_lm_sample(derf_gpt2 *m, const int32_t *prompt, int n_prompt, int length
         const int s0 = n > W ? n - W : 0, T = n - s0;
         derf_gpt2_forward(m, ctx + s0, NULL, 1, T);
         const float *lg = m->logits + (size_t)(T - 1) * V;
-        int next = 0;
-        if (so->temperature <= 0 || so->top_k == 1) {
-            for (int v = 1; v < Vl; v++) if (lg[v] > lg[next]) next = v;
-        } else {
-            for (int v = 0; v < Vl; v++) sc[v] = (scored){lg[v] / so->temperature, v};
-            qsort(sc, (size_t)Vl, sizeof *sc, by_score);
-            int k = so->top_k > 0 && so->top_k < Vl ? so->top_k : Vl;
-            double z = 0;
-            for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
-            if (so->top_p < 1) { /* the smallest prefix whose probability reaches top_p */
-                double cum = 0;
-                int kk = 0;
-                while (kk < k) {
-                    cum += exp((double)sc[kk].v - sc[0].v) / z;
-                    kk++;
-                    if (cum >= so->top_p) break;
-                }
-                k = kk;
-                z = 0;
-                for (int i = 0; i < k; i++) z += exp((double)sc[i].v - sc[0].v);
-            }
-            double u = derf_rng_uniform(&r) * z, c = 0;
-            next = sc[k - 1].i;
-            for (int i = 0; i < k; i++) {
-                c += exp((double)sc[i].v - sc[0].v);
-                if (u < c) { next = sc[i].i; break; }
-            }
-        }
+        const int next = derf_lm_pick(lg, Vl, so, &r, sc);
         ctx[n++] = next;
         out[step] = next;
     }
