@@ -162,3 +162,41 @@ build/libderf.a build/libderf-cuda.a: build/gen/onnx.pb-c.o
 LDLIBS += -lprotobuf-c
 endif
 
+# libderf as an installable library: `make install PREFIX=/usr/local` (DESTDIR honoured) installs the
+# headers (include/derf), the static library, a versioned shared library with its soname
+# (libderf.so.$(SO_MAJOR) -> libderf.so.$(SO_VERSION)) built from position-independent objects under
+# build/pic, and derf.pc for pkg-config. examples/ holds two programs that use only the installed copy;
+# tools/ci_install.sh builds and runs them against a temporary prefix.
+SO_VERSION := 0.1.0
+SO_MAJOR   := 0
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+PIC_OBJ    := $(LIB_SRC:%.c=build/pic/%.o) build/pic/src/cuda/nocuda.o
+ifneq ($(ONNX_ON),)
+PIC_OBJ    += build/pic/gen/onnx.pb-c.o
+build/pic/gen/onnx.pb-c.o: build/gen/onnx.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Wall -Wextra -MMD -MP,$(CFLAGS)) -fPIC -w -Ibuild/gen -c $< -o $@
+build/pic/src/infer/onnx.o: CFLAGS += -DDERF_ONNX -Ibuild/gen
+build/pic/src/infer/onnx.o: build/gen/onnx.pb-c.h build/onnx.flag
+endif
+build/pic/src/core/dist.o: build/mpi.flag
+build/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+build/libderf.so.$(SO_VERSION): $(PIC_OBJ)
+	$(CC) -shared -Wl,-soname,libderf.so.$(SO_MAJOR) -o $@ $^ $(LDLIBS)
+
+.PHONY: install uninstall
+install: build/libderf.a build/libderf.so.$(SO_VERSION)
+	install -d $(DESTDIR)$(PREFIX)/include/derf $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/derf/*.h $(DESTDIR)$(PREFIX)/include/derf/
+	install -m 644 build/libderf.a $(DESTDIR)$(LIBDIR)/libderf.a
+	install -m 755 build/libderf.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libderf.so.$(SO_VERSION)
+	ln -sf libderf.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libderf.so.$(SO_MAJOR)
+	ln -sf libderf.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libderf.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@VERSION@|$(SO_VERSION)|' \
+	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' tools/derf.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/derf.pc
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/derf
+	rm -f $(DESTDIR)$(LIBDIR)/libderf.a $(DESTDIR)$(LIBDIR)/libderf.so* $(DESTDIR)$(LIBDIR)/pkgconfig/derf.pc
