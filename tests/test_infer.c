@@ -220,6 +220,40 @@ static void test_kv_sampling_matches_full(void **state) {
     derf_gpt2_free(&m);
 }
 
+/* Prompts longer than one attention chunk (64 queries), in one step and in two (the second attending
+ * to cached positions): the last position's logits equal the full forward's. */
+static void test_long_prefill(void **state) {
+    (void)state;
+    derf_gpt2_config c;
+    derf_gpt2 m;
+    char err[DERF_ERRLEN];
+    uint64_t s = tu_seed() + 21;
+    enum { T = 100 };
+    assert_int_equal(derf_gpt2_preset(&c, "mini", err, sizeof err), 0);
+    assert_int_equal(derf_gpt2_build(&m, &c, 1, T, err, sizeof err), 0);
+    derf_gpt2_init(&m, s);
+    tu_shake_norms(&m.params, &s);
+    int32_t tok[T];
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)(tu_uniform(&s) * c.vocab);
+    const int V = c.vocab;
+    float *ref = malloc((size_t)T * V * sizeof(float));
+    derf_gpt2_forward(&m, tok, NULL, 1, T);
+    memcpy(ref, m.logits, (size_t)T * V * sizeof(float));
+    save_gpt2(&m, tp("long.safetensors"));
+    derf_gpt2_free(&m);
+    derf_infer_gpt2 *g = derf_infer_gpt2_load(tp("long.safetensors"), 1, 0, err, sizeof err);
+    assert_non_null(g);
+    const float *lg = derf_infer_gpt2_step(g, tok, 1, T, err, sizeof err);
+    assert_non_null(lg);
+    expect_close("GPT-2 prefill of 100 tokens", "derf", lg, ref + (size_t)(T - 1) * V, (size_t)V);
+    derf_infer_gpt2_reset(g);
+    assert_non_null(derf_infer_gpt2_step(g, tok, 1, 70, err, sizeof err));
+    assert_non_null(lg = derf_infer_gpt2_step(g, tok + 70, 1, T - 70, err, sizeof err));
+    expect_close("GPT-2 prefill of 70 + 30 tokens", "derf", lg, ref + (size_t)(T - 1) * V, (size_t)V);
+    derf_infer_gpt2_free(g);
+    free(ref);
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     char err[DERF_ERRLEN];
@@ -377,7 +411,7 @@ static void test_commands(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fold_vit_family), cmocka_unit_test(test_fold_gpt2_family),
-        cmocka_unit_test(test_kv_sampling_matches_full), cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_kv_sampling_matches_full), cmocka_unit_test(test_long_prefill), cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_image_files), cmocka_unit_test(test_commands),
     };
     return cmocka_run_group_tests(tests, tmp_setup, tmp_teardown);

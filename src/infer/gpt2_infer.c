@@ -9,6 +9,7 @@
  * folding ln_f gives it its own lm_head.weight = wte diag(gamma) and lm_head.bias = wte beta; with the
  * head untied, wte and wpe also absorb shared_scale. Without biases in the checkpoint (bias=0) the
  * folded linears get them (b = W beta), so a folded model always has bias=1. */
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,6 +18,10 @@
 #include "derf/infer.h"
 #include "derf/io.h"
 #include "infer/models.h"
+#include "norms/fastmath.h"
+
+/* queries per attention chunk (attend below: its scratch is QCH x max_T floats per thread) */
+enum { QCH = 64 };
 
 static const char *st_get(void *ctx, const char *key) { return derf_safetensors_meta(ctx, key); }
 
@@ -61,7 +66,7 @@ static int carve(derf_infer_gpt2 *m) {
     const size_t sizes[10] = {N * C, N * C, 2 * N, 3 * N * C, N * C, N * C, 4 * N * C, B * C, B * C,
                               B * (size_t)c->vocab};
     float **dst[10] = {&m->x, &m->h, &m->st, &m->qkv, &m->atty, &m->br, &m->fc, &m->last, &m->lastn, &m->logits};
-    const size_t nsc = (size_t)m->nthreads * m->max_T;
+    const size_t nsc = (size_t)m->nthreads * QCH * m->max_T;
     m->cache_floats = 2 * (size_t)c->n_layer * N * C;
     size_t total = nsc + m->cache_floats;
     for (int i = 0; i < 10; i++) total += (sizes[i] + 15) & ~(size_t)15;
@@ -158,47 +163,47 @@ void derf_infer_gpt2_fold(derf_infer_gpt2 *m) {
     m->folded = 1;
 }
 
-/* Causal attention of the n new tokens of each sequence over the cache (positions 0..pos+i). */
+/* Causal attention of the n new tokens of each sequence over the cache (positions 0..pos+i), per head in
+ * chunks of QCH queries: S = scale Q K^T and O = P V as GEMMs against the cached keys and values, the
+ * softmax in between (fast exp, as derf_attention_forward). Scratch: QCH x max_T floats per thread. */
 static void attend(derf_infer_gpt2 *m, int l, int B, int n) {
-    const int C = m->cfg.n_embd, NH = m->cfg.n_head, hs = C / NH, mT = m->max_T;
+    const int C = m->cfg.n_embd, NH = m->cfg.n_head, hs = C / NH, mT = m->max_T, C3 = 3 * C;
     const float sc = 1.0f / sqrtf((float)hs);
     const size_t lay = (size_t)l * m->max_batch * NH * mT * hs;
     /* append the new keys and values */
     for (int b = 0; b < B; b++)
         for (int i = 0; i < n; i++) {
-            const float *q = m->qkv + ((size_t)b * n + i) * 3 * C;
+            const float *q = m->qkv + ((size_t)b * n + i) * C3;
             for (int h = 0; h < NH; h++) {
                 const size_t at = lay + (((size_t)b * NH + h) * mT + m->pos + i) * hs;
                 memcpy(m->kc + at, q + C + h * hs, (size_t)hs * sizeof(float));
                 memcpy(m->vc + at, q + 2 * C + h * hs, (size_t)hs * sizeof(float));
             }
         }
-    #pragma omp parallel for collapse(3) schedule(static) if ((long)B * NH * n * (m->pos + n) * hs > 32768)
+    #pragma omp parallel for collapse(2) schedule(static) if ((long)B * NH * n * (m->pos + n) * hs > 32768)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            for (int i = 0; i < n; i++) {
-                const int P = m->pos + i;
-                const float *q = m->qkv + ((size_t)b * n + i) * 3 * C + h * hs;
-                const float *K = m->kc + lay + ((size_t)b * NH + h) * mT * hs, *Vv = m->vc + lay + ((size_t)b * NH + h) * mT * hs;
-                float *s = m->scores + (size_t)omp_get_thread_num() * mT, mx = -INFINITY;
-                for (int j = 0; j <= P; j++) {
-                    const float *k = K + (size_t)j * hs;
-                    float d = 0;
-                    #pragma omp simd reduction(+:d)
-                    for (int e = 0; e < hs; e++) d += q[e] * k[e];
-                    s[j] = d * sc;
-                    if (s[j] > mx) mx = s[j];
+        for (int h = 0; h < NH; h++) {
+            const float *K = m->kc + lay + ((size_t)b * NH + h) * mT * hs, *Vv = m->vc + lay + ((size_t)b * NH + h) * mT * hs;
+            float *S = m->scores + (size_t)omp_get_thread_num() * QCH * mT;
+            for (int i0 = 0; i0 < n; i0 += QCH) {
+                const int nq = n - i0 < QCH ? n - i0 : QCH, nk = m->pos + i0 + nq;   /* keys the chunk sees */
+                const float *q = m->qkv + ((size_t)b * n + i0) * C3 + h * hs;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, sc, q, C3, K, hs, 0.0f, S, nk);
+                for (int i = 0; i < nq; i++) {
+                    float *row = S + (size_t)i * nk;
+                    const int P = m->pos + i0 + i + 1;                               /* causal: keys 0..pos+i */
+                    float mx = row[0], z = 0.0f;
+                    for (int j = 1; j < P; j++) mx = row[j] > mx ? row[j] : mx;
+                    #pragma omp simd reduction(+:z)
+                    for (int j = 0; j < P; j++) { row[j] = derf_fast_expf(row[j] - mx); z += row[j]; }
+                    const float iz = 1.0f / z;
+                    for (int j = 0; j < P; j++) row[j] *= iz;
+                    for (int j = P; j < nk; j++) row[j] = 0.0f;
                 }
-                float z = 0;
-                for (int j = 0; j <= P; j++) { s[j] = expf(s[j] - mx); z += s[j]; }
-                const float iz = 1.0f / z;
-                float *o = m->atty + ((size_t)b * n + i) * C + h * hs;
-                for (int e = 0; e < hs; e++) o[e] = 0;
-                for (int j = 0; j <= P; j++) {
-                    const float p = s[j] * iz, *v = Vv + (size_t)j * hs;
-                    for (int e = 0; e < hs; e++) o[e] += p * v[e];
-                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, S, nk, Vv, hs, 0.0f,
+                            m->atty + ((size_t)b * n + i0) * C + h * hs, C);
             }
+        }
 }
 
 const float *derf_infer_gpt2_step(derf_infer_gpt2 *m, const int32_t *tokens, int B, int n, char *err, size_t errlen) {

@@ -181,6 +181,12 @@ const char *derf_infer_model_kind(const char *path, char *buf, size_t buflen, ch
     derf_safetensors st;
     if (derf_safetensors_read(&st, path, (size_t)1 << 36, err, errlen)) return NULL;
     const char *k = derf_safetensors_meta(&st, "model");
+    if (k && !strcmp(k, "dit")) {
+        derf_io_errf(err, errlen, "%s is a DiT: its norms have no gamma/beta to fold (adaLN-Zero scales and shifts them per "
+                     "sample from the timestep and class), so there is nothing to export; derf sample-dit runs it as it is", path);
+        derf_safetensors_free(&st);
+        return NULL;
+    }
     if (!k || (strcmp(k, "vit") && strcmp(k, "gpt2"))) {
         derf_io_errf(err, errlen, "%s: model '%s' in the metadata; only ViT (derf train) and GPT-2 (derf train-lm) "
                      "checkpoints run on the inference path", path, k ? k : "(none)");
