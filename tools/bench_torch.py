@@ -130,15 +130,9 @@ def build_vit(a, spec):
     return step
 
 
-def build_gpt2(a, spec):
-    cfg = {"vocab": a.vocab, "block_size": a.block_size, "n_layer": a.n_layer, "n_head": a.n_head,
-           "n_embd": a.n_embd, "bias": bool(a.bias), "shared_scale": spec["kind"] == "pointwise", "norm": spec}
-    model = gp.GPT(cfg)
-    model.train()
-    opt = adamw(model, 6e-4, (0.9, 0.95), 0.1)
-    vmax = 50257 if a.vocab == 50304 else a.vocab  # GPT-2's padded rows are never tokens
-    tokens = torch.randint(0, vmax, (a.batch, a.seq))
-    targets = torch.randint(0, vmax, (a.batch, a.seq))
+def lm_step(model, lr, tokens, targets):
+    """zero_grad, model(tokens, targets) -> (_, loss), backward, clip 1, AdamW (betas 0.9/0.95, wd 0.1)"""
+    opt = adamw(model, lr, (0.9, 0.95), 0.1)
     params = list(model.parameters())
 
     def step():
@@ -148,6 +142,17 @@ def build_gpt2(a, spec):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
     return step
+
+
+def build_gpt2(a, spec):
+    cfg = {"vocab": a.vocab, "block_size": a.block_size, "n_layer": a.n_layer, "n_head": a.n_head,
+           "n_embd": a.n_embd, "bias": bool(a.bias), "shared_scale": spec["kind"] == "pointwise", "norm": spec}
+    model = gp.GPT(cfg)
+    model.train()
+    vmax = 50257 if a.vocab == 50304 else a.vocab  # GPT-2's padded rows are never tokens
+    tokens = torch.randint(0, vmax, (a.batch, a.seq))
+    targets = torch.randint(0, vmax, (a.batch, a.seq))
+    return lm_step(model, 6e-4, tokens, targets)
 
 
 def build_dit(a, spec):
@@ -210,19 +215,6 @@ def build_wav2vec(a, spec):
     return step
 
 
-def dna_step(model, a, lr, tokens, targets):
-    opt = adamw(model, lr, (0.9, 0.95), 0.1)
-    params = list(model.parameters())
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        _, loss = model(tokens, targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-    return step
-
-
 def build_hyena(a, spec):
     """HyenaDNA next-token pretraining step of train-dna (clip 1, AdamW lr 6e-4, betas 0.9/0.95, wd 0.1)"""
     cfg = {"vocab": a.vocab, "d_model": a.d_model, "n_layer": a.n_layer, "d_inner": a.d_inner,
@@ -231,7 +223,7 @@ def build_hyena(a, spec):
     model.train()
     tokens = torch.randint(7, 11, (a.batch, a.seq))
     targets = torch.randint(7, 11, (a.batch, a.seq))
-    return dna_step(model, a, 6e-4, tokens, targets)
+    return lm_step(model, 6e-4, tokens, targets)
 
 
 def build_caduceus(a, spec):
@@ -249,7 +241,7 @@ def build_caduceus(a, spec):
     tokens = torch.randint(7, 11, (a.batch, a.seq))
     targets = torch.where(torch.rand(a.batch, a.seq) < 0.15, torch.randint(7, 11, (a.batch, a.seq)),
                           torch.full((a.batch, a.seq), -1))
-    return dna_step(model, a, 8e-3, tokens, targets)
+    return lm_step(model, 8e-3, tokens, targets)
 
 
 MODELS = {"vit": build_vit, "gpt2": build_gpt2, "dit": build_dit, "wav2vec": build_wav2vec, "hyena": build_hyena,
