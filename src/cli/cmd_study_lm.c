@@ -266,7 +266,7 @@ int cmd_study_lm(int argc, char **argv) {
                    "largest saturated fraction of any norm layer, the last norm's input rms and token-independent share, "
                    "and the training-batch loss gap to the unigram prediction (docs/diagnostics.md).\n\n",
                    BASE, smoke ? " (smoke)" : "", seed0, seed0 + seeds - 1);
-    derf_sb_printf(&md, "| case | what | options | val loss | collapsed | sat max | ln_f rms | ln_f share | unigram gap |\n"
+    derf_sb_printf(&md, "| case | what | options | val loss | collapsed | sat max | last norm input rms | its share | unigram gap |\n"
                         "|---|---|---|---|---|---|---|---|---|\n");
     printf("%-14s %-18s %-9s %-8s %-8s %-8s %s\n", "case", "val loss", "collapsed", "sat max", "ln_f rms", "share", "gap");
     for (int si = 0; si < nsel; si++) {
@@ -283,8 +283,11 @@ int cmd_study_lm(int argc, char **argv) {
         }
         mean_sd(v, seeds, &mv, &sv, &k);
         for (int q = 0; q < 4; q++) { int kk; mean_sd(x[q], seeds, &mx[q], &sx, &kk); }
-        derf_sb_printf(&md, "| %s | %s | `%s` | %.4f ± %.4f (%d) | %d/%d | %.3f | %.3g | %.3f | %.3f |\n", CASES[c].id,
-                       CASES[c].what, CASES[c].args[0] ? CASES[c].args : "(base)", mv, sv, k, alarms, ndone, mx[0], mx[1],
+        char sat[16];
+        if (isfinite(mx[0])) snprintf(sat, sizeof sat, "%.3f", mx[0]);
+        else snprintf(sat, sizeof sat, "n/a"); /* LayerNorm / RMSNorm, or no diagnostics */
+        derf_sb_printf(&md, "| %s | %s | `%s` | %.4f ± %.4f (%d) | %d/%d | %s | %.3g | %.3f | %.3f |\n", CASES[c].id,
+                       CASES[c].what, CASES[c].args[0] ? CASES[c].args : "(base)", mv, sv, k, alarms, ndone, sat, mx[1],
                        mx[2], mx[3]);
         printf("%-14s %.4f±%.4f %d/%-7d %-8.3f %-8.3g %-8.3f %.3f\n", CASES[c].id, mv, sv, alarms, ndone, mx[0], mx[1],
                mx[2], mx[3]);
