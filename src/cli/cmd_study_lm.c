@@ -25,6 +25,7 @@ static const lm_case CASES[] = {
     {"derf", "Derf, the recipe (alpha 1, shared_scale sqrt(C), biases)", ""},
     {"warmup-long", "warmup 5x longer", "--warmup-x 5"},
     {"accum4", "4x tokens per step (gradient accumulation), same tokens in all", "--accum 4 --steps-x 0.25"},
+    {"accum4-steps", "4x tokens per step, same steps (4x the tokens)", "--accum 4"},
     {"lr-low", "lr / 3", "--lr 2e-4"},
     {"lr-high", "lr x 3", "--lr 1.8e-3"},
     {"alpha-small", "alpha inits attn 0.2, ffn 0.05, final 0.05", "--attn-alpha 0.2 --ffn-alpha 0.05 --final-alpha 0.05"},
