@@ -173,7 +173,11 @@ int cmd_study_lm(int argc, char **argv) {
         for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             int hit = -1;
             for (int c = 0; c < NCASES; c++) if (!strcmp(t, CASES[c].id)) hit = c;
-            if (hit < 0) { free(dup); return cli_fail("study lm", "unknown case '%s' in --cases (see --list)", t); }
+            if (hit < 0) {
+                rc = cli_fail("study lm", "unknown case '%s' in --cases (see --list)", t);
+                free(dup);
+                return rc;
+            }
             int seen = 0;
             for (int i = 0; i < nsel; i++) seen |= sel[i] == hit;
             if (!seen) sel[nsel++] = hit;
