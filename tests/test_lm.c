@@ -245,6 +245,41 @@ static void test_weight_decay_rule(void **state) {
     derf_gpt2_free(&m);
 }
 
+/* --logit-bias unigram: the saved lm_head.bias after a step at lr 0 is the training shard's add-0.5 unigram
+ * log-probabilities, centred, counted here from the shard file itself */
+static void test_unigram_logit_bias(void **state) {
+    (void)state;
+    char out[] = "/tmp/derf-lm-lb-XXXXXX", path[600], err[DERF_ERRLEN];
+    assert_non_null(mkdtemp(out));
+    derf_lm_opts o;
+    opts_small(&o, out, "derf");
+    o.model.logit_bias = 1;
+    o.logit_bias_unigram = 1;
+    o.steps = 1;
+    o.lr = o.min_lr = 0;
+    o.eval_every = 0;
+    o.eval_train_loss = 0;
+    static derf_lm_result r;
+    assert_int_equal(derf_lm_train(&o, &r, err, sizeof err), 0);
+    derf_shard tr;
+    snprintf(path, sizeof path, "%s/train.bin", g_data);
+    assert_int_equal(derf_shard_read(path, &tr, err, sizeof err), 0);
+    double cnt[64] = {0}, ref[64], mean = 0;
+    for (size_t i = 0; i < tr.n; i++) cnt[tr.tokens[i]] += 1;
+    for (int v = 0; v < 64; v++) { ref[v] = log((cnt[v] + 0.5) / ((double)tr.n + 0.5 * 64)); mean += ref[v] / 64; }
+    derf_gpt2 m;
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    assert_int_equal(derf_lm_load(&m, path, 1, 16, NULL, err, sizeof err), 0);
+    assert_int_equal(m.cfg.logit_bias, 1);
+    const derf_tensor *t = derf_params_find(&m.params, "lm_head.bias");
+    assert_non_null(t);
+    for (int v = 0; v < 64; v++) assert_float_equal(m.params.params[t->offset + v], ref[v] - mean, 1e-5);
+    derf_gpt2_free(&m);
+    derf_shard_free(&tr);
+    snprintf(path, sizeof path, "rm -rf '%s'", out);
+    assert_int_equal(system(path), 0);
+}
+
 static void greedy(derf_gpt2 *m, const int32_t *prompt, int n, int len, int32_t *out) {
     int32_t ctx[128];
     memcpy(ctx, prompt, sizeof(int32_t) * n);
@@ -419,7 +454,7 @@ int main(void) {
         cmocka_unit_test(test_resume_exact),  cmocka_unit_test(test_loss_decreases),
         cmocka_unit_test(test_divergence_keeps_checkpoint), cmocka_unit_test(test_weight_decay_rule),
         cmocka_unit_test(test_sampling),      cmocka_unit_test(test_bad_inputs),
-        cmocka_unit_test(test_bytes_mode),
+        cmocka_unit_test(test_bytes_mode),   cmocka_unit_test(test_unigram_logit_bias),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

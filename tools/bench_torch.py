@@ -3,24 +3,24 @@
 same invocation with the same sizes and prints the ratios. Eager PyTorch, float32, CPU.
 
 Usage (derf bench builds these command lines; the norm specs are derf's canonical spec strings):
-  bench_torch.py norms --rows N --cols C        COMMON SPEC...   forward, forward+backward of one norm layer
-  bench_torch.py vit   --batch B --img I --chans K --patch P --dim D --depth L --heads H --mlp-ratio M
-                       --classes V --pool avg|cls --gelu erf|tanh  COMMON SPEC...   one ViT training step
-  bench_torch.py gpt2  --batch B --seq T --vocab V --block-size S --n-layer L --n-head H --n-embd C
-                       --bias 0|1                 COMMON SPEC...   one GPT-2 training step
-  COMMON: --reps R --warmup W --threads N [--min]   (median of R timed runs after W untimed ones,
-          or their minimum with --min; torch.set_num_threads(N))
+  bench_torch.py norms --rows N --cols C --reps R --warmup W [--min] --threads N SPEC...
+      forward, forward+backward of one norm layer: median (--min: minimum) of R timed runs after W
+  bench_torch.py MODEL [model options] --threads N SPEC...      MODEL: vit gpt2 dit wav2vec hyena caduceus
+      a server for one training step of MODEL per SPEC, driven on stdin (see serve()); the model options
+      are the sizes (--batch, --seq, --dim, ... as main() lists them for each model)
 
-The models are the parity oracles' (tools/vit_torch_parity.py, tools/gpt2_torch_parity.py: the same
-architecture derf trains), except that LayerNorm is torch's fused nn.LayerNorm, what a PyTorch user
-would run. Steps match derf bench's: ViT = forward + cross-entropy (label smoothing 0.1) + backward +
-AdamW (lr 4e-3, wd 0.05); GPT-2 = forward + cross-entropy + backward + clip_grad_norm_(1.0) + AdamW
-(lr 6e-4, betas 0.9/0.95, wd 0.1 on the >= 2-D tensors). The caller sets OPENBLAS_NUM_THREADS in the
-environment (docs/performance.md explains the choice).
+The models are the parity oracles' (tools/*_torch_parity.py: the same architectures derf trains, checked
+against derf tensor by tensor), except that LayerNorm is torch's fused nn.LayerNorm, what a PyTorch user
+would run. The steps match derf bench's (docs/performance.md): ViT = forward + cross-entropy (label
+smoothing 0.1) + backward + AdamW (lr 4e-3, wd 0.05); GPT-2, HyenaDNA, Caduceus-PS = forward + loss +
+backward + clip_grad_norm_(1.0) + AdamW (betas 0.9/0.95, wd 0.1 on the >= 2-D tensors); DiT = forward +
+eps-MSE + backward + AdamW (lr 1e-4, no decay); wav2vec 2.0 = forward + fairseq loss / M + backward +
+clip 10 + AdamW, with fixed draws. The caller sets OPENBLAS_NUM_THREADS in the environment
+(docs/performance.md explains the choice).
 
-Output on stdout: 'torch VERSION', then one line per SPEC in the order given, 'r INDEX MS [MS2]'
-(norms: forward ms, forward+backward ms; vit and gpt2: ms per step), with '-' for a spec these oracles
-cannot build (e.g. one with transforms). Progress goes to stderr. Without torch: one line
+Output on stdout: 'torch VERSION' first. norms: one line per SPEC in the order given, 'r INDEX MS MS2'
+(forward ms, forward+backward ms), with '-' for a spec these oracles cannot build (e.g. one with
+transforms). Models: the answers of serve(). Progress goes to stderr. Without torch: one line
 'notorch REASON' and exit status 3.
 """
 import argparse
@@ -130,15 +130,9 @@ def build_vit(a, spec):
     return step
 
 
-def build_gpt2(a, spec):
-    cfg = {"vocab": a.vocab, "block_size": a.block_size, "n_layer": a.n_layer, "n_head": a.n_head,
-           "n_embd": a.n_embd, "bias": bool(a.bias), "shared_scale": spec["kind"] == "pointwise", "norm": spec}
-    model = gp.GPT(cfg)
-    model.train()
-    opt = adamw(model, 6e-4, (0.9, 0.95), 0.1)
-    vmax = 50257 if a.vocab == 50304 else a.vocab  # GPT-2's padded rows are never tokens
-    tokens = torch.randint(0, vmax, (a.batch, a.seq))
-    targets = torch.randint(0, vmax, (a.batch, a.seq))
+def lm_step(model, lr, tokens, targets):
+    """zero_grad, model(tokens, targets) -> (_, loss), backward, clip 1, AdamW (betas 0.9/0.95, wd 0.1)"""
+    opt = adamw(model, lr, (0.9, 0.95), 0.1)
     params = list(model.parameters())
 
     def step():
@@ -148,6 +142,17 @@ def build_gpt2(a, spec):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
     return step
+
+
+def build_gpt2(a, spec):
+    cfg = {"vocab": a.vocab, "block_size": a.block_size, "n_layer": a.n_layer, "n_head": a.n_head,
+           "n_embd": a.n_embd, "bias": bool(a.bias), "shared_scale": spec["kind"] == "pointwise", "norm": spec}
+    model = gp.GPT(cfg)
+    model.train()
+    vmax = 50257 if a.vocab == 50304 else a.vocab  # GPT-2's padded rows are never tokens
+    tokens = torch.randint(0, vmax, (a.batch, a.seq))
+    targets = torch.randint(0, vmax, (a.batch, a.seq))
+    return lm_step(model, 6e-4, tokens, targets)
 
 
 def build_dit(a, spec):
@@ -210,19 +215,6 @@ def build_wav2vec(a, spec):
     return step
 
 
-def dna_step(model, a, lr, tokens, targets):
-    opt = adamw(model, lr, (0.9, 0.95), 0.1)
-    params = list(model.parameters())
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        _, loss = model(tokens, targets)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-    return step
-
-
 def build_hyena(a, spec):
     """HyenaDNA next-token pretraining step of train-dna (clip 1, AdamW lr 6e-4, betas 0.9/0.95, wd 0.1)"""
     cfg = {"vocab": a.vocab, "d_model": a.d_model, "n_layer": a.n_layer, "d_inner": a.d_inner,
@@ -231,7 +223,7 @@ def build_hyena(a, spec):
     model.train()
     tokens = torch.randint(7, 11, (a.batch, a.seq))
     targets = torch.randint(7, 11, (a.batch, a.seq))
-    return dna_step(model, a, 6e-4, tokens, targets)
+    return lm_step(model, 6e-4, tokens, targets)
 
 
 def build_caduceus(a, spec):
@@ -249,7 +241,7 @@ def build_caduceus(a, spec):
     tokens = torch.randint(7, 11, (a.batch, a.seq))
     targets = torch.where(torch.rand(a.batch, a.seq) < 0.15, torch.randint(7, 11, (a.batch, a.seq)),
                           torch.full((a.batch, a.seq), -1))
-    return dna_step(model, a, 8e-3, tokens, targets)
+    return lm_step(model, 8e-3, tokens, targets)
 
 
 MODELS = {"vit": build_vit, "gpt2": build_gpt2, "dit": build_dit, "wav2vec": build_wav2vec, "hyena": build_hyena,

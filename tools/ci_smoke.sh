@@ -54,10 +54,13 @@ step compare runs/compare/report.md runs/compare/curves.svg -- \
 step train runs/train/model.safetensors runs/train/state.safetensors runs/train/log.jsonl -- \
     ./derf train --epochs 1 --train-limit 1024 --test-limit 500
 step eval -- ./derf eval runs/train/model.safetensors --test-limit 500
+step export runs/train/folded.safetensors -- ./derf export --fold runs/train runs/train/folded.safetensors
+step "eval (folded)" -- ./derf eval runs/train/folded.safetensors --test-limit 500
 step "data text" runs/data/text/train.bin runs/data/text/val.bin -- ./derf data text
 step train-lm runs/lm/model.safetensors runs/lm/log.jsonl -- \
     ./derf train-lm --preset test --steps 4 --warmup 1 --batch 2 --eval-every 0 --eval-windows 2
 step sample -- ./derf sample runs/lm --length 16
+step diagnose -- ./derf diagnose runs/lm --windows 2
 step train-dit runs/dit/model_ema.safetensors runs/dit/log.jsonl -- \
     ./derf train-dit --steps 4 --batch 8 --train-limit 256 --eval-train-n 0
 step sample-dit samples.png runs/dit/samples.safetensors -- \
@@ -69,6 +72,7 @@ step "data dna" runs/data/dna/human_chr22.dnac -- ./derf data dna
 step train-dna runs/dna/model.safetensors runs/dna/log.jsonl -- \
     ./derf train-dna --preset test --steps 4 --batch 2 --seq 256 --eval-windows 4 --out runs/dna
 step study runs/study-approx-smoke/report.md -- ./derf study approx --smoke
+step "study autosearch" runs/autosearch-smoke/report.md runs/autosearch-smoke/pareto.svg -- ./derf study autosearch --smoke
 step functions functions.svg -- ./derf functions
 step bench -- ./derf bench --quick
 echo "ci_smoke: all commands passed in ${total} s wall"

@@ -1,17 +1,23 @@
-/* cmd_bench.c: `derf bench`: the kernel and training-step benchmarks, each against PyTorch run in
- * the same invocation (tools/bench_torch.py through /usr/bin/python3, when it has torch):
+/* cmd_bench.c: `derf bench`: the kernel and training-step benchmarks, each against PyTorch run in the
+ * same invocation (tools/bench_torch.py through /usr/bin/python3, when it has torch):
  *   memcpy  a threaded copy of the N x C norm tensor: the bandwidth floor (GB/s, read + write)
  *   norms   layernorm, rmsnorm, dyt, derf forward and forward+backward at N x C: ms, effective GB/s
  *           (2 tensor passes forward, 6 forward+backward) as a fraction of the copy's, and the PyTorch ratio
  *   vit     one ViT training step (forward + label-smoothed cross-entropy + backward + AdamW) of the
- *           compare recipe (preset tiny, batch 128): images/s per norm, and PyTorch's
+ *           compare recipe (preset tiny, batch 128): images/s per norm, and PyTorch's; the step's
+ *           matrix-product GFLOP/s against the same sgemm calls alone
  *   gpt2    one GPT-2 training step (forward + backward + clip + AdamW) at B x T (124M, 4 x 64): ms/step
- * Every figure is the median of R timed runs after W untimed ones. Progress goes to stderr, the
- * tables to stdout. Nothing here asserts a timing: benchmarks are not tests (docs/performance.md). */
+ *   dit, wav2vec, hyena, caduceus: one training step of each trainer's recipe: ms/step
+ *   tok     the GPT-2 tokenizer (JS flavour) in MB/s against the npm gpt-3-encoder under node
+ * The model parts interleave derf's and PyTorch's steps one by one (the peer runs as a server on a pipe)
+ * and report ratios by wall and by process CPU time; a summary of every ratio ends the output. Every figure
+ * is the median of R timed runs after W untimed ones. Progress goes to stderr, the tables to stdout.
+ * Nothing here asserts a timing: benchmarks are not tests (docs/performance.md). */
+#include <cblas.h>
 #include <ctype.h>
 #include <math.h>
-#include <cblas.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +189,7 @@ static int peer_open(peer_t *p, int blas, const char *args, peer_proc *pp) {
     static char cmd[16384];
     snprintf(cmd, sizeof cmd, "OPENBLAS_NUM_THREADS=%d exec '%s' '%s' %s", blas, p->python, p->script, args);
     int in[2], out[2];
+    signal(SIGPIPE, SIG_IGN); /* a peer that dies mid-run makes the next write fail, not end derf */
     if (pipe(in)) { peer_skip(p, "could not create a pipe"); return -1; }
     if (pipe(out)) { close(in[0]); close(in[1]); peer_skip(p, "could not create a pipe"); return -1; }
     fflush(stdout);

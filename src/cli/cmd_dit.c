@@ -150,7 +150,7 @@ int cmd_sample_dit(int argc, char **argv) {
     static dit_sample_args s;
     dit_sample_args_init(&s);
     const char *png = "samples.png", *raw = NULL, *labels = "cycle";
-    int nimg = 100, cols = 0, threads = 0, allow_nf = 0;
+    int nimg = 100, cols = 0, threads = 0, allow_nf = 0, old_batch = 0;
     cli_opt opts[32];
     int n = dit_sample_opts_table(&s, opts, 24);
     opts[n++] = (cli_opt){"n", CLI_INT, &nimg, "number of samples", 1, 10000000};
@@ -160,6 +160,8 @@ int cmd_sample_dit(int argc, char **argv) {
     opts[n++] = (cli_opt){"save", CLI_STR, &raw, "also write the samples and labels (safetensors: samples [n,1,H,W] in [-1,1], labels [n])", 0, -1};
     opts[n++] = (cli_opt){"threads", CLI_INT, &threads, "OpenMP threads, one sample each (0 or auto: every CPU this process may use; the samples do not depend on it)", 0, 1024};
     opts[n++] = (cli_opt){"allow-nonfinite", CLI_FLAG, &allow_nf, "load a checkpoint whose weights hold NaN or Inf (refused by default)", 0, -1};
+    /* --batch set the model batch until the samples became independent of it; accepted so that old scripts run */
+    opts[n++] = (cli_opt){"batch", CLI_INT, &old_batch, "no effect (kept for old scripts): every sample runs on its own, the samples do not depend on a batch", 0, 65536};
     opts[n] = (cli_opt){0};
     const cli_cmd cmd = {"sample-dit", "CHECKPOINT [options]",
         "Sample a DiT checkpoint of 'derf train-dit' (DDPM ancestral or DDIM, classifier-free guidance, seeded)\n"

@@ -129,7 +129,8 @@ int cmd_train_lm(int argc, char **argv) {
     const cli_cmd cmd = {"train-lm", "[options]",
         "Train a GPT-2 language model (default: the tiny preset, 6 layers, on runs/data/text with derf) with the\n"
         "paper's recipe, and report the validation loss and the evaluation-mode training loss.",
-        "Data: token shards from 'derf data text' (GPT-2 BPE; the model's vocabulary becomes 50304). Each step\n"
+        "Data: token shards from 'derf data text' (GPT-2 BPE; the model's vocabulary becomes 50304; with --text\n"
+        "bytes the same text as bytes, vocabulary 256). Each step\n"
         "trains on accum x batch random windows of seq+1 tokens. Checkpoints are written at every validation;\n"
         "a NaN/inf loss stops the run and keeps the last good checkpoint. Sample with 'derf sample OUT'.\n"
         "Resume: 'derf train-lm --resume DIR [--max-steps N]' replays DIR's original options (stored in its\n"

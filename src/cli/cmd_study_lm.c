@@ -25,6 +25,7 @@ static const lm_case CASES[] = {
     {"derf", "Derf, the recipe (alpha 1, shared_scale sqrt(C), biases)", ""},
     {"warmup-long", "warmup 5x longer", "--warmup-x 5"},
     {"accum4", "4x tokens per step (gradient accumulation), same tokens in all", "--accum 4 --steps-x 0.25"},
+    {"accum4-steps", "4x tokens per step, same steps (4x the tokens)", "--accum 4"},
     {"lr-low", "lr / 3", "--lr 2e-4"},
     {"lr-high", "lr x 3", "--lr 1.8e-3"},
     {"alpha-small", "alpha inits attn 0.2, ffn 0.05, final 0.05", "--attn-alpha 0.2 --ffn-alpha 0.05 --final-alpha 0.05"},
@@ -172,7 +173,11 @@ int cmd_study_lm(int argc, char **argv) {
         for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             int hit = -1;
             for (int c = 0; c < NCASES; c++) if (!strcmp(t, CASES[c].id)) hit = c;
-            if (hit < 0) { free(dup); return cli_fail("study lm", "unknown case '%s' in --cases (see --list)", t); }
+            if (hit < 0) {
+                rc = cli_fail("study lm", "unknown case '%s' in --cases (see --list)", t);
+                free(dup);
+                return rc;
+            }
             int seen = 0;
             for (int i = 0; i < nsel; i++) seen |= sel[i] == hit;
             if (!seen) sel[nsel++] = hit;
@@ -266,7 +271,7 @@ int cmd_study_lm(int argc, char **argv) {
                    "largest saturated fraction of any norm layer, the last norm's input rms and token-independent share, "
                    "and the training-batch loss gap to the unigram prediction (docs/diagnostics.md).\n\n",
                    BASE, smoke ? " (smoke)" : "", seed0, seed0 + seeds - 1);
-    derf_sb_printf(&md, "| case | what | options | val loss | collapsed | sat max | ln_f rms | ln_f share | unigram gap |\n"
+    derf_sb_printf(&md, "| case | what | options | val loss | collapsed | sat max | last norm input rms | its share | unigram gap |\n"
                         "|---|---|---|---|---|---|---|---|---|\n");
     printf("%-14s %-18s %-9s %-8s %-8s %-8s %s\n", "case", "val loss", "collapsed", "sat max", "ln_f rms", "share", "gap");
     for (int si = 0; si < nsel; si++) {
@@ -283,8 +288,11 @@ int cmd_study_lm(int argc, char **argv) {
         }
         mean_sd(v, seeds, &mv, &sv, &k);
         for (int q = 0; q < 4; q++) { int kk; mean_sd(x[q], seeds, &mx[q], &sx, &kk); }
-        derf_sb_printf(&md, "| %s | %s | `%s` | %.4f ± %.4f (%d) | %d/%d | %.3f | %.3g | %.3f | %.3f |\n", CASES[c].id,
-                       CASES[c].what, CASES[c].args[0] ? CASES[c].args : "(base)", mv, sv, k, alarms, ndone, mx[0], mx[1],
+        char sat[16];
+        if (isfinite(mx[0])) snprintf(sat, sizeof sat, "%.3f", mx[0]);
+        else snprintf(sat, sizeof sat, "n/a"); /* LayerNorm / RMSNorm, or no diagnostics */
+        derf_sb_printf(&md, "| %s | %s | `%s` | %.4f ± %.4f (%d) | %d/%d | %s | %.3g | %.3f | %.3f |\n", CASES[c].id,
+                       CASES[c].what, CASES[c].args[0] ? CASES[c].args : "(base)", mv, sv, k, alarms, ndone, sat, mx[1],
                        mx[2], mx[3]);
         printf("%-14s %.4f±%.4f %d/%-7d %-8.3f %-8.3g %-8.3f %.3f\n", CASES[c].id, mv, sv, alarms, ndone, mx[0], mx[1],
                mx[2], mx[3]);

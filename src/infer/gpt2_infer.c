@@ -289,19 +289,14 @@ int derf_infer_gpt2_sample(derf_infer_gpt2 *m, const int32_t *prompt, int n_prom
 }
 
 int derf_infer_gpt2_save(const derf_infer_gpt2 *m, const char *path, char *err, size_t errlen) {
-    char keys[48][32], vals[48][128], trained[256], dv[32];
-    int n = derf_gpt2_config_to_meta(&m->cfg, keys, vals, 44);
-    if (n < 0) { derf_io_errf(err, errlen, "too much metadata"); return -1; }
-    derf_st_meta meta[48];
-    for (int i = 0; i < n; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
-    snprintf(dv, sizeof dv, "%d", m->data_vocab);
-    meta[n++] = (derf_st_meta){"data_vocab", dv};
-    derf_norm_format(&m->trained, trained, sizeof trained);
-    if (m->folded) {
-        meta[n++] = (derf_st_meta){"folded", "1"};
-        meta[n++] = (derf_st_meta){"norm_trained", trained};
+    char keys[48][32], vals[48][128];
+    int n = derf_gpt2_config_to_meta(&m->cfg, keys, vals, 47);
+    if (n >= 0) { /* the vocabulary the data used (derf sample refuses models of another tokenizer) */
+        snprintf(keys[n], sizeof keys[n], "data_vocab");
+        snprintf(vals[n], sizeof vals[n], "%d", m->data_vocab);
+        n++;
     }
-    return iw_write(&m->w, path, meta, n, err, errlen);
+    return iw_write_model(&m->w, path, keys, vals, n, m->folded, &m->trained, err, errlen);
 }
 
 void derf_infer_gpt2_free(derf_infer_gpt2 *m) {

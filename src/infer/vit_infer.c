@@ -156,17 +156,9 @@ const float *derf_infer_vit_forward(derf_infer_vit *m, const float *images, int 
 }
 
 int derf_infer_vit_save(const derf_infer_vit *m, const char *path, char *err, size_t errlen) {
-    char keys[48][32], vals[48][128], trained[256];
-    int n = derf_vit_config_to_meta(&m->cfg, keys, vals, 46);
-    if (n < 0) { derf_io_errf(err, errlen, "too much metadata"); return -1; }
-    derf_st_meta meta[48];
-    for (int i = 0; i < n; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
-    derf_norm_format(&m->trained, trained, sizeof trained);
-    if (m->folded) {
-        meta[n++] = (derf_st_meta){"folded", "1"};
-        meta[n++] = (derf_st_meta){"norm_trained", trained};
-    }
-    return iw_write(&m->w, path, meta, n, err, errlen);
+    char keys[48][32], vals[48][128];
+    const int n = derf_vit_config_to_meta(&m->cfg, keys, vals, 48);
+    return iw_write_model(&m->w, path, keys, vals, n, m->folded, &m->trained, err, errlen);
 }
 
 void derf_infer_vit_free(derf_infer_vit *m) {

@@ -114,6 +114,20 @@ int iw_write(const iw_table *t, const char *path, const derf_st_meta *meta, int 
     return rc;
 }
 
+int iw_write_model(const iw_table *t, const char *path, char keys[][32], char vals[][128], int n, int folded,
+                   const derf_norm_spec *trained, char *err, size_t errlen) {
+    derf_st_meta meta[64];
+    char spec[256];
+    if (n < 0 || n > 62) { derf_io_errf(err, errlen, "too much metadata"); return -1; }
+    for (int i = 0; i < n; i++) meta[i] = (derf_st_meta){keys[i], vals[i]};
+    derf_norm_format(trained, spec, sizeof spec);
+    if (folded) {
+        meta[n++] = (derf_st_meta){"folded", "1"};
+        meta[n++] = (derf_st_meta){"norm_trained", spec};
+    }
+    return iw_write(t, path, meta, n, err, errlen);
+}
+
 void iw_free(iw_table *t) {
     for (int i = 0; i < t->nblocks; i++) free(t->blocks[i]);
     free(t->blocks);

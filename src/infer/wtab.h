@@ -44,6 +44,9 @@ void iw_drop(iw_table *t, const char *name);
 int iw_load(iw_table *t, const derf_safetensors *st, const char *path, char *err, size_t errlen);
 /* Writes the tensors without IW_NOWRITE, in table order, with the metadata, atomically. */
 int iw_write(const iw_table *t, const char *path, const derf_st_meta *meta, int nmeta, char *err, size_t errlen);
+/* iw_write with the metadata of a model: keys/vals[0..n) (the config), then folded=1 and norm_trained when folded. */
+int iw_write_model(const iw_table *t, const char *path, char keys[][32], char vals[][128], int n, int folded,
+                   const derf_norm_spec *trained, char *err, size_t errlen);
 void iw_free(iw_table *t);
 /* A checkpoint's folding state: *folded from metadata folded=1, *trained = norm_trained (folded) or norm. */
 int iw_folded_meta(const derf_safetensors *st, const derf_norm_spec *norm, int *folded, derf_norm_spec *trained,
