@@ -356,17 +356,6 @@ int derf_speech_train(const derf_speech_train_opts *o, derf_speech_train_result 
                      2 * o->model.mask_len, need);
         return -1;
     }
-    if (derf_w2v_frames(&o->model, o->crop) < 2 * o->model.mask_len) {
-        int lo = 1, hi = 1 << 24; /* the shortest crop that gives enough frames (frames grow with the crop) */
-        while (lo < hi) {
-            int mid = lo + (hi - lo) / 2;
-            if (derf_w2v_frames(&o->model, mid) < 2 * o->model.mask_len) lo = mid + 1;
-            else hi = mid;
-        }
-        derf_io_errf(err, errlen, "--crop %d gives %d frames after the feature encoder; the masking needs at least %d "
-                     "(use --crop %d or more)", o->crop, derf_w2v_frames(&o->model, o->crop), 2 * o->model.mask_len, lo);
-        return -1;
-    }
     if (o->min_samples > o->crop || derf_w2v_frames(&o->model, o->min_samples) < 2 * o->model.mask_len) {
         derf_io_errf(err, errlen, "--min-samples %d must be at most --crop %d and give at least %d frames", o->min_samples,
                      o->crop, 2 * o->model.mask_len);
