@@ -60,6 +60,8 @@ static int perturb_params(const derf_norm_spec *s, int C, float *p, derf_norm_pa
     return k;
 }
 
+static void nudge_off_kinks(const derf_norm_spec *s, float *x, int N, int C, const double *pd, const derf_norm_param *d, int k);
+
 static void check_spec_shape(const char *text, int N, int C) {
     derf_norm_spec s;
     char err[512];
@@ -88,8 +90,9 @@ static void check_spec_shape(const char *text, int N, int C) {
         float sh = s.shift == DERF_SHIFT_SCALAR ? p[1] : s.shift == DERF_SHIFT_CHANNEL ? p[1 + i % C] : 0.f;
         while (fabsf(p[0] * x[i] + sh) < 0.02f) tu_fill(x + i, 1, &seed, -3.5, 3.5);
     }
-    for (size_t i = 0; i < NC; i++) { xd[i] = x[i]; dyd[i] = dy[i]; }
     for (size_t i = 0; i < P; i++) pd[i] = p[i];
+    if (s.kind == DERF_NORM_POINTWISE) nudge_off_kinks(&s, x, N, C, pd, d, k); /* as check_threads does */
+    for (size_t i = 0; i < NC; i++) { xd[i] = x[i]; dyd[i] = dy[i]; }
 
     derf_norm_forward(&s, y, stats, x, p, N, C);
     ref_forward(&s, yd, xd, pd, N, C);
