@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
     int step = 0;
     derf_rng rng;
     char err[DERF_ERRLEN] = "";
-    int rc = derf_run_load(fz_dir(), "derf-fuzz-1", &p, ema, &step, &rng, err, sizeof err);
+    static const derf_st_meta want[1] = {{"model", "fuzz"}}; /* the seeds' model metadata: the config check runs */
+    int rc = derf_run_load(fz_dir(), "derf-fuzz-1", want, 1, &p, ema, &step, &rng, err, sizeof err);
     fz_check_err(rc, err);
     if (!rc && step < 0) abort();
     return 0;
