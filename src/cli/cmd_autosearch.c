@@ -25,18 +25,6 @@ static int parse_list(const char *text, double *out, int max, double lo, double 
     return n;
 }
 
-/* Tiny model and data: seconds for the whole search (CI). Explicit options win. */
-static void smoke_defaults(train_args *a) {
-    a->dim = 16; a->depth = 2; a->heads = 2; a->patch = 7;
-    a->o.test_limit = 256;
-    a->o.batch = 32;
-    a->o.lr = 5e-3f;
-    a->o.warmup_epochs = 0.25f;
-    a->o.ema = 0;
-    a->threads = 1;
-    a->o.quiet = 1;
-}
-
 typedef struct {
     const char *out, *rungs, *seeds, *limits, *alphas, *clips, *mixes;
     float eta, budget;
@@ -68,7 +56,7 @@ int cmd_autosearch(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--smoke")) s.smoke = 1;
     if (s.smoke) {
-        smoke_defaults(&a);
+        study_smoke_defaults(&a); /* the rungs below set epochs and images */
         s.rungs = "1,2";
         s.seeds = "1,2";
         s.limits = "256,512";

@@ -23,8 +23,9 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Small model, few hundred images, a few dozen steps: seconds per case (CI). Explicit options win. */
-static void smoke_defaults(train_args *a) {
+/* Small model, few hundred images, a few dozen steps: seconds per case (CI). Explicit options win.
+ * Also the base of `study autosearch --smoke`, which then sets its own epochs and images per rung. */
+void study_smoke_defaults(train_args *a) {
     a->dim = 16; a->depth = 2; a->heads = 2; a->patch = 7;
     a->o.train_limit = 512;
     a->o.test_limit = 256;
@@ -222,7 +223,7 @@ int cmd_study(int argc, char **argv) {
     int smoke = 0;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--smoke")) smoke = 1;
-    if (smoke) smoke_defaults(&a);
+    if (smoke) study_smoke_defaults(&a);
     const char *out = NULL, *lambdas = NULL;
     int seeds = 1, table = 0, list = 0, keep = 0;
     float budget = 0;

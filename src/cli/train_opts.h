@@ -16,5 +16,6 @@ void train_args_init(train_args *a);
 int train_opts_table(train_args *a, cli_opt *t, int max); /* fills t, returns the count */
 int train_args_finish(train_args *a, const char *cmd);    /* 0, or an exit status after an error line */
 void print_result(const char *label, const derf_cls_result *r);
+void study_smoke_defaults(train_args *a);                 /* --smoke of `derf study` (cmd_study.c) */
 
 #endif
